@@ -1,0 +1,1 @@
+"""The arXiv data pipeline: collect, preprocess, validate, and batch for Lightning."""

@@ -1,0 +1,546 @@
+"""Collect arXiv papers per category, from the arXiv API or a local snapshot, resumably.
+
+Offline (the default)::
+
+    clf collect --source snapshot --snapshot ../shared/data/arxiv/papers.jsonl.gz --num-papers 5000
+
+From the API (polite by default: at least 3 s between pages, as arXiv asks)::
+
+    clf collect --source api --num-papers 2000
+
+Papers of each category are appended to ``DATA_DIR/raw/arxiv/<category>.jsonl`` page by page, and a small state
+file beside it records the next page to fetch, so an interrupted run picks up where it stopped: saved pages are not
+fetched again and no paper is saved twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import arxiv
+import requests
+
+from clf import DEFAULT_CATEGORIES
+from clf.data.api_session import FeedSession, MalformedFeedError
+from clf.data.io import (
+    DataFileError,
+    read_json,
+    read_jsonl,
+    sha256_of_strings,
+    truncate_partial_last_line,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+from clf.data.io import append_jsonl as _append_jsonl
+from clf.data.paper import Paper, strip_version
+from clf.data.snapshot import DateRange, SnapshotReader
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://export.arxiv.org/api/query"
+DATASET_FILE = "classification_dataset.jsonl"
+MANIFEST_FILE = "manifest.json"
+_CATEGORY = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
+_RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+class CollectionError(RuntimeError):
+    """Collection stopped; everything saved before the failure is kept and a re-run resumes from it."""
+
+
+class EmptyCategoryError(CollectionError):
+    """A category yielded no papers at all."""
+
+
+class ArxivCollector:
+    """Collects papers per category into append-only JSON Lines files under ``data_dir/raw/arxiv/``.
+
+    Args:
+        data_dir: root of the data folder; papers go to ``<data_dir>/raw/arxiv/``.
+        source: ``snapshot`` reads a local JSON Lines snapshot (offline); ``api`` queries the arXiv API.
+        snapshot_path: the snapshot file, for ``source="snapshot"``.
+        api_url: the arXiv API query endpoint (a loopback server in tests).
+        delay_seconds: least time between two API requests; arXiv asks for at least 3 s.
+        category_delay_seconds: pause between two categories (API only); defaults to ``delay_seconds``.
+        page_size: papers per API request (arXiv allows up to 2000; 100 keeps pages quick to retry).
+        max_retries: retries of a failed page before giving up (HTTP 429/5xx, timeouts, malformed or empty feeds).
+        backoff_seconds: wait before the first retry; doubled on each further retry.
+        max_backoff_seconds: upper bound on a single back-off wait.
+        timeout_seconds: socket timeout of one API request.
+        primary_only: keep only papers whose primary category is the one asked for.
+        start_date: keep papers published on or after this day (``YYYY-MM-DD``).
+        end_date: keep papers published on or before this day (``YYYY-MM-DD``).
+        seed: seed of the snapshot sampling.
+        progress_every: log a progress line every this many saved papers.
+
+    Raises:
+        ValueError: naming the option that is out of range.
+
+    Example:
+        >>> collector = ArxivCollector("data", source="snapshot",
+        ...                            snapshot_path="../shared/data/arxiv/papers.jsonl.gz")  # doctest: +SKIP
+        >>> collector.create_classification_dataset(1000)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        source: Literal["snapshot", "api"] = "snapshot",
+        snapshot_path: str | Path | None = None,
+        api_url: str = DEFAULT_API_URL,
+        delay_seconds: float = 3.0,
+        category_delay_seconds: float | None = None,
+        page_size: int = 100,
+        max_retries: int = 4,
+        backoff_seconds: float = 5.0,
+        max_backoff_seconds: float = 120.0,
+        timeout_seconds: float = 30.0,
+        primary_only: bool = True,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        seed: int = 42,
+        progress_every: int = 100,
+    ) -> None:
+        if source not in ("snapshot", "api"):
+            raise ValueError(f"--source must be 'snapshot' or 'api', got {source!r}")
+        if source == "snapshot" and snapshot_path is None:
+            raise ValueError(
+                "--source snapshot needs --snapshot PATH (e.g. ../shared/data/arxiv/papers.jsonl.gz, or the public "
+                "arxiv-metadata-oai-snapshot.json); use --source api to query arXiv instead"
+            )
+        for name, value in (("delay_seconds", delay_seconds), ("backoff_seconds", backoff_seconds)):
+            if value < 0:
+                raise ValueError(f"--{name} must be >= 0, got {value}")
+        if not 1 <= page_size <= 2000:
+            raise ValueError(f"--page_size must be in [1, 2000] (the API's limit), got {page_size}")
+        if max_retries < 0:
+            raise ValueError(f"--max_retries must be >= 0, got {max_retries}")
+        if timeout_seconds <= 0:
+            raise ValueError(f"--timeout_seconds must be > 0, got {timeout_seconds}")
+        self.data_dir = Path(data_dir)
+        self.raw_dir = self.data_dir / "raw" / "arxiv"
+        self.source = source
+        self.snapshot_path = Path(snapshot_path) if snapshot_path is not None else None
+        self.api_url = api_url
+        self.delay_seconds = delay_seconds
+        self.category_delay_seconds = delay_seconds if category_delay_seconds is None else category_delay_seconds
+        self.page_size = page_size
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.timeout_seconds = timeout_seconds
+        self.primary_only = primary_only
+        self.dates = DateRange(_parse_day(start_date, "start_date"), _parse_day(end_date, "end_date"))
+        if self.dates.start and self.dates.end and self.dates.start > self.dates.end:
+            raise ValueError(f"--start_date {start_date} is after --end_date {end_date}")
+        self.seed = seed
+        self.progress_every = progress_every
+        self._client: arxiv.Client | None = None
+        self._session: FeedSession | None = None
+        self._last_request = float("-inf")
+
+    # ------------------------------------------------------------------ public API
+
+    def collect_papers_by_category(
+        self,
+        category: str,
+        max_results: int,
+        start_date: str | None = None,
+        end_date: str | None = None,
+    ) -> list[Paper]:
+        """Collects up to `max_results` papers of one category, resuming any earlier run into the same folder.
+
+        Args:
+            category: an arXiv category such as ``cs.CL``.
+            max_results: how many papers to keep for it.
+            start_date: overrides the collector's ``start_date`` for this call.
+            end_date: overrides the collector's ``end_date`` for this call.
+
+        Returns:
+            The category's papers (those saved by earlier runs included), at most `max_results`.
+
+        Raises:
+            CollectionError: when a page still fails after the last retry; what was saved stays saved.
+            EmptyCategoryError: when the category yields no papers at all.
+        """
+        dates = self.dates
+        if start_date or end_date:
+            dates = DateRange(
+                _parse_day(start_date, "start_date") or self.dates.start,
+                _parse_day(end_date, "end_date") or self.dates.end,
+            )
+        papers = self._collect([category], max_results, dates)[category]
+        if not papers:
+            raise EmptyCategoryError(self._empty_message([category], dates))
+        return papers
+
+    def collect_balanced_dataset(self, categories: Sequence[str], per_category: int) -> dict[str, list[Paper]]:
+        """Collects `per_category` papers for each category into one JSON Lines file per category.
+
+        Categories are collected one after the other; when one fails, those before it stay saved and a re-run
+        resumes. Categories with no papers at all are reported together once the others are done.
+
+        Raises:
+            CollectionError: when a page still fails after the last retry.
+            EmptyCategoryError: naming every category that yielded no papers.
+        """
+        result = self._collect(categories, per_category, self.dates)
+        empty = [c for c, papers in result.items() if not papers]
+        if empty:
+            raise EmptyCategoryError(self._empty_message(empty, self.dates))
+        return result
+
+    def create_classification_dataset(self, num_papers: int, categories: Sequence[str] = DEFAULT_CATEGORIES) -> Path:
+        """Builds the balanced classification dataset and its manifest.
+
+        Collects ``num_papers // len(categories)`` papers per category, flattens them to samples with
+        ``text = title + ". " + abstract`` and ``label`` = primary category, and writes
+        ``raw/arxiv/classification_dataset.jsonl`` and ``raw/arxiv/manifest.json`` (num_samples, categories,
+        counts, created_at, source, content hash).
+
+        Returns:
+            The path of the dataset file.
+
+        Raises:
+            ValueError: when `num_papers` is smaller than the number of categories.
+            CollectionError: see `collect_balanced_dataset`.
+        """
+        if num_papers < len(categories):
+            raise ValueError(
+                f"--num_papers ({num_papers}) must be at least the number of categories ({len(categories)})"
+            )
+        per_category = num_papers // len(categories)
+        by_category = self.collect_balanced_dataset(categories, per_category)
+        samples = [paper.to_sample() for c in categories for paper in by_category[c]]
+        dataset_path = self.raw_dir / DATASET_FILE
+        write_jsonl_atomic(dataset_path, samples)
+        counts = {c: len(by_category[c]) for c in categories}
+        manifest = {
+            "num_samples": len(samples),
+            "categories": list(categories),
+            "per_category_requested": per_category,
+            "counts": counts,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": self._source_description(),
+            "content_hash": sha256_of_strings(f"{s['arxiv_id']}\t{s['label']}\t{s['text']}" for s in samples),
+        }
+        write_json_atomic(self.raw_dir / MANIFEST_FILE, manifest)
+        _log_statistics(samples, counts, per_category)
+        return dataset_path
+
+    # ------------------------------------------------------------------ collection
+
+    def _collect(self, categories: Sequence[str], per_category: int, dates: DateRange) -> dict[str, list[Paper]]:
+        if per_category < 1:
+            raise ValueError(f"papers per category must be >= 1, got {per_category}")
+        for category in categories:
+            _check_category(category)
+        if len(set(categories)) != len(categories):
+            raise ValueError(f"--categories lists a category twice: {list(categories)}")
+        self.raw_dir.mkdir(parents=True, exist_ok=True)
+        if self.source == "snapshot":
+            return self._collect_from_snapshot(categories, per_category, dates)
+        result: dict[str, list[Paper]] = {}
+        for index, category in enumerate(categories):
+            if index and self.category_delay_seconds:
+                time.sleep(self.category_delay_seconds)
+            result[category] = self._collect_from_api(category, per_category, dates)
+        return result
+
+    def _collect_from_snapshot(
+        self, categories: Sequence[str], per_category: int, dates: DateRange
+    ) -> dict[str, list[Paper]]:
+        assert self.snapshot_path is not None
+        reader = SnapshotReader(self.snapshot_path)
+        for category in categories:
+            self._check_state_compatible(category, dates)
+        sampled = reader.sample_by_category(
+            categories, per_category, dates=dates, primary_only=self.primary_only, seed=self.seed
+        )
+        for category, papers in sampled.items():
+            write_jsonl_atomic(self._papers_path(category), (p.to_dict() for p in papers))
+            self._write_state(category, dates, next_start=0, kept=len(papers), exhausted=True)
+            log.info("%s: %d papers sampled from %s", category, len(papers), self.snapshot_path)
+        return sampled
+
+    def _collect_from_api(self, category: str, max_results: int, dates: DateRange) -> list[Paper]:
+        path = self._papers_path(category)
+        self._check_state_compatible(category, dates)
+        state = self._read_state(category)
+        if truncate_partial_last_line(path):
+            log.warning("%s: cut an incomplete last line left by an interrupted run", path)
+        papers = self._load_saved(path)
+        seen = self._ids_in_other_categories(category) | {p.arxiv_id for p in papers}
+        next_start = state.get("next_start", 0) if state else 0
+        exhausted = bool(state and state.get("exhausted"))
+        if papers:
+            log.info("%s: resuming with %d saved papers, next page starts at %d", category, len(papers), next_start)
+        query = self._query(category, dates)
+        last_logged = len(papers) // self.progress_every
+        while len(papers) < max_results and not exhausted:
+            results, total = self._fetch_page(query, next_start, category, saved=len(papers))
+            kept: list[Paper] = []
+            for result in results:
+                paper = paper_from_result(result)
+                if paper.arxiv_id in seen or paper.published not in dates:
+                    continue
+                if self.primary_only and paper.primary_category != category:
+                    continue
+                seen.add(paper.arxiv_id)
+                kept.append(paper)
+            kept = kept[: max_results - len(papers)]
+            _append_jsonl(path, (p.to_dict() for p in kept))
+            papers.extend(kept)
+            next_start += len(results)
+            exhausted = not results or next_start >= total
+            self._write_state(category, dates, next_start=next_start, kept=len(papers), exhausted=exhausted)
+            if len(papers) // self.progress_every > last_logged or exhausted or len(papers) >= max_results:
+                last_logged = len(papers) // self.progress_every
+                log.info(
+                    "%s: %d/%d papers saved (%d of %d results scanned)",
+                    category,
+                    len(papers),
+                    max_results,
+                    next_start,
+                    total,
+                )
+        return papers[:max_results]
+
+    def _fetch_page(self, query: str, start: int, category: str, saved: int) -> tuple[list[arxiv.Result], int]:
+        """Fetches one page with rate limiting and retries; returns its results and the total result count."""
+        client, session = self._api()
+        search = arxiv.Search(
+            query=query,
+            max_results=start + self.page_size,
+            sort_by=arxiv.SortCriterion.SubmittedDate,
+            sort_order=arxiv.SortOrder.Descending,
+        )
+        attempts = self.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            self._wait_for_rate_limit()
+            session.reset()
+            failure: str
+            retry_after = 0.0
+            try:
+                results = list(client.results(search, offset=start))
+                total = session.total_results
+                if not results and total is not None and start < total:
+                    failure = f"empty feed although {total} results were announced"
+                else:
+                    return results, total if total is not None else start + len(results)
+            except arxiv.HTTPError as err:
+                if err.status not in _RETRYABLE_STATUS:
+                    raise CollectionError(
+                        f"{category}: arXiv answered HTTP {err.status} to {err.url}; the query {query!r} is not "
+                        f"accepted. {self._kept_message(category, saved)}"
+                    ) from err
+                failure = f"HTTP {err.status}" + (" (rate limited by arXiv)" if err.status == 429 else "")
+                retry_after = session.retry_after or 0.0
+            except requests.Timeout:
+                failure = f"no answer within {self.timeout_seconds:g} s (timeout)"
+            except requests.ConnectionError as err:
+                failure = f"connection failed ({err.__class__.__name__})"
+            except MalformedFeedError as err:
+                failure = f"malformed feed ({err.detail})"
+            except arxiv.UnexpectedEmptyPageError:
+                failure = "empty feed"
+            if attempt == attempts:
+                raise CollectionError(
+                    f"{category}: gave up on the page starting at {start} after {attempts} attempts; last error: "
+                    f"{failure}. {self._kept_message(category, saved)} Re-run the same command to resume from that "
+                    "page, or raise --max_retries / --backoff_seconds."
+                )
+            wait = max(retry_after, min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds))
+            log.warning(
+                "%s: page starting at %d failed: %s (attempt %d/%d); retrying in %.1f s",
+                category,
+                start,
+                failure,
+                attempt,
+                attempts,
+                wait,
+            )
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _api(self) -> tuple[arxiv.Client, FeedSession]:
+        if self._client is None:
+            # The client owns paging and Atom parsing; we own rate limiting and retries (with back-off, which the
+            # client lacks), so its own retries are off. Its session is replaced by one that sets a timeout and
+            # checks each feed is whole: the client offers neither, and a truncated feed would otherwise parse
+            # as a short page and end the category early.
+            self._client = arxiv.Client(page_size=self.page_size, delay_seconds=self.delay_seconds, num_retries=0)
+            self._client.query_url_format = self.api_url + "?{}"
+            self._session = FeedSession(timeout=self.timeout_seconds)
+            self._client._session = self._session
+        assert self._session is not None
+        return self._client, self._session
+
+    def _wait_for_rate_limit(self) -> None:
+        wait = self._last_request + self.delay_seconds - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last_request = time.monotonic()
+
+    def _query(self, category: str, dates: DateRange) -> str:
+        query = f"cat:{category}"
+        if dates.start or dates.end:
+            start = (dates.start or date(1991, 1, 1)).strftime("%Y%m%d") + "0000"
+            end = (dates.end or date(9999, 12, 31)).strftime("%Y%m%d") + "2359"
+            query += f" AND submittedDate:[{start} TO {end}]"
+        return query
+
+    def _papers_path(self, category: str) -> Path:
+        return self.raw_dir / f"{category}.jsonl"
+
+    def _state_path(self, category: str) -> Path:
+        return self.raw_dir / f"{category}.state.json"
+
+    def _signature(self, category: str, dates: DateRange) -> dict[str, Any]:
+        return {
+            "category": category,
+            "source": self.source,
+            "primary_only": self.primary_only,
+            "start_date": dates.start.isoformat() if dates.start else None,
+            "end_date": dates.end.isoformat() if dates.end else None,
+            "page_size": self.page_size if self.source == "api" else None,
+        }
+
+    def _read_state(self, category: str) -> dict[str, Any] | None:
+        path = self._state_path(category)
+        return read_json(path) if path.is_file() else None
+
+    def _check_state_compatible(self, category: str, dates: DateRange) -> None:
+        state = self._read_state(category)
+        if state is None:
+            return
+        ours = self._signature(category, dates)
+        theirs = state.get("signature", {})
+        if self.source == "snapshot" and theirs.get("source") == "snapshot":
+            return  # a snapshot sample is redrawn whole, so nothing is lost by drawing it again
+        if theirs != ours:
+            differing = sorted(k for k in ours if ours.get(k) != theirs.get(k))
+            raise CollectionError(
+                f"{self._papers_path(category)} was collected with other settings ({', '.join(differing)}: "
+                f"{ {k: theirs.get(k) for k in differing} }, now { {k: ours[k] for k in differing} }). Use another "
+                "--data_dir, or delete that file and its .state.json to start this category over."
+            )
+
+    def _write_state(self, category: str, dates: DateRange, *, next_start: int, kept: int, exhausted: bool) -> None:
+        write_json_atomic(
+            self._state_path(category),
+            {
+                "signature": self._signature(category, dates),
+                "next_start": next_start,
+                "kept": kept,
+                "exhausted": exhausted,
+                "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+
+    def _load_saved(self, path: Path) -> list[Paper]:
+        if not path.is_file():
+            return []
+        papers = []
+        for number, record in read_jsonl(path):
+            try:
+                papers.append(Paper.from_dict(record))
+            except KeyError as err:
+                raise DataFileError(
+                    f"{path}, line {number}: missing field {err.args[0]!r}. Fix or delete that line and re-run."
+                ) from err
+        return papers
+
+    def _ids_in_other_categories(self, category: str) -> set[str]:
+        ids: set[str] = set()
+        for path in self.raw_dir.glob("*.jsonl"):
+            if path.name == DATASET_FILE or path == self._papers_path(category):
+                continue
+            ids.update(record["arxiv_id"] for _, record in read_jsonl(path, skip_partial_last_line=True))
+        return ids
+
+    def _kept_message(self, category: str, saved: int) -> str:
+        return f"The {saved} papers already saved in {self._papers_path(category)} are kept."
+
+    def _empty_message(self, categories: Sequence[str], dates: DateRange) -> str:
+        where = f"in {self.snapshot_path}" if self.source == "snapshot" else f"from {self.api_url}"
+        span = ""
+        if dates.start or dates.end:
+            span = f" published between {dates.start or 'the beginning'} and {dates.end or 'today'}"
+        kind = "primary category" if self.primary_only else "category"
+        return (
+            f"no papers with {kind} {', '.join(categories)}{span} {where}. Check the spelling against arXiv's "
+            "category taxonomy, widen --start_date/--end_date, or pass --primary_only false. Papers collected "
+            f"for the other categories are kept in {self.raw_dir}."
+        )
+
+    def _source_description(self) -> dict[str, Any]:
+        described: dict[str, Any] = {"kind": self.source, "primary_only": self.primary_only}
+        if self.source == "snapshot":
+            described.update(path=str(self.snapshot_path), seed=self.seed)
+        else:
+            described.update(api_url=self.api_url)
+        described.update(start_date=_iso(self.dates.start), end_date=_iso(self.dates.end))
+        return described
+
+
+def paper_from_result(result: arxiv.Result) -> Paper:
+    """Converts an `arxiv.Result` into a `Paper` (version stripped from the id, primary category first)."""
+    primary = result.primary_category or (result.categories[0] if result.categories else "")
+    categories = [primary] + [c for c in result.categories if c != primary]
+    return Paper(
+        arxiv_id=strip_version(result.get_short_id()),
+        title=" ".join(result.title.split()),
+        abstract=" ".join(result.summary.split()),
+        primary_category=primary,
+        categories=categories,
+        authors=[author.name for author in result.authors],
+        published=result.published.date().isoformat(),
+        updated=result.updated.date().isoformat(),
+    )
+
+
+def _check_category(category: str) -> None:
+    if not _CATEGORY.match(category or ""):
+        raise ValueError(
+            f"--categories: {category!r} is not an arXiv category; use names like cs.CL or stat.ML "
+            f"(the defaults are {', '.join(DEFAULT_CATEGORIES)})"
+        )
+
+
+def _parse_day(value: str | None, option: str) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as err:
+        raise ValueError(f"--{option} must be a date as YYYY-MM-DD, got {value!r}") from err
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _log_statistics(samples: list[dict[str, Any]], counts: dict[str, int], per_category: int) -> None:
+    short = {c: n for c, n in counts.items() if n < per_category}
+    if short:
+        log.warning("Fewer papers than requested (%d each) for: %s", per_category, short)
+    words = [len(s["text"].split()) for s in samples]
+    log.info(
+        "Dataset: %d samples in %d categories %s; words per text: mean %.0f, median %.0f, min %d",
+        len(samples),
+        len(counts),
+        counts,
+        statistics.fmean(words),
+        statistics.median(words),
+        min(words),
+    )

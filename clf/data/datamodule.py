@@ -1,0 +1,250 @@
+"""`ArxivDataModule`: splits on disk → tokenized, cached datasets → dynamically padded batches.
+
+dm = ArxivDataModule(data_dir="data", snapshot_path="../shared/data/arxiv/papers.jsonl.gz")
+dm.prepare_data()   # collects and preprocesses when the splits are missing
+dm.setup("fit")
+batch = next(iter(dm.train_dataloader()))   # input_ids, attention_mask, labels
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from datasets import Dataset, load_from_disk
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from clf import DEFAULT_CATEGORIES
+from clf.data.collector import DATASET_FILE, DEFAULT_API_URL, ArxivCollector
+from clf.data.io import DataFileError, read_json
+from clf.data.preprocess import DatasetPreprocessor
+from clf.data.validation import validate_labels
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+_MODEL_INPUTS = ["input_ids", "attention_mask", "labels"]
+_CACHE_FORMAT = 1  # bump when the cached columns change
+
+
+class ArxivDataModule(L.LightningDataModule):
+    """Loads the stratified splits, tokenizes them once (cached on disk) and serves padded batches.
+
+    The label set is fixed at construction (the sorted `categories`), so `num_labels`, `id_to_label` and
+    `label_to_id` can be linked into the model before any data is read.
+
+    Args:
+        data_dir: the data folder holding ``splits/`` (built by ``prepare_data`` when missing).
+        tokenizer: a transformers tokenizer name or local directory.
+        max_length: longest tokenized input; longer texts are truncated.
+        batch_size: training batch size.
+        eval_batch_size: batch size of validation, test and prediction; defaults to `batch_size`.
+        num_workers: DataLoader worker processes.
+        group_by_length: batch training samples of similar length together, so less padding is computed.
+        categories: the classes; their sorted order is the label order.
+        source: where ``prepare_data`` collects papers when the splits are missing: ``snapshot`` or ``api``.
+        snapshot_path: the snapshot file for ``source="snapshot"``.
+        api_url: the arXiv API endpoint for ``source="api"``.
+        num_papers: how many papers ``prepare_data`` collects.
+        min_words: the preprocessor's minimum words per paper.
+        seed: seed of sampling and splitting.
+        cache_dir: where tokenized splits are cached; defaults to ``<data_dir>/cache/tokenized``.
+        pin_memory: pin batches in page-locked memory; ``None`` pins when CUDA is available.
+
+    Raises:
+        ValueError: naming the option that is out of range.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        tokenizer: str = "distilbert-base-uncased",
+        max_length: int = 512,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        group_by_length: bool = True,
+        categories: Sequence[str] = DEFAULT_CATEGORIES,
+        source: Literal["snapshot", "api"] = "snapshot",
+        snapshot_path: str | Path | None = None,
+        api_url: str = DEFAULT_API_URL,
+        num_papers: int = 5000,
+        min_words: int = 50,
+        seed: int = 42,
+        cache_dir: str | Path | None = None,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if max_length < 8:
+            raise ValueError(f"--data.max_length must be >= 8, got {max_length}")
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise ValueError(f"--data.batch_size and --data.eval_batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"--data.num_workers must be >= 0, got {num_workers}")
+        if len(set(categories)) < 2:
+            raise ValueError(f"--data.categories needs at least two distinct classes, got {list(categories)}")
+        self.save_hyperparameters()
+        self.data_dir = Path(data_dir)
+        self.tokenizer_name = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.group_by_length = group_by_length
+        self.categories = list(categories)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir / "cache" / "tokenized"
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.id_to_label: dict[int, str] = dict(enumerate(sorted(self.categories)))
+        self.label_to_id: dict[str, int] = {label: i for i, label in self.id_to_label.items()}
+        self.datasets: dict[str, Dataset] = {}
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+
+    @property
+    def num_labels(self) -> int:
+        """Number of classes, for linking into the model."""
+        return len(self.id_to_label)
+
+    @property
+    def splits_dir(self) -> Path:
+        """Folder of ``train.json``, ``val.json`` and ``test.json``."""
+        return self.data_dir / "splits"
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer, loaded on first use."""
+        if self._tokenizer is None:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+        return self._tokenizer
+
+    def prepare_data(self) -> None:
+        """Builds the splits when they are missing (collect → preprocess → split) and tokenizes them into the cache.
+
+        Lightning calls this on one process per node only; it does nothing when splits and cache exist.
+        """
+        if not all((self.splits_dir / f"{split}.json").is_file() for split in SPLITS):
+            raw = self.data_dir / "raw" / "arxiv" / DATASET_FILE
+            hp = self.hparams
+            if not raw.is_file():
+                log.info(
+                    "No splits in %s: collecting %d papers from the %s source", self.data_dir, hp.num_papers, hp.source
+                )
+                collector = ArxivCollector(
+                    data_dir=self.data_dir,
+                    source=hp.source,
+                    snapshot_path=hp.snapshot_path,
+                    api_url=hp.api_url,
+                    seed=hp.seed,
+                )
+                collector.create_classification_dataset(hp.num_papers, self.categories)
+            DatasetPreprocessor(
+                data_dir=self.data_dir, min_words=hp.min_words, categories=self.categories, seed=hp.seed
+            ).run()
+        for split in SPLITS:
+            self._tokenized(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Loads the tokenized splits the stage needs (tokenizing and caching any that are not cached yet)."""
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage or "", SPLITS):
+            if split not in self.datasets:
+                self.datasets[split] = self._tokenized(split)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches, grouped by length when `group_by_length` is set."""
+        dataset = self._dataset("train")
+        sampler = None
+        if self.group_by_length:
+            sampler = LengthGroupedSampler(self.batch_size, lengths=list(dataset["length"]))
+        return self._loader(dataset, self.batch_size, shuffle=sampler is None, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches in file order."""
+        return self._loader(self._dataset("val"), self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        """Test batches in file order."""
+        return self._loader(self._dataset("test"), self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Batches of the test split, for prediction."""
+        return self._loader(self._dataset("test"), self.eval_batch_size)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _dataset(self, split: str) -> Dataset:
+        if split not in self.datasets:
+            raise RuntimeError(f"the {split} split is not loaded; call setup() first")
+        return self.datasets[split]
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, sampler: Any = None) -> DataLoader:
+        return DataLoader(
+            dataset.select_columns(_MODEL_INPUTS),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=DataCollatorWithPadding(self.tokenizer),
+        )
+
+    def _load_split(self, split: str) -> tuple[list[dict[str, Any]], bytes]:
+        path = self.splits_dir / f"{split}.json"
+        if not path.is_file():
+            raise DataFileError(
+                f"{path} not found. Run `clf preprocess --data-dir {self.data_dir}` (after `clf collect`), or call "
+                "prepare_data() to build the splits from the configured source."
+            )
+        raw = path.read_bytes()
+        content = read_json(path)
+        samples = content.get("samples") if isinstance(content, dict) else None
+        if not isinstance(samples, list):
+            raise DataFileError(f"{path}: expected an object with a 'samples' list; re-run `clf preprocess`.")
+        validate_labels(samples, self.categories, source=str(path))
+        return samples, raw
+
+    def _cache_key(self, split_bytes: bytes) -> str:
+        tokenizer = self.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        tokenizer_state = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+        digest = hashlib.sha256()
+        for part in (
+            str(_CACHE_FORMAT),
+            hashlib.sha256(split_bytes).hexdigest(),
+            hashlib.sha256(tokenizer_state.encode()).hexdigest(),
+            str(self.max_length),
+            json.dumps(self.label_to_id, sort_keys=True),
+        ):
+            digest.update(part.encode())
+            digest.update(b"\x00")
+        return digest.hexdigest()[:20]
+
+    def _tokenized(self, split: str) -> Dataset:
+        samples, raw = self._load_split(split)
+        path = self.cache_dir / f"{split}-{self._cache_key(raw)}"
+        if (path / "dataset_info.json").is_file():
+            log.info("%s: using tokenized cache %s", split, path)
+            return load_from_disk(str(path))
+        log.info("%s: tokenizing %d samples (max_length=%d) into %s", split, len(samples), self.max_length, path)
+        tokenizer = self.tokenizer
+        label_to_id = self.label_to_id
+        dataset = Dataset.from_dict(
+            {"text": [s["text"] for s in samples], "labels": [label_to_id[s["label"]] for s in samples]}
+        )
+
+        def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+            encoded = tokenizer(batch["text"], truncation=True, max_length=self.max_length)
+            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+            return encoded
+
+        dataset = dataset.map(encode, batched=True, remove_columns=["text"], desc=f"tokenizing {split}")
+        dataset.save_to_disk(str(path))
+        return load_from_disk(str(path))

@@ -1,0 +1,159 @@
+"""Reading and writing the pipeline's files so that nothing already saved is lost.
+
+JSON Lines files are append-only and fsynced page by page; JSON files are written to a
+temporary file and renamed over the target, so a crash leaves either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+class DataFileError(ValueError):
+    """A data file is missing, unreadable or holds a record that cannot be used.
+
+    The message names the file and, where it applies, the line and field, and says how to fix it.
+    """
+
+
+def open_text(path: Path) -> IO[str]:
+    """Opens a text file for reading, decompressing it when its name ends in `.gz`.
+
+    Raises:
+        DataFileError: when the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found. Check the path (absolute, or relative to {Path.cwd()}).")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open("r", encoding="utf-8")
+
+
+def read_jsonl(path: Path, *, skip_partial_last_line: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Streams the objects of a JSON Lines file (plain or `.gz`) with their 1-based line numbers.
+
+    Args:
+        path: the file to read.
+        skip_partial_last_line: tolerate a truncated final line, which is what an interrupted append leaves
+            behind; any other corrupt line is still an error.
+
+    Raises:
+        DataFileError: naming the file and line of a line that is not a JSON object.
+    """
+    with open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                # Only the last line of a file can lack its newline.
+                if skip_partial_last_line and not line.endswith("\n"):
+                    return
+                raise _corrupt(path, number, line, err) from err
+            if not isinstance(obj, dict):
+                raise _corrupt(path, number, line, TypeError(f"expected a JSON object, got {type(obj).__name__}"))
+            yield number, obj
+
+
+def _corrupt(path: Path, number: int, line: str, err: Exception) -> DataFileError:
+    preview = line.strip()[:80]
+    return DataFileError(
+        f"{path}, line {number}: not a valid JSON object ({err}); the line starts {preview!r}. "
+        "Fix or delete that line; the other lines are intact."
+    )
+
+
+def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Appends records to a JSON Lines file and forces them to disk before returning.
+
+    Returns:
+        The number of records written.
+    """
+    lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
+    if not lines:
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(lines))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return len(lines)
+
+
+def truncate_partial_last_line(path: Path) -> bool:
+    """Cuts an unterminated last line (left by a killed append) off a JSON Lines file.
+
+    Returns:
+        True when something was cut.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with path.open("rb+") as handle:
+        handle.seek(-1, os.SEEK_END)
+        if handle.read(1) == b"\n":
+            return False
+        handle.seek(0)
+        keep = handle.read().rfind(b"\n") + 1
+        handle.truncate(keep)
+    return True
+
+
+def write_json_atomic(path: Path, obj: Any, *, indent: int | None = 2) -> None:
+    """Writes JSON to a temporary file beside `path`, then renames it over `path`."""
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+
+
+def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
+    """Writes a whole JSON Lines file atomically; returns the number of records."""
+    lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes text to a temporary file beside `path`, fsyncs it, then renames it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    """Reads a JSON file.
+
+    Raises:
+        DataFileError: naming the file when it is missing or not valid JSON.
+    """
+    with open_text(Path(path)) as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise DataFileError(
+                f"{path}: not valid JSON ({err}). Regenerate it with the command that wrote it."
+            ) from err
+
+
+def sha256_of_strings(values: Iterable[str]) -> str:
+    """A stable content hash of a sequence of strings (order matters)."""
+    digest = hashlib.sha256()
+    for value in values:
+        digest.update(value.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()

@@ -1,0 +1,544 @@
+"""Turn the collected arXiv papers into a clean, deduplicated dataset and stratified train/val/test splits.
+
+Run it after collecting:
+
+    clf preprocess --data-dir data
+
+It reads `data/raw/arxiv/classification_dataset.jsonl` (never modifying anything under `raw/`), cleans the LaTeX,
+URLs and math out of titles and abstracts, drops duplicates, short and non-English papers and papers outside
+--categories, and writes `data/processed/dataset.json` and `data/splits/{train,val,test}.json`. The same data and
+seed give byte-identical split files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+from sklearn.model_selection import train_test_split
+
+import clf
+from clf.data.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_json_atomic
+from clf.data.paper import strip_version
+from clf.data.validation import DataValidationError, validate_samples
+
+logger = logging.getLogger(__name__)
+
+RAW_DATASET = Path("raw/arxiv/classification_dataset.jsonl")
+"""Where the collector leaves the samples, relative to the data directory."""
+PROCESSED_DATASET = Path("processed/dataset.json")
+"""Where the cleaned dataset goes, relative to the data directory."""
+SPLITS_DIR = Path("splits")
+"""Where `train.json`, `val.json` and `test.json` go, relative to the data directory."""
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+
+_RAW_FIELDS = ("arxiv_id", "title", "abstract", "label")
+
+
+class SplitError(ValueError):
+    """The dataset cannot be split as asked, e.g. a class has too few samples to appear in every split."""
+
+
+class LeakageError(ValueError):
+    """The same paper ended up in two splits.
+
+    Attributes:
+        ids: the arXiv ids of the papers found in more than one split.
+    """
+
+    def __init__(self, message: str, ids: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.ids: list[str] = list(ids)
+
+
+# Text cleaning. Order matters: escapes are parked in private-use characters so that `\$` is not taken for math
+# and `\{` not for a group; LaTeX link commands go before bare URLs, whose pattern would eat their braces; a tie `~`
+# becomes a space while commands and math still stand beside it; math goes before commands so that
+# `$\mathcal{H}$` disappears whole instead of leaving an `H`.
+_ESCAPES = {"%": "\ue000", "&": "\ue001", "_": "\ue002", "#": "\ue003", "$": "\ue004", "{": "\ue005", "}": "\ue006"}
+_RESTORE = str.maketrans({v: k for k, v in _ESCAPES.items()})
+_ESCAPED = re.compile(r"\\([%&_#${}])")
+_LINE_BREAK = re.compile(r"\\\\")
+_UNICODE = re.compile(r"\\unicode\{x([0-9a-fA-F]{2,6})\}")
+_ACCENT_BRACED = re.compile(r"\{\\(?:['\"`^~=.]|[cvuHkr]\s)\s*([A-Za-z])\}")
+_ACCENT_ARG = re.compile(r"\\(?:['\"`^~=.]|[cvuHkr])\s*\{([A-Za-z])\}")
+_ACCENT_BARE = re.compile(r"\\['\"`^~=.]([A-Za-z])")
+_HREF = re.compile(r"\\href\s*\{[^{}]*\}\s*\{([^{}]*)\}")
+_LINK = re.compile(r"\\(?:url|href)\s*\{[^{}]*\}")
+_URL = re.compile(r"(?:(?:https?|ftp)://|\bwww\.)\S+?(?=[.,;:!?'\")\]}]*(?:\s|$))")
+_DISPLAY_MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]", re.DOTALL)
+_INLINE_MATH = re.compile(r"\$([^$]*)\$|\\\((.*?)\\\)", re.DOTALL)
+_SIMPLE_MATH = re.compile(r"(?:[^\W_]+(?:[.,][0-9]+)*)?%?|[-\u2013\u2014]{1,3}")
+_SWITCH = re.compile(r"\{\\(?:em|bf|it|rm|tt|sc|sf|sl|cal|ttfamily|bfseries|itshape|scshape|upshape)\b\s*([^{}]*)\}")
+_COMMAND = re.compile(r"\\([a-zA-Z]+)\*?(?:\[[^\[\]{}]*\])?((?:\s*\{[^{}]*\})+)")
+_BARE_COMMAND = re.compile(r"\\([a-zA-Z]+)\*?")
+_STRAY = re.compile(r"\\[^\w\s]?")
+_TIE = re.compile(r"(?<=\S)~(?=\S)")
+_REPEATS = re.compile(r"([!?,;])\1+")
+_ELLIPSIS = re.compile(r"\.{4,}")
+_EMPTY_BRACKETS = re.compile(r"(?<!\S)(?:\(\s*[,;:]?\s*\)|\[\s*[,;:]?\s*\])")
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,;:!?]|\.(?!\.))(?=\s|$)")
+_WHITESPACE = re.compile(r"\s+")
+
+# Formatting commands whose argument is prose; any other command with arguments goes, arguments and all.
+_KEEP_TEXT = frozenset(
+    ("textbf", "emph", "textit", "text", "textrm", "textsf", "texttt", "textsc", "textsl", "textup", "textnormal")
+    + ("mathrm", "mathit", "mathbf", "mathsf", "mathtt", "boldsymbol", "bm", "underline", "uppercase", "lowercase")
+    + ("em", "bf", "it", "rm", "tt", "sc", "sf", "sl", "textcolor", "colorbox", "mbox", "hbox", "footnote")
+)
+_WORDS = {"ldots": "...", "dots": "...", "cdots": "...", "LaTeX": "LaTeX", "TeX": "TeX"}
+
+_WORD = re.compile(r"[^\W\d_]+")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]")
+
+
+def normalised_title_hash(title: str) -> str:
+    """The sha256 of a title lowercased with only `[a-z0-9]` kept, so case and punctuation do not matter.
+
+    Returns:
+        The hex digest, or "" when nothing of the title is left (such titles are never treated as duplicates).
+    """
+    key = _NOT_ALNUM.sub("", title.lower())
+    return sha256_of_strings([key]) if key else ""
+
+
+def english_ratio(text: str) -> float:
+    """The share of alphabetic word tokens that are English stop words (0.0 for text without words)."""
+    words = _WORD.findall(text.lower())
+    if not words:
+        return 0.0
+    return sum(word in ENGLISH_STOP_WORDS for word in words) / len(words)
+
+
+def content_hash(samples: Sequence[Mapping[str, Any]]) -> str:
+    """The sha256 over each sample's arxiv_id and text, in order."""
+    return sha256_of_strings(value for sample in samples for value in (sample["arxiv_id"], sample["text"]))
+
+
+def check_no_leakage(splits: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+    """Checks that no paper is in two splits, by arXiv id (version ignored) and by normalised title.
+
+    Args:
+        splits: split name → its samples.
+
+    Raises:
+        LeakageError: naming each paper found in two splits and the splits it is in.
+    """
+    seen_ids: dict[str, str] = {}
+    seen_titles: dict[str, tuple[str, str]] = {}
+    problems: list[str] = []
+    leaked: list[str] = []
+    for name, samples in splits.items():
+        for sample in samples:
+            arxiv_id = strip_version(sample["arxiv_id"])
+            other = seen_ids.setdefault(arxiv_id, name)
+            if other != name:
+                problems.append(f"{arxiv_id} is in both {other} and {name}")
+                leaked.append(arxiv_id)
+                continue
+            title = normalised_title_hash(sample.get("title") or "")
+            if not title:
+                continue
+            other_id, other_split = seen_titles.setdefault(title, (arxiv_id, name))
+            if other_split != name:
+                problems.append(f"{arxiv_id} ({name}) has the same title as {other_id} ({other_split})")
+                leaked.extend((other_id, arxiv_id))
+    if problems:
+        raise LeakageError(
+            f"{len(problems)} paper(s) are in more than one split: "
+            + "; ".join(problems[:10])
+            + ". Deduplicate the dataset (re-run `clf preprocess`) before splitting.",
+            ids=leaked,
+        )
+
+
+class DatasetPreprocessor:
+    """Cleans, deduplicates, filters and splits the collected samples.
+
+    Example:
+        >>> paths = DatasetPreprocessor(data_dir="data").run()  # doctest: +SKIP
+        >>> sorted(paths)  # doctest: +SKIP
+        ['test', 'train', 'val']
+
+    Args:
+        data_dir: the data directory; reads `raw/arxiv/classification_dataset.jsonl` in it, writes
+            `processed/dataset.json` and `splits/{train,val,test}.json` in it.
+        min_words: fewest words (title and abstract together, after cleaning) a paper needs to be kept.
+        categories: the labels to keep, papers with any other primary category are dropped; None means
+            `clf.DEFAULT_CATEGORIES`.
+        seed: random seed of the split; the same data and seed give the same split.
+        val_fraction: share of each class that goes to the validation split, in (0, 0.5).
+        test_fraction: share of each class that goes to the test split, in (0, 0.5).
+        min_english_ratio: a paper whose share of English stop words among its words is below this is dropped as
+            not English, in [0, 1]; English abstracts score about 0.13 and up.
+
+    Raises:
+        ValueError: naming the option that is out of range and the range allowed.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        min_words: int = 50,
+        categories: Sequence[str] | None = None,
+        seed: int = 42,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        min_english_ratio: float = 0.1,
+    ) -> None:
+        if isinstance(min_words, bool) or not isinstance(min_words, int) or min_words < 1:
+            raise ValueError(f"min_words must be an integer >= 1, got {min_words!r}")
+        categories = tuple(clf.DEFAULT_CATEGORIES if categories is None else categories)
+        if not categories or not all(isinstance(c, str) and c.strip() for c in categories):
+            raise ValueError(f"categories must be a non-empty list of category names such as cs.CL, got {categories}")
+        duplicates = sorted(c for c, n in Counter(categories).items() if n > 1)
+        if duplicates:
+            raise ValueError(f"categories lists {', '.join(duplicates)} more than once")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+        for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0 < value < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {value}")
+        if not 0 <= min_english_ratio <= 1:
+            raise ValueError(f"min_english_ratio must be in [0, 1], got {min_english_ratio}")
+        self.data_dir = Path(data_dir)
+        self.min_words = min_words
+        self.categories = categories
+        self.seed = seed
+        self.val_fraction = float(val_fraction)
+        self.test_fraction = float(test_fraction)
+        self.min_english_ratio = float(min_english_ratio)
+
+    @property
+    def raw_path(self) -> Path:
+        """The collector's samples, read by `preprocess_dataset`."""
+        return self.data_dir / RAW_DATASET
+
+    @property
+    def processed_path(self) -> Path:
+        """The cleaned dataset `preprocess_dataset` writes."""
+        return self.data_dir / PROCESSED_DATASET
+
+    @property
+    def split_paths(self) -> dict[str, Path]:
+        """Split name → the file `create_train_val_test_split` writes."""
+        return {name: self.data_dir / SPLITS_DIR / f"{name}.json" for name in SPLIT_NAMES}
+
+    def run(self, input_path: str | Path | None = None) -> dict[str, Path]:
+        """Preprocesses the raw samples and splits them: what `clf preprocess` does.
+
+        Args:
+            input_path: the JSON Lines file of samples; None means `raw_path`.
+
+        Returns:
+            Split name → path of the written split file.
+        """
+        self.preprocess_dataset(input_path)
+        return self.create_train_val_test_split()
+
+    @staticmethod
+    def clean_text(text: str) -> str:
+        """Strips URLs, LaTeX markup and non-trivial math from arXiv text, keeping the prose intact.
+
+        Formatting commands (`\\textbf{x}`, `\\emph{x}`, `{\\em x}`) keep their text, references (`\\cite{x}`,
+        `\\ref{x}`, `\\url{x}`) go, escapes (`\\%`) and accents (`\\'e`) become plain characters, math that is a
+        single token (`$k$`, `$100$`, `$95\\%$`) keeps it and other math goes, a LaTeX tie `~` becomes a space,
+        runs of `!?,;` and of four or more dots shrink, and whitespace collapses.
+
+        Returns:
+            The cleaned text, stripped.
+        """
+        text = _LINE_BREAK.sub(" ", text)
+        text = _ESCAPED.sub(lambda m: _ESCAPES[m.group(1)], text)
+        text = _UNICODE.sub(lambda m: chr(int(m.group(1), 16)), text)
+        text = _ACCENT_BRACED.sub(r"\1", text)
+        text = _ACCENT_ARG.sub(r"\1", text)
+        text = _ACCENT_BARE.sub(r"\1", text)
+        text = _HREF.sub(r"\1", text)
+        text = _LINK.sub(" ", text)
+        text = _URL.sub("", text)
+        text = _TIE.sub(" ", text)
+        text = _DISPLAY_MATH.sub(" ", text)
+        text = _INLINE_MATH.sub(_replace_math, text)
+        # Each pass resolves the innermost groups, so `\textbf{\emph{x}}` takes two.
+        for _ in range(10):
+            before = text
+            text = _COMMAND.sub(_replace_command, _SWITCH.sub(r"\1", text))
+            if text == before:
+                break
+        text = _BARE_COMMAND.sub(lambda m: _WORDS.get(m.group(1), " "), text)
+        text = _STRAY.sub(" ", text)
+        text = text.replace("{", "").replace("}", "").translate(_RESTORE)
+        text = _ELLIPSIS.sub("...", _REPEATS.sub(r"\1", text))
+        text = _EMPTY_BRACKETS.sub(" ", text)
+        text = _WHITESPACE.sub(" ", text)
+        return _SPACE_BEFORE_PUNCT.sub(r"\1", text).strip()
+
+    def deduplicate_samples(self, samples: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drops repeated papers, keeping the first: same arXiv id (version ignored), or same normalised title.
+
+        Returns:
+            The samples kept, in their original order. The counts removed are logged.
+        """
+        return self._deduplicate(samples)[0]
+
+    def filter_by_quality(
+        self, samples: Iterable[dict[str, Any]], min_words: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Drops samples that are empty, off-label, short or not English, checked in that order.
+
+        Off-label means a label outside `categories`; not English means a share of English stop words below
+        `min_english_ratio`.
+
+        Args:
+            samples: the samples to filter.
+            min_words: fewest words to keep a sample; None means the preprocessor's `min_words`.
+
+        Returns:
+            The samples kept, in their original order. The counts removed at each step are logged.
+        """
+        return self._filter(samples, min_words)[0]
+
+    def preprocess_dataset(self, input_path: str | Path | None = None) -> Path:
+        """Loads, cleans, deduplicates, filters and validates the raw samples and saves them with their history.
+
+        Args:
+            input_path: the JSON Lines file of samples (plain or .gz); None means `raw_path`. A `manifest.json`
+                beside it, as the collector writes, supplies the input hash recorded in the metadata.
+
+        Returns:
+            The path of the written dataset, `processed_path`.
+
+        Raises:
+            DataFileError: naming the file and line of a record that is not JSON or lacks a field.
+            DataValidationError: when no sample is left after filtering.
+        """
+        source = Path(input_path) if input_path is not None else self.raw_path
+        samples = self._load_raw(source)
+        steps: list[dict[str, Any]] = [{"step": "load", "count": len(samples)}]
+
+        cleaned = [self._clean_sample(sample) for sample in samples]
+        changed = sum(a["text"] != b["text"] for a, b in zip(samples, cleaned, strict=True))
+        steps.append({"step": "clean", "changed": changed, "count": len(cleaned)})
+        logger.info("cleaned %d samples, %d of them changed", len(cleaned), changed)
+
+        samples, removed = self._deduplicate(cleaned)
+        steps.append({"step": "dedup", **removed, "count": len(samples)})
+        samples, removed = self._filter(samples)
+        steps.append({"step": "filter", **removed, "count": len(samples)})
+        if not samples:
+            raise DataValidationError(
+                f"{source}: no sample is left after preprocessing (steps: {steps}). Check that --categories "
+                f"({', '.join(self.categories)}) matches the collected labels and that min_words ({self.min_words}) "
+                "is not too high."
+            )
+        validate_samples(samples, labels=self.categories, min_words=self.min_words, source=str(source))
+
+        manifest_path = source.parent / "manifest.json"
+        manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+        metadata = {
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "input": str(source),
+            "input_hash": manifest.get("content_hash") if isinstance(manifest, dict) else None,
+            "config": {
+                "categories": list(self.categories),
+                "min_words": self.min_words,
+                "min_english_ratio": self.min_english_ratio,
+            },
+            "steps": steps,
+            "num_samples": len(samples),
+            "label_distribution": _label_distribution(samples),
+            "content_hash": content_hash(samples),
+        }
+        write_json_atomic(self.processed_path, {"metadata": metadata, "samples": samples})
+        logger.info("wrote %d samples to %s", len(samples), self.processed_path)
+        return self.processed_path
+
+    def create_train_val_test_split(self, samples: Sequence[dict[str, Any]] | None = None) -> dict[str, Path]:
+        """Splits the samples into train, val and test, stratified by label, and saves each split.
+
+        Each split file holds `{"metadata": {...}, "samples": [...]}` with the samples sorted by arXiv id, so the
+        same samples and seed give byte-identical files.
+
+        Args:
+            samples: the samples to split; None loads them from `processed_path`.
+
+        Returns:
+            Split name → path of the written split file.
+
+        Raises:
+            DataFileError: when the processed dataset is missing or malformed.
+            DataValidationError: when a sample is invalid or its label is not in `categories`.
+            SplitError: when a category has too few samples to appear in every split.
+            LeakageError: when a paper would be in two splits (duplicates in `samples`).
+        """
+        if samples is None:
+            samples, dataset_hash, source = self._load_processed()
+        else:
+            samples = list(samples)
+            source = "samples"
+            validate_samples(samples, labels=self.categories, min_words=1, source=source)
+            dataset_hash = content_hash(samples)
+        labels = [sample["label"] for sample in samples]
+        self._check_class_sizes(labels, source)
+
+        fractions = {
+            "train": round(1 - self.val_fraction - self.test_fraction, 10),
+            "val": self.val_fraction,
+            "test": self.test_fraction,
+        }
+        indices = list(range(len(samples)))
+        rest, test = train_test_split(indices, test_size=self.test_fraction, stratify=labels, random_state=self.seed)
+        train, val = train_test_split(
+            rest,
+            test_size=self.val_fraction / (1 - self.test_fraction),
+            stratify=[labels[i] for i in rest],
+            random_state=self.seed,
+        )
+        splits = {
+            name: sorted((samples[i] for i in part), key=lambda s: s["arxiv_id"])
+            for name, part in (("train", train), ("val", val), ("test", test))
+        }
+        check_no_leakage(splits)
+
+        paths = self.split_paths
+        for name, part in splits.items():
+            metadata = {
+                "split": name,
+                "count": len(part),
+                "seed": self.seed,
+                "fractions": fractions,
+                "label_distribution": _label_distribution(part),
+                "ids_hash": sha256_of_strings(sorted(s["arxiv_id"] for s in part)),
+                "dataset_hash": dataset_hash,
+            }
+            write_json_atomic(paths[name], {"metadata": metadata, "samples": part})
+            logger.info("wrote %d %s samples to %s", len(part), name, paths[name])
+        return paths
+
+    def _load_raw(self, path: Path) -> list[dict[str, Any]]:
+        samples = []
+        for line, record in read_jsonl(path):
+            for name in _RAW_FIELDS:
+                value = record.get(name)
+                if value is None:
+                    problem = f"missing field {name!r}"
+                elif not isinstance(value, str):
+                    problem = f"field {name!r} must be a string, got {type(value).__name__}"
+                else:
+                    continue
+                raise DataFileError(
+                    f"{path}, line {line}: {problem}; every line needs {', '.join(_RAW_FIELDS)} as the collector "
+                    "writes them. Fix or delete that line, or collect again."
+                )
+            samples.append(record)
+        if not samples:
+            raise DataFileError(f"{path}: holds no samples. Collect papers into it first.")
+        logger.info("loaded %d samples from %s", len(samples), path)
+        return samples
+
+    def _clean_sample(self, sample: dict[str, Any]) -> dict[str, Any]:
+        title = self.clean_text(sample["title"])
+        abstract = self.clean_text(sample["abstract"])
+        head = title.rstrip(".")
+        text = f"{head}. {abstract}" if head and abstract else head or abstract
+        return {**sample, "text": text, "title": title, "abstract": abstract}
+
+    def _deduplicate(self, samples: Iterable[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        seen_ids: set[str] = set()
+        seen_titles: set[str] = set()
+        kept = []
+        by_id = by_title = 0
+        for sample in samples:
+            arxiv_id = strip_version(sample["arxiv_id"])
+            if arxiv_id in seen_ids:
+                by_id += 1
+                continue
+            title = normalised_title_hash(sample.get("title") or "")
+            if title and title in seen_titles:
+                by_title += 1
+                continue
+            seen_ids.add(arxiv_id)
+            if title:
+                seen_titles.add(title)
+            kept.append(sample)
+        logger.info("dedup: removed %d repeated ids and %d repeated titles, %d left", by_id, by_title, len(kept))
+        return kept, {"removed_by_id": by_id, "removed_by_title": by_title}
+
+    def _filter(
+        self, samples: Iterable[dict[str, Any]], min_words: int | None = None
+    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        min_words = self.min_words if min_words is None else min_words
+        checks = (
+            ("removed_empty", lambda s: isinstance(s.get("text"), str) and bool(s["text"].strip())),
+            ("removed_label", lambda s: s.get("label") in self.categories),
+            ("removed_short", lambda s: len(s["text"].split()) >= min_words),
+            ("removed_non_english", lambda s: english_ratio(s["text"]) >= self.min_english_ratio),
+        )
+        kept = list(samples)
+        removed = {}
+        for name, keep in checks:
+            before = len(kept)
+            kept = [sample for sample in kept if keep(sample)]
+            removed[name] = before - len(kept)
+        logger.info("filter: %s, %d left", ", ".join(f"{k} {v}" for k, v in removed.items()), len(kept))
+        return kept, removed
+
+    def _load_processed(self) -> tuple[list[dict[str, Any]], str, str]:
+        path = self.processed_path
+        if not path.is_file():
+            raise DataFileError(f"{path}: not found. Run `clf preprocess --data-dir {self.data_dir}` first.")
+        dataset = read_json(path)
+        if not (
+            isinstance(dataset, dict)
+            and isinstance(dataset.get("samples"), list)
+            and isinstance(dataset.get("metadata"), dict)
+        ):
+            raise DataFileError(
+                f"{path}: not a processed dataset (expected an object with 'metadata' and 'samples'). "
+                f"Re-run `clf preprocess --data-dir {self.data_dir}`."
+            )
+        samples = dataset["samples"]
+        validate_samples(samples, labels=self.categories, min_words=1, source=str(path))
+        return samples, dataset["metadata"].get("content_hash") or content_hash(samples), str(path)
+
+    def _check_class_sizes(self, labels: Sequence[str], source: str) -> None:
+        smallest = min(self.val_fraction, self.test_fraction)
+        # Rounded first so that 1 / 0.1 cannot become 10.000000000000002 and ask for 11.
+        minimum = math.ceil(round(1 / smallest, 9))
+        counts = Counter(labels)
+        small = [(label, counts.get(label, 0)) for label in self.categories if counts.get(label, 0) < minimum]
+        if not small:
+            return
+        listed = ", ".join(f"{label} has {count}" for label, count in small)
+        raise SplitError(
+            f"{source}: too few samples to stratify: {listed}; each category needs at least {minimum} so that "
+            f"val_fraction {self.val_fraction} and test_fraction {self.test_fraction} leave it at least one sample "
+            "in every split. Collect more papers for those categories, or drop them from --categories."
+        )
+
+
+def _replace_math(match: re.Match[str]) -> str:
+    body = match.group(1) if match.group(1) is not None else match.group(2)
+    body = body.translate(_RESTORE).strip()
+    return body if body and _SIMPLE_MATH.fullmatch(body) else " "
+
+
+def _replace_command(match: re.Match[str]) -> str:
+    name, args = match.group(1), match.group(2)
+    if name in _KEEP_TEXT:
+        kept = args[args.rindex("{") + 1 : -1]
+        # A footnote is an aside, not part of the word it hangs on.
+        return f" {kept} " if name == "footnote" else kept
+    return _WORDS.get(name, " ")
+
+
+def _label_distribution(samples: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    return dict(sorted(Counter(sample["label"] for sample in samples).items()))

@@ -1,0 +1,50 @@
+"""Shared fixtures: the real arXiv data in ../shared, and tiny offline tokenizers."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.tiny import build_tiny_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def load_shared_papers(limit: int | None = None, categories: set[str] | None = None) -> list[dict[str, Any]]:
+    """Reads real papers from ../shared/data/arxiv/papers.jsonl.gz (optionally the first `limit` of some classes)."""
+    papers = []
+    with gzip.open(SHARED_DATA / "arxiv" / "papers.jsonl.gz", "rt", encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if categories is None or record["primary"] in categories:
+                papers.append(record)
+                if limit is not None and len(papers) >= limit:
+                    break
+    return papers
+
+
+@pytest.fixture(scope="session")
+def shared_papers_path() -> Path:
+    """The shared snapshot of 26,222 real arXiv papers."""
+    path = SHARED_DATA / "arxiv" / "papers.jsonl.gz"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: the tests need the shared data folder beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def atom_dir() -> Path:
+    """Recorded Atom responses of the arXiv API."""
+    return SHARED_DATA / "atom"
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1,000-token uncased WordPiece tokenizer trained on 400 real abstracts, saved as a local directory."""
+    texts = [p["title"] + ". " + p["abstract"] for p in load_shared_papers(limit=400)]
+    return build_tiny_tokenizer(tmp_path_factory.mktemp("tiny_tokenizer"), texts)

@@ -1,0 +1,1 @@
+"""Test helpers shared across the test tree (a loopback arXiv API server)."""
