@@ -147,14 +147,14 @@ def normalize_option_names(args: Sequence[str]) -> list[str]:
     return normalized
 
 
-def main(args: Sequence[str] | None = None) -> Any:
+def main(args: Sequence[str] | None = None) -> None:
     """Runs one `clf` subcommand; domain errors print one clear line and exit with status 1."""
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0] in LIGHTNING_COMMANDS and args[0] not in COMMANDS:
         sys.exit(f"clf {args[0]}: not available in this version; the commands are: {', '.join(COMMANDS)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return CLI(
+        CLI(
             COMMANDS,
             args=normalize_option_names(args),
             as_positional=False,

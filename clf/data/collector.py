@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import arxiv
-import requests
 
 from clf import DEFAULT_CATEGORIES
-from clf.data.api_session import FeedSession, MalformedFeedError
+from clf.data.api_pager import ArxivApiPager, PageFetchError
+from clf.data.collection_state import CollectionState
 from clf.data.io import (
     DataFileError,
-    read_json,
     read_jsonl,
     sha256_of_strings,
     truncate_partial_last_line,
@@ -48,7 +47,6 @@ DEFAULT_API_URL = "https://export.arxiv.org/api/query"
 DATASET_FILE = "classification_dataset.jsonl"
 MANIFEST_FILE = "manifest.json"
 _CATEGORY = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
-_RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 
 class CollectionError(RuntimeError):
@@ -142,9 +140,7 @@ class ArxivCollector:
             raise ValueError(f"--start_date {start_date} is after --end_date {end_date}")
         self.seed = seed
         self.progress_every = progress_every
-        self._client: arxiv.Client | None = None
-        self._session: FeedSession | None = None
-        self._last_request = float("-inf")
+        self._pager: ArxivApiPager | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -260,26 +256,27 @@ class ArxivCollector:
         assert self.snapshot_path is not None
         reader = SnapshotReader(self.snapshot_path)
         for category in categories:
-            self._check_state_compatible(category, dates)
+            self._resumable_state(category, dates)
         sampled = reader.sample_by_category(
             categories, per_category, dates=dates, primary_only=self.primary_only, seed=self.seed
         )
         for category, papers in sampled.items():
             write_jsonl_atomic(self._papers_path(category), (p.to_dict() for p in papers))
-            self._write_state(category, dates, next_start=0, kept=len(papers), exhausted=True)
+            CollectionState(self._signature(category, dates), kept=len(papers), exhausted=True).save(
+                self._state_path(category)
+            )
             log.info("%s: %d papers sampled from %s", category, len(papers), self.snapshot_path)
         return sampled
 
     def _collect_from_api(self, category: str, max_results: int, dates: DateRange) -> list[Paper]:
         path = self._papers_path(category)
-        self._check_state_compatible(category, dates)
-        state = self._read_state(category)
+        state = self._resumable_state(category, dates)
         if truncate_partial_last_line(path):
             log.warning("%s: cut an incomplete last line left by an interrupted run", path)
         papers = self._load_saved(path)
         seen = self._ids_in_other_categories(category) | {p.arxiv_id for p in papers}
-        next_start = state.get("next_start", 0) if state else 0
-        exhausted = bool(state and state.get("exhausted"))
+        next_start = state.next_start if state else 0
+        exhausted = state.exhausted if state else False
         if papers:
             log.info("%s: resuming with %d saved papers, next page starts at %d", category, len(papers), next_start)
         query = self._query(category, dates)
@@ -295,12 +292,14 @@ class ArxivCollector:
                     continue
                 seen.add(paper.arxiv_id)
                 kept.append(paper)
-            kept = kept[: max_results - len(papers)]
+            # The whole page is saved, even past max_results, so a later, larger request misses none of it.
             _append_jsonl(path, (p.to_dict() for p in kept))
             papers.extend(kept)
             next_start += len(results)
             exhausted = not results or next_start >= total
-            self._write_state(category, dates, next_start=next_start, kept=len(papers), exhausted=exhausted)
+            CollectionState(self._signature(category, dates), next_start, len(papers), exhausted).save(
+                self._state_path(category)
+            )
             if len(papers) // self.progress_every > last_logged or exhausted or len(papers) >= max_results:
                 last_logged = len(papers) // self.progress_every
                 log.info(
@@ -313,83 +312,32 @@ class ArxivCollector:
                 )
         return papers[:max_results]
 
-    def _fetch_page(self, query: str, start: int, category: str, saved: int) -> tuple[list[arxiv.Result], int]:
-        """Fetches one page with rate limiting and retries; returns its results and the total result count."""
-        client, session = self._api()
-        search = arxiv.Search(
-            query=query,
-            max_results=start + self.page_size,
-            sort_by=arxiv.SortCriterion.SubmittedDate,
-            sort_order=arxiv.SortOrder.Descending,
-        )
-        attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            self._wait_for_rate_limit()
-            session.reset()
-            failure: str
-            retry_after = 0.0
-            try:
-                results = list(client.results(search, offset=start))
-                total = session.total_results
-                if not results and total is not None and start < total:
-                    failure = f"empty feed although {total} results were announced"
-                else:
-                    return results, total if total is not None else start + len(results)
-            except arxiv.HTTPError as err:
-                if err.status not in _RETRYABLE_STATUS:
-                    raise CollectionError(
-                        f"{category}: arXiv answered HTTP {err.status} to {err.url}; the query {query!r} is not "
-                        f"accepted. {self._kept_message(category, saved)}"
-                    ) from err
-                failure = f"HTTP {err.status}" + (" (rate limited by arXiv)" if err.status == 429 else "")
-                retry_after = session.retry_after or 0.0
-            except requests.Timeout:
-                failure = f"no answer within {self.timeout_seconds:g} s (timeout)"
-            except requests.ConnectionError as err:
-                failure = f"connection failed ({err.__class__.__name__})"
-            except MalformedFeedError as err:
-                failure = f"malformed feed ({err.detail})"
-            except arxiv.UnexpectedEmptyPageError:
-                failure = "empty feed"
-            if attempt == attempts:
-                raise CollectionError(
-                    f"{category}: gave up on the page starting at {start} after {attempts} attempts; last error: "
-                    f"{failure}. {self._kept_message(category, saved)} Re-run the same command to resume from that "
-                    "page, or raise --max_retries / --backoff_seconds."
-                )
-            wait = max(retry_after, min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds))
-            log.warning(
-                "%s: page starting at %d failed: %s (attempt %d/%d); retrying in %.1f s",
-                category,
-                start,
-                failure,
-                attempt,
-                attempts,
-                wait,
-            )
-            time.sleep(wait)
-        raise AssertionError("unreachable")
-
     # ------------------------------------------------------------------ helpers
 
-    def _api(self) -> tuple[arxiv.Client, FeedSession]:
-        if self._client is None:
-            # The client owns paging and Atom parsing; we own rate limiting and retries (with back-off, which the
-            # client lacks), so its own retries are off. Its session is replaced by one that sets a timeout and
-            # checks each feed is whole: the client offers neither, and a truncated feed would otherwise parse
-            # as a short page and end the category early.
-            self._client = arxiv.Client(page_size=self.page_size, delay_seconds=self.delay_seconds, num_retries=0)
-            self._client.query_url_format = self.api_url + "?{}"
-            self._session = FeedSession(timeout=self.timeout_seconds)
-            self._client._session = self._session
-        assert self._session is not None
-        return self._client, self._session
-
-    def _wait_for_rate_limit(self) -> None:
-        wait = self._last_request + self.delay_seconds - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        self._last_request = time.monotonic()
+    def _fetch_page(self, query: str, start: int, category: str, saved: int) -> tuple[list[arxiv.Result], int]:
+        if self._pager is None:
+            self._pager = ArxivApiPager(
+                self.api_url,
+                page_size=self.page_size,
+                delay_seconds=self.delay_seconds,
+                max_retries=self.max_retries,
+                backoff_seconds=self.backoff_seconds,
+                max_backoff_seconds=self.max_backoff_seconds,
+                timeout_seconds=self.timeout_seconds,
+            )
+        try:
+            page = self._pager.fetch(query, start, label=category)
+        except PageFetchError as err:
+            advice = (
+                "Re-run the same command to resume from that page, or raise --max_retries / --backoff_seconds."
+                if err.retryable
+                else "Check --categories, --start_date and --end_date."
+            )
+            raise CollectionError(
+                f"{category}: gave up on the page starting at {err.start} after {err.attempts} attempt(s); last error: "
+                f"{err.reason}. {self._kept_message(category, saved)} {advice}"
+            ) from err
+        return page.results, page.total
 
     def _query(self, category: str, dates: DateRange) -> str:
         query = f"cat:{category}"
@@ -410,42 +358,26 @@ class ArxivCollector:
             "category": category,
             "source": self.source,
             "primary_only": self.primary_only,
-            "start_date": dates.start.isoformat() if dates.start else None,
-            "end_date": dates.end.isoformat() if dates.end else None,
+            "start_date": _iso(dates.start),
+            "end_date": _iso(dates.end),
             "page_size": self.page_size if self.source == "api" else None,
         }
 
-    def _read_state(self, category: str) -> dict[str, Any] | None:
-        path = self._state_path(category)
-        return read_json(path) if path.is_file() else None
-
-    def _check_state_compatible(self, category: str, dates: DateRange) -> None:
-        state = self._read_state(category)
+    def _resumable_state(self, category: str, dates: DateRange) -> CollectionState | None:
+        """The saved state of `category`, after checking it was collected under the settings asked for now."""
+        state = CollectionState.load(self._state_path(category))
         if state is None:
-            return
-        ours = self._signature(category, dates)
-        theirs = state.get("signature", {})
-        if self.source == "snapshot" and theirs.get("source") == "snapshot":
-            return  # a snapshot sample is redrawn whole, so nothing is lost by drawing it again
-        if theirs != ours:
-            differing = sorted(k for k in ours if ours.get(k) != theirs.get(k))
+            return None
+        if self.source == "snapshot" and state.signature.get("source") == "snapshot":
+            return state  # a snapshot sample is drawn whole again, so nothing saved can be lost
+        differing = state.differences(self._signature(category, dates))
+        if differing:
+            listed = "; ".join(f"{k}: {saved!r} then, {now!r} now" for k, (saved, now) in differing.items())
             raise CollectionError(
-                f"{self._papers_path(category)} was collected with other settings ({', '.join(differing)}: "
-                f"{ {k: theirs.get(k) for k in differing} }, now { {k: ours[k] for k in differing} }). Use another "
+                f"{self._papers_path(category)} was collected with other settings ({listed}). Use another "
                 "--data_dir, or delete that file and its .state.json to start this category over."
             )
-
-    def _write_state(self, category: str, dates: DateRange, *, next_start: int, kept: int, exhausted: bool) -> None:
-        write_json_atomic(
-            self._state_path(category),
-            {
-                "signature": self._signature(category, dates),
-                "next_start": next_start,
-                "kept": kept,
-                "exhausted": exhausted,
-                "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        return state
 
     def _load_saved(self, path: Path) -> list[Paper]:
         if not path.is_file():

@@ -11,9 +11,18 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 class DataFileError(ValueError):
@@ -112,6 +121,17 @@ def write_json_atomic(path: Path, obj: Any, *, indent: int | None = 2) -> None:
     write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
 
 
+def write_samples_json(path: Path, metadata: dict[str, Any], samples: Sequence[dict[str, Any]]) -> None:
+    """Writes ``{"metadata": {...}, "samples": [...]}`` atomically: metadata indented, one sample per line.
+
+    The layout keeps the file valid JSON while staying readable and fast to write (the indenting encoder is pure
+    Python and several times slower on tens of megabytes).
+    """
+    head = json.dumps({"metadata": metadata}, ensure_ascii=False, indent=2)[:-2]
+    body = ",\n".join(json.dumps(sample, ensure_ascii=False) for sample in samples)
+    write_text_atomic(path, f'{head},\n  "samples": [\n{body}\n  ]\n}}\n')
+
+
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
     """Writes a whole JSON Lines file atomically; returns the number of records."""
     lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
@@ -125,6 +145,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

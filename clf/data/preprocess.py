@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.model_selection import train_test_split
 
 import clf
-from clf.data.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_json_atomic
+from clf.data.cleaning import clean_text, english_ratio, normalised_title_hash
+from clf.data.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_samples_json
 from clf.data.paper import strip_version
 from clf.data.validation import DataValidationError, validate_samples
 
@@ -56,65 +55,6 @@ class LeakageError(ValueError):
     def __init__(self, message: str, ids: Iterable[str] = ()) -> None:
         super().__init__(message)
         self.ids: list[str] = list(ids)
-
-
-# Text cleaning. Order matters: escapes are parked in private-use characters so that `\$` is not taken for math
-# and `\{` not for a group; LaTeX link commands go before bare URLs, whose pattern would eat their braces; a tie `~`
-# becomes a space while commands and math still stand beside it; math goes before commands so that
-# `$\mathcal{H}$` disappears whole instead of leaving an `H`.
-_ESCAPES = {"%": "\ue000", "&": "\ue001", "_": "\ue002", "#": "\ue003", "$": "\ue004", "{": "\ue005", "}": "\ue006"}
-_RESTORE = str.maketrans({v: k for k, v in _ESCAPES.items()})
-_ESCAPED = re.compile(r"\\([%&_#${}])")
-_LINE_BREAK = re.compile(r"\\\\")
-_UNICODE = re.compile(r"\\unicode\{x([0-9a-fA-F]{2,6})\}")
-_ACCENT_BRACED = re.compile(r"\{\\(?:['\"`^~=.]|[cvuHkr]\s)\s*([A-Za-z])\}")
-_ACCENT_ARG = re.compile(r"\\(?:['\"`^~=.]|[cvuHkr])\s*\{([A-Za-z])\}")
-_ACCENT_BARE = re.compile(r"\\['\"`^~=.]([A-Za-z])")
-_HREF = re.compile(r"\\href\s*\{[^{}]*\}\s*\{([^{}]*)\}")
-_LINK = re.compile(r"\\(?:url|href)\s*\{[^{}]*\}")
-_URL = re.compile(r"(?:(?:https?|ftp)://|\bwww\.)\S+?(?=[.,;:!?'\")\]}]*(?:\s|$))")
-_DISPLAY_MATH = re.compile(r"\$\$.*?\$\$|\\\[.*?\\\]", re.DOTALL)
-_INLINE_MATH = re.compile(r"\$([^$]*)\$|\\\((.*?)\\\)", re.DOTALL)
-_SIMPLE_MATH = re.compile(r"(?:[^\W_]+(?:[.,][0-9]+)*)?%?|[-\u2013\u2014]{1,3}")
-_SWITCH = re.compile(r"\{\\(?:em|bf|it|rm|tt|sc|sf|sl|cal|ttfamily|bfseries|itshape|scshape|upshape)\b\s*([^{}]*)\}")
-_COMMAND = re.compile(r"\\([a-zA-Z]+)\*?(?:\[[^\[\]{}]*\])?((?:\s*\{[^{}]*\})+)")
-_BARE_COMMAND = re.compile(r"\\([a-zA-Z]+)\*?")
-_STRAY = re.compile(r"\\[^\w\s]?")
-_TIE = re.compile(r"(?<=\S)~(?=\S)")
-_REPEATS = re.compile(r"([!?,;])\1+")
-_ELLIPSIS = re.compile(r"\.{4,}")
-_EMPTY_BRACKETS = re.compile(r"(?<!\S)(?:\(\s*[,;:]?\s*\)|\[\s*[,;:]?\s*\])")
-_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,;:!?]|\.(?!\.))(?=\s|$)")
-_WHITESPACE = re.compile(r"\s+")
-
-# Formatting commands whose argument is prose; any other command with arguments goes, arguments and all.
-_KEEP_TEXT = frozenset(
-    ("textbf", "emph", "textit", "text", "textrm", "textsf", "texttt", "textsc", "textsl", "textup", "textnormal")
-    + ("mathrm", "mathit", "mathbf", "mathsf", "mathtt", "boldsymbol", "bm", "underline", "uppercase", "lowercase")
-    + ("em", "bf", "it", "rm", "tt", "sc", "sf", "sl", "textcolor", "colorbox", "mbox", "hbox", "footnote")
-)
-_WORDS = {"ldots": "...", "dots": "...", "cdots": "...", "LaTeX": "LaTeX", "TeX": "TeX"}
-
-_WORD = re.compile(r"[^\W\d_]+")
-_NOT_ALNUM = re.compile(r"[^a-z0-9]")
-
-
-def normalised_title_hash(title: str) -> str:
-    """The sha256 of a title lowercased with only `[a-z0-9]` kept, so case and punctuation do not matter.
-
-    Returns:
-        The hex digest, or "" when nothing of the title is left (such titles are never treated as duplicates).
-    """
-    key = _NOT_ALNUM.sub("", title.lower())
-    return sha256_of_strings([key]) if key else ""
-
-
-def english_ratio(text: str) -> float:
-    """The share of alphabetic word tokens that are English stop words (0.0 for text without words)."""
-    words = _WORD.findall(text.lower())
-    if not words:
-        return 0.0
-    return sum(word in ENGLISH_STOP_WORDS for word in words) / len(words)
 
 
 def content_hash(samples: Sequence[Mapping[str, Any]]) -> str:
@@ -247,39 +187,12 @@ class DatasetPreprocessor:
     def clean_text(text: str) -> str:
         """Strips URLs, LaTeX markup and non-trivial math from arXiv text, keeping the prose intact.
 
-        Formatting commands (`\\textbf{x}`, `\\emph{x}`, `{\\em x}`) keep their text, references (`\\cite{x}`,
-        `\\ref{x}`, `\\url{x}`) go, escapes (`\\%`) and accents (`\\'e`) become plain characters, math that is a
-        single token (`$k$`, `$100$`, `$95\\%$`) keeps it and other math goes, a LaTeX tie `~` becomes a space,
-        runs of `!?,;` and of four or more dots shrink, and whitespace collapses.
+        See `clf.data.cleaning.clean_text` for what is kept and what goes.
 
         Returns:
             The cleaned text, stripped.
         """
-        text = _LINE_BREAK.sub(" ", text)
-        text = _ESCAPED.sub(lambda m: _ESCAPES[m.group(1)], text)
-        text = _UNICODE.sub(lambda m: chr(int(m.group(1), 16)), text)
-        text = _ACCENT_BRACED.sub(r"\1", text)
-        text = _ACCENT_ARG.sub(r"\1", text)
-        text = _ACCENT_BARE.sub(r"\1", text)
-        text = _HREF.sub(r"\1", text)
-        text = _LINK.sub(" ", text)
-        text = _URL.sub("", text)
-        text = _TIE.sub(" ", text)
-        text = _DISPLAY_MATH.sub(" ", text)
-        text = _INLINE_MATH.sub(_replace_math, text)
-        # Each pass resolves the innermost groups, so `\textbf{\emph{x}}` takes two.
-        for _ in range(10):
-            before = text
-            text = _COMMAND.sub(_replace_command, _SWITCH.sub(r"\1", text))
-            if text == before:
-                break
-        text = _BARE_COMMAND.sub(lambda m: _WORDS.get(m.group(1), " "), text)
-        text = _STRAY.sub(" ", text)
-        text = text.replace("{", "").replace("}", "").translate(_RESTORE)
-        text = _ELLIPSIS.sub("...", _REPEATS.sub(r"\1", text))
-        text = _EMPTY_BRACKETS.sub(" ", text)
-        text = _WHITESPACE.sub(" ", text)
-        return _SPACE_BEFORE_PUNCT.sub(r"\1", text).strip()
+        return clean_text(text)
 
     def deduplicate_samples(self, samples: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drops repeated papers, keeping the first: same arXiv id (version ignored), or same normalised title.
@@ -357,7 +270,7 @@ class DatasetPreprocessor:
             "label_distribution": _label_distribution(samples),
             "content_hash": content_hash(samples),
         }
-        write_json_atomic(self.processed_path, {"metadata": metadata, "samples": samples})
+        write_samples_json(self.processed_path, metadata, samples)
         logger.info("wrote %d samples to %s", len(samples), self.processed_path)
         return self.processed_path
 
@@ -419,7 +332,7 @@ class DatasetPreprocessor:
                 "ids_hash": sha256_of_strings(sorted(s["arxiv_id"] for s in part)),
                 "dataset_hash": dataset_hash,
             }
-            write_json_atomic(paths[name], {"metadata": metadata, "samples": part})
+            write_samples_json(paths[name], metadata, part)
             logger.info("wrote %d %s samples to %s", len(part), name, paths[name])
         return paths
 
@@ -523,21 +436,6 @@ class DatasetPreprocessor:
             f"val_fraction {self.val_fraction} and test_fraction {self.test_fraction} leave it at least one sample "
             "in every split. Collect more papers for those categories, or drop them from --categories."
         )
-
-
-def _replace_math(match: re.Match[str]) -> str:
-    body = match.group(1) if match.group(1) is not None else match.group(2)
-    body = body.translate(_RESTORE).strip()
-    return body if body and _SIMPLE_MATH.fullmatch(body) else " "
-
-
-def _replace_command(match: re.Match[str]) -> str:
-    name, args = match.group(1), match.group(2)
-    if name in _KEEP_TEXT:
-        kept = args[args.rindex("{") + 1 : -1]
-        # A footnote is an aside, not part of the word it hangs on.
-        return f" {kept} " if name == "footnote" else kept
-    return _WORDS.get(name, " ")
 
 
 def _label_distribution(samples: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -1,0 +1,118 @@
+"""Tests for clf/cli.py: the dispatch table, generated help, the README's commands, and clear errors."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from clf.cli import COMMANDS, main, normalize_option_names
+from tests.conftest import REPO
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clf", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_top_level_help_lists_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0, result.stderr
+    for name in COMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_help_comes_from_signature_and_docstring(name, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([name, "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    function = COMMANDS[name]
+    assert inspect.getdoc(function).splitlines()[0] in " ".join(shown.split())
+    for parameter in inspect.signature(function).parameters:
+        assert f"--{parameter}" in shown
+
+
+def test_dashes_and_underscores_are_the_same_option():
+    assert normalize_option_names(["collect", "--num-papers", "5", "--data-dir=x", "-h", "--"]) == [
+        "collect",
+        "--num_papers",
+        "5",
+        "--data_dir=x",
+        "-h",
+        "--",
+    ]
+
+
+def readme_commands() -> list[list[str]]:
+    """Every `clf …` command in the README's code blocks, including those chained with `&&`."""
+    blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+    commands = []
+    for line in "\n".join(blocks).splitlines():
+        for part in line.split("#")[0].split("&&"):
+            if part.strip().startswith("clf "):
+                commands.append(part.split())
+    return commands
+
+
+def test_readme_commands_use_commands_and_options_that_exist():
+    commands = readme_commands()
+    assert {words[1] for words in commands} == set(COMMANDS), "every command should be shown in the README"
+    for words in commands:
+        name = words[1]
+        assert name in COMMANDS, f"README uses unknown command {name!r}"
+        parameters = set(inspect.signature(COMMANDS[name]).parameters)
+        for word in words[2:]:
+            if word.startswith("--"):
+                assert word[2:].split("=")[0].replace("-", "_") in parameters, f"README: {' '.join(words)}"
+
+
+def test_collect_then_preprocess_end_to_end(shared_papers_path, tmp_path):
+    data = str(tmp_path / "data")
+    categories = "[cs.DB, cs.NE, cs.RO]"
+    main(
+        [
+            "collect",
+            "--source",
+            "snapshot",
+            "--snapshot",
+            str(shared_papers_path),
+            "--num-papers",
+            "300",
+            "--data-dir",
+            data,
+            "--categories",
+            categories,
+        ]
+    )
+    main(["preprocess", "--data-dir", data, "--categories", categories])
+    manifest = json.loads((tmp_path / "data" / "raw" / "arxiv" / "manifest.json").read_text())
+    assert manifest["num_samples"] == 300
+    counts = {
+        s: json.loads((tmp_path / "data" / "splits" / f"{s}.json").read_text())["metadata"]["count"]
+        for s in ("train", "val", "test")
+    }
+    assert 250 < sum(counts.values()) <= 300 and counts["train"] > counts["val"] > 0
+
+
+def test_domain_errors_are_one_clear_line(tmp_path):
+    result = run_cli("collect", "--snapshot", str(tmp_path / "gone.jsonl.gz"), "--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("clf collect: error:") and "gone.jsonl.gz not found" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_option_value_names_the_option(tmp_path):
+    result = run_cli("preprocess", "--data-dir", str(tmp_path), "--val-fraction", "0.7")
+    assert result.returncode == 1
+    assert "val_fraction must be in (0, 0.5), got 0.7" in result.stderr
+
+
+def test_reserved_training_commands_say_what_is_available():
+    result = run_cli("fit")
+    assert result.returncode != 0 and "collect" in result.stderr
