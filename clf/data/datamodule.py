@@ -23,10 +23,12 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedToken
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from clf import DEFAULT_CATEGORIES
+from clf.data.cleaning import clean_text
 from clf.data.collector import DATASET_FILE, DEFAULT_API_URL, ArxivCollector
-from clf.data.io import DataFileError, read_json
+from clf.data.io import DataFileError, read_json, read_jsonl
 from clf.data.preprocess import DatasetPreprocessor
-from clf.data.validation import validate_labels
+from clf.data.validation import validate_samples
+from clf.pretrained import resolve_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ class ArxivDataModule(L.LightningDataModule):
         num_papers: how many papers ``prepare_data`` collects.
         min_words: the preprocessor's minimum words per paper.
         seed: seed of sampling and splitting.
+        multi_label: labels are every listed category among `categories` (a multi-hot vector), not only the primary.
+        predict_file: a JSON Lines file of papers (``title`` and ``abstract``, or ``text``; ``arxiv_id`` optional)
+            for ``predict``; without it, ``predict`` runs on the test split.
         cache_dir: where tokenized splits are cached; defaults to ``<data_dir>/cache/tokenized``.
         pin_memory: pin batches in page-locked memory; ``None`` pins when CUDA is available.
 
@@ -79,6 +84,8 @@ class ArxivDataModule(L.LightningDataModule):
         num_papers: int = 5000,
         min_words: int = 50,
         seed: int = 42,
+        multi_label: bool = False,
+        predict_file: str | Path | None = None,
         cache_dir: str | Path | None = None,
         pin_memory: bool | None = None,
     ) -> None:
@@ -100,6 +107,9 @@ class ArxivDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.group_by_length = group_by_length
         self.categories = list(categories)
+        self.multi_label = multi_label
+        self.predict_file = Path(predict_file) if predict_file is not None else None
+        self.predict_records: list[dict[str, Any]] = []
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir / "cache" / "tokenized"
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.id_to_label: dict[int, str] = dict(enumerate(sorted(self.categories)))
@@ -121,7 +131,7 @@ class ArxivDataModule(L.LightningDataModule):
     def tokenizer(self) -> PreTrainedTokenizerBase:
         """The tokenizer, loaded on first use."""
         if self._tokenizer is None:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+            self._tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(self.tokenizer_name))
         return self._tokenizer
 
     def prepare_data(self) -> None:
@@ -151,11 +161,21 @@ class ArxivDataModule(L.LightningDataModule):
             self._tokenized(split)
 
     def setup(self, stage: str | None = None) -> None:
-        """Loads the tokenized splits the stage needs (tokenizing and caching any that are not cached yet)."""
+        """Loads the tokenized splits the stage needs (tokenizing and caching any that are not cached yet).
+
+        Every sample is validated (fields, labels) before any training starts.
+        """
+        if stage == "predict" and self.predict_file is not None:
+            self.datasets["predict"] = self._predict_dataset(self.predict_file)
+            return
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in wanted.get(stage or "", SPLITS):
             if split not in self.datasets:
                 self.datasets[split] = self._tokenized(split)
+        if stage == "predict":
+            self.datasets["predict"] = self.datasets["test"]
+            samples, _ = self._load_split("test")
+            self.predict_records = [{"arxiv_id": s["arxiv_id"], "true_label": s["label"]} for s in samples]
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches, grouped by length when `group_by_length` is set."""
@@ -174,8 +194,8 @@ class ArxivDataModule(L.LightningDataModule):
         return self._loader(self._dataset("test"), self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        """Batches of the test split, for prediction."""
-        return self._loader(self._dataset("test"), self.eval_batch_size)
+        """Batches of `predict_file`'s papers, or of the test split; `predict_records` says which paper is which."""
+        return self._loader(self._dataset("predict"), self.eval_batch_size)
 
     # ------------------------------------------------------------------ helpers
 
@@ -186,7 +206,7 @@ class ArxivDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, sampler: Any = None) -> DataLoader:
         return DataLoader(
-            dataset.select_columns(_MODEL_INPUTS),
+            dataset.select_columns([c for c in _MODEL_INPUTS if c in dataset.column_names]),
             batch_size=batch_size,
             shuffle=shuffle,
             sampler=sampler,
@@ -208,7 +228,7 @@ class ArxivDataModule(L.LightningDataModule):
         samples = content.get("samples") if isinstance(content, dict) else None
         if not isinstance(samples, list):
             raise DataFileError(f"{path}: expected an object with a 'samples' list; re-run `clf preprocess`.")
-        validate_labels(samples, self.categories, source=str(path))
+        validate_samples(samples, labels=self.categories, min_words=1, source=str(path))
         return samples, raw
 
     def _cache_key(self, split_bytes: bytes) -> str:
@@ -222,6 +242,7 @@ class ArxivDataModule(L.LightningDataModule):
             hashlib.sha256(tokenizer_state.encode()).hexdigest(),
             str(self.max_length),
             json.dumps(self.label_to_id, sort_keys=True),
+            "multi-label" if self.multi_label else "single-label",
         ):
             digest.update(part.encode())
             digest.update(b"\x00")
@@ -234,17 +255,45 @@ class ArxivDataModule(L.LightningDataModule):
             log.info("%s: using tokenized cache %s", split, path)
             return load_from_disk(str(path))
         log.info("%s: tokenizing %d samples (max_length=%d) into %s", split, len(samples), self.max_length, path)
-        tokenizer = self.tokenizer
-        label_to_id = self.label_to_id
         dataset = Dataset.from_dict(
-            {"text": [s["text"] for s in samples], "labels": [label_to_id[s["label"]] for s in samples]}
+            {"text": [s["text"] for s in samples], "labels": [self._target(s) for s in samples]}
         )
+        dataset = self._encode(dataset, split)
+        dataset.save_to_disk(str(path))
+        return load_from_disk(str(path))
+
+    def _target(self, sample: dict[str, Any]) -> int | list[float]:
+        if not self.multi_label:
+            return self.label_to_id[sample["label"]]
+        listed = set(sample.get("categories") or []) | {sample["label"]}
+        return [1.0 if label in listed else 0.0 for label in self.label_to_id]
+
+    def _encode(self, dataset: Dataset, split: str) -> Dataset:
+        tokenizer = self.tokenizer
 
         def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
             encoded = tokenizer(batch["text"], truncation=True, max_length=self.max_length)
             encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
             return encoded
 
-        dataset = dataset.map(encode, batched=True, remove_columns=["text"], desc=f"tokenizing {split}")
-        dataset.save_to_disk(str(path))
-        return load_from_disk(str(path))
+        return dataset.map(encode, batched=True, remove_columns=["text"], desc=f"tokenizing {split}")
+
+    def _predict_dataset(self, path: Path) -> Dataset:
+        records, texts = [], []
+        for number, paper in read_jsonl(path):
+            if paper.get("text"):
+                text = clean_text(str(paper["text"]))
+            elif paper.get("title") or paper.get("abstract"):
+                title = clean_text(str(paper.get("title", ""))).rstrip(".")
+                text = f"{title}. {clean_text(str(paper.get('abstract', '')))}".strip(". ")
+            else:
+                raise DataFileError(
+                    f"{path}, line {number}: a paper needs 'title' and 'abstract', or 'text'. Fix or remove that line."
+                )
+            records.append({"arxiv_id": paper.get("arxiv_id") or paper.get("id") or f"line-{number}", "line": number})
+            texts.append(text)
+        if not records:
+            raise DataFileError(f"{path}: holds no papers to predict.")
+        self.predict_records = records
+        log.info("predict: %d papers from %s", len(records), path)
+        return self._encode(Dataset.from_dict({"text": texts}), "predict")

@@ -1,0 +1,1 @@
+"""The classifier: LightningModule, training callbacks and recovery from out-of-memory errors."""

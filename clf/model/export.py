@@ -1,0 +1,158 @@
+"""Export the best model of a run in transformers format, ready for the registry and for serving.
+
+``export/`` holds ``model.safetensors`` and ``config.json`` (with id2label / label2id), the tokenizer files,
+``label_map.json``, ``metrics.json``, the resolved ``config.yaml`` of the run, and ``manifest.json`` listing every
+file with its size and sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
+
+from clf.data.io import read_json, write_json_atomic
+from clf.model.checkpointing import load_checkpoint
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("config.json", "model.safetensors", "label_map.json", "tokenizer_config.json")
+
+
+class ExportError(RuntimeError):
+    """The export is incomplete or does not reload."""
+
+
+def export_model(
+    module: L.LightningModule,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: str | Path,
+    *,
+    metrics: dict[str, Any] | None = None,
+    run_config: Path | None = None,
+) -> Path:
+    """Writes `module`'s backbone, `tokenizer` and the label map to `out_dir`, replacing it atomically.
+
+    Args:
+        module: an `ArxivClassifier` (anything with ``backbone``, ``id2label`` and ``hparams``).
+        tokenizer: the tokenizer the model was trained with.
+        out_dir: the export folder.
+        metrics: metrics to record in ``metrics.json``.
+        run_config: the run's resolved config file, copied as ``config.yaml``.
+
+    Returns:
+        The export folder.
+
+    Raises:
+        ExportError: when a required file is missing or the exported model does not reload with the label map.
+    """
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    module.backbone.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    hparams = module.hparams
+    write_json_atomic(
+        staging / "label_map.json",
+        {
+            "id2label": {str(i): label for i, label in module.id2label.items()},
+            "label2id": {label: i for i, label in module.id2label.items()},
+            "multi_label": bool(hparams.get("multi_label", False)),
+            "threshold": float(hparams.get("threshold", 0.5)),
+            "max_length": int(hparams.get("max_length", 512)),
+            "pretrained": str(hparams.get("pretrained", "")),
+        },
+    )
+    write_json_atomic(staging / "metrics.json", metrics or {})
+    if run_config is not None and Path(run_config).is_file():
+        shutil.copyfile(run_config, staging / "config.yaml")
+    verify_export(staging, module.id2label)
+    write_json_atomic(staging / "manifest.json", {"files": _describe_files(staging)})
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    size_mb = sum(f.stat().st_size for f in out_dir.iterdir()) / 2**20
+    log.info("Exported the model to %s (%.1f MB)", out_dir, size_mb)
+    return out_dir
+
+
+def verify_export(path: Path, id2label: dict[int, str]) -> None:
+    """Checks the required files exist and the model reloads (weights only) with the same label map.
+
+    Raises:
+        ExportError: naming the missing file or the mismatch.
+    """
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise ExportError(f"{path}: export is missing {', '.join(missing)}")
+    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+    reloaded = {int(i): label for i, label in model.config.id2label.items()}
+    if reloaded != id2label:
+        raise ExportError(f"{path}: reloaded id2label {reloaded} differs from the trained one {id2label}")
+    label_map = read_json(path / "label_map.json")
+    if {int(i): label for i, label in label_map["id2label"].items()} != id2label:
+        raise ExportError(f"{path}/label_map.json does not match the model's labels")
+
+
+def _describe_files(path: Path) -> list[dict[str, Any]]:
+    described = []
+    for file in sorted(p for p in path.iterdir() if p.is_file()):
+        digest = hashlib.sha256()
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        described.append({"name": file.name, "bytes": file.stat().st_size, "sha256": digest.hexdigest()})
+    return described
+
+
+class ExportOnFitEnd(L.Callback):
+    """At the end of `fit`, loads the best checkpoint's weights into the module and exports them.
+
+    Args:
+        dirpath: the export folder; defaults to ``<trainer.default_root_dir>/export``.
+    """
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        self.dirpath = dirpath
+        self.exported: Path | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.interrupted or getattr(trainer, "sanity_checking", False):
+            return
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+        summary: dict[str, Any] = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "last": metrics}
+        if best:
+            # Every rank loads the best weights, so a `test` after `fit` in the same process uses them everywhere.
+            pl_module.load_state_dict(load_checkpoint(best)["state_dict"])
+            summary.update(
+                best_model_path=best,
+                monitor=checkpoint.monitor,
+                best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+            )
+        # trainer.log_dir broadcasts from rank zero, so every rank must ask for it, outside the rank-zero section.
+        log_dir = trainer.log_dir
+        run_config = Path(log_dir) / "config.yaml" if log_dir else None
+        out_dir = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "export"
+        self.exported = self._export(pl_module, trainer.datamodule.tokenizer, out_dir, summary, run_config)
+        trainer.strategy.barrier("clf-export")
+
+    @rank_zero_only
+    def _export(
+        self,
+        pl_module: L.LightningModule,
+        tokenizer: PreTrainedTokenizerBase,
+        out_dir: Path,
+        summary: dict[str, Any],
+        run_config: Path | None,
+    ) -> Path:
+        return export_model(pl_module, tokenizer, out_dir, metrics=summary, run_config=run_config)

@@ -1,0 +1,61 @@
+"""The torchmetrics each classification mode is measured with."""
+
+from __future__ import annotations
+
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+    MultilabelConfusionMatrix,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelPrecision,
+    MultilabelRecall,
+)
+
+
+def summary_metrics(num_labels: int, multi_label: bool, threshold: float = 0.5) -> MetricCollection:
+    """Scalar metrics logged every epoch: ``acc`` and ``f1_macro`` in both modes (``acc`` is exact match there).
+
+    Single-label also has ``top3_acc``; multi-label also has ``f1_micro``.
+    """
+    if multi_label:
+        return MetricCollection(
+            {
+                "acc": MultilabelExactMatch(num_labels=num_labels, threshold=threshold),
+                "f1_macro": MultilabelF1Score(num_labels=num_labels, average="macro", threshold=threshold),
+                "f1_micro": MultilabelF1Score(num_labels=num_labels, average="micro", threshold=threshold),
+            }
+        )
+    metrics = {
+        "acc": MulticlassAccuracy(num_classes=num_labels, average="micro"),
+        "f1_macro": MulticlassF1Score(num_classes=num_labels, average="macro"),
+    }
+    if num_labels > 3:
+        metrics["top3_acc"] = MulticlassAccuracy(num_classes=num_labels, top_k=3, average="micro")
+    return MetricCollection(metrics)
+
+
+def per_class_metrics(num_labels: int, multi_label: bool, threshold: float = 0.5) -> MetricCollection:
+    """Precision, recall, F1 for each class, and the confusion matrix (per class in multi-label mode)."""
+    if multi_label:
+        kwargs = {"num_labels": num_labels, "threshold": threshold}
+        return MetricCollection(
+            {
+                "precision": MultilabelPrecision(average=None, **kwargs),
+                "recall": MultilabelRecall(average=None, **kwargs),
+                "f1": MultilabelF1Score(average=None, **kwargs),
+                "confusion_matrix": MultilabelConfusionMatrix(**kwargs),
+            }
+        )
+    return MetricCollection(
+        {
+            "precision": MulticlassPrecision(num_classes=num_labels, average=None),
+            "recall": MulticlassRecall(num_classes=num_labels, average=None),
+            "f1": MulticlassF1Score(num_classes=num_labels, average=None),
+            "confusion_matrix": MulticlassConfusionMatrix(num_classes=num_labels),
+        }
+    )

@@ -1,0 +1,199 @@
+"""`ArxivClassifier`: a transformers sequence-classification backbone as a LightningModule.
+
+    clf fit --config configs/quickstart.yaml
+
+Single-label (softmax over the primary category) by default; ``multi_label=True`` trains one sigmoid per category
+with binary cross-entropy against every listed category.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import get_linear_schedule_with_warmup
+
+from clf.model.backbone import build_backbone
+from clf.model.metrics import per_class_metrics, summary_metrics
+from clf.model.report import write_test_report
+
+log = logging.getLogger(__name__)
+
+
+class ArxivClassifier(L.LightningModule):
+    """Fine-tunes a transformers encoder to classify papers into arXiv categories.
+
+    Args:
+        pretrained: hub id, local directory or ``pkg:PACKAGE/PATH`` of the backbone; also names the tokenizer.
+        num_labels: number of classes (linked from the DataModule).
+        id2label: class index → category (linked from the DataModule); saved in the model config.
+        multi_label: one sigmoid per category trained with BCE on every listed category, instead of softmax over
+            the primary one.
+        threshold: probability above which a category is predicted in multi-label mode.
+        learning_rate: peak AdamW learning rate, reached after warmup.
+        weight_decay: AdamW weight decay; biases and LayerNorm weights get none.
+        warmup_steps: linear warmup steps; when 0, `warmup_ratio` of all steps is used.
+        warmup_ratio: share of all optimizer steps spent warming up, used when `warmup_steps` is 0.
+        gradient_checkpointing: recompute activations in the backward pass, trading compute for memory.
+        random_init: build the backbone without pretrained weights (tests, smoke runs).
+        config_overrides: backbone config fields to change (e.g. a tiny DistilBERT for tests).
+        max_length: the tokenizer's max length (linked from the DataModule), recorded for export and serving.
+
+    Raises:
+        ValueError: naming the option that is out of range.
+    """
+
+    def __init__(
+        self,
+        pretrained: str = "distilbert-base-uncased",
+        num_labels: int = 10,
+        id2label: dict[int, str] | None = None,
+        multi_label: bool = False,
+        threshold: float = 0.5,
+        learning_rate: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 0,
+        warmup_ratio: float = 0.1,
+        gradient_checkpointing: bool = False,
+        random_init: bool = False,
+        config_overrides: dict[str, Any] | None = None,
+        max_length: int = 512,
+    ) -> None:
+        super().__init__()
+        if num_labels < 2:
+            raise ValueError(f"--model.num_labels must be >= 2, got {num_labels}")
+        if learning_rate <= 0:
+            raise ValueError(f"--model.learning_rate must be > 0, got {learning_rate}")
+        if warmup_steps < 0 or not 0 <= warmup_ratio < 1:
+            raise ValueError(
+                f"--model.warmup_steps must be >= 0 and --model.warmup_ratio in [0, 1), got {warmup_steps}, "
+                f"{warmup_ratio}"
+            )
+        if not 0 < threshold < 1:
+            raise ValueError(f"--model.threshold must be in (0, 1), got {threshold}")
+        id2label = {
+            int(i): str(label) for i, label in (id2label or {i: f"LABEL_{i}" for i in range(num_labels)}).items()
+        }
+        if sorted(id2label) != list(range(num_labels)):
+            raise ValueError(f"--model.id2label must map 0..{num_labels - 1} to labels, got {id2label}")
+        self.save_hyperparameters()
+        self.id2label = id2label
+        self.multi_label = multi_label
+        self.threshold = threshold
+        self.backbone = build_backbone(
+            pretrained,
+            id2label,
+            multi_label=multi_label,
+            random_init=random_init,
+            config_overrides=config_overrides,
+        )
+        # from_pretrained returns the model in eval mode, and Lightning keeps each submodule's mode: without this,
+        # dropout would stay off for the whole of training.
+        self.backbone.train()
+        if gradient_checkpointing:
+            self.backbone.gradient_checkpointing_enable()
+        self.train_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="train/")
+        self.val_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="val/")
+        self.test_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="test/")
+        self.test_per_class = per_class_metrics(num_labels, multi_label, threshold)
+        self.last_train_loss: torch.Tensor | None = None
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        """Category → class index."""
+        return {label: i for i, label in self.id2label.items()}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Returns the logits, shape ``(batch, num_labels)``."""
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes, or an independent sigmoid per class in multi-label mode."""
+        return torch.sigmoid(logits) if self.multi_label else logits.softmax(dim=-1)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, labels.float())
+        return F.cross_entropy(logits, labels)
+
+    def _targets(self, labels: torch.Tensor) -> torch.Tensor:
+        return labels.int() if self.multi_label else labels
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = self._loss(logits, batch["labels"])
+        self.last_train_loss = loss.detach()
+        self.train_metrics.update(self.probabilities(logits.detach()), self._targets(batch["labels"]))
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits), sync_dist=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log_dict(self.train_metrics.compute(), sync_dist=True)
+        self.train_metrics.reset()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss = self._loss(logits, batch["labels"])
+        self.val_metrics.update(self.probabilities(logits), self._targets(batch["labels"]))
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        probabilities, targets = self.probabilities(logits), self._targets(batch["labels"])
+        self.log(
+            "test/loss", self._loss(logits, batch["labels"]), on_epoch=True, sync_dist=True, batch_size=len(logits)
+        )
+        self.test_metrics.update(probabilities, targets)
+        self.test_per_class.update(probabilities, targets)
+
+    def on_test_epoch_end(self) -> None:
+        # compute() gathers the states of every rank, so all ranks see the same numbers.
+        summary = {name: float(value) for name, value in self.test_metrics.compute().items()}
+        per_class = {name: value.cpu() for name, value in self.test_per_class.compute().items()}
+        self.log_dict(summary)
+        self.test_metrics.reset()
+        self.test_per_class.reset()
+        # trainer.log_dir broadcasts from rank zero: every rank must ask for it before the rank-zero section.
+        out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        if not self.trainer.is_global_zero:
+            return
+        figure = write_test_report(out_dir, self.id2label, per_class, summary, multi_label=self.multi_label)
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_figure"):
+            experiment.add_figure("test/confusion_matrix", figure, global_step=self.global_step)
+            experiment.add_text("test/report", (out_dir / "test_report.md").read_text(), global_step=self.global_step)
+        if hasattr(self.logger, "log_hyperparams"):
+            self.logger.log_hyperparams(self.hparams, metrics=summary)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Class probabilities, shape ``(batch, num_labels)``."""
+        return self.probabilities(self(batch["input_ids"], batch["attention_mask"]))
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        no_decay_ids = {
+            id(p) for module in self.modules() if isinstance(module, nn.LayerNorm) for p in module.parameters()
+        }
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            (no_decay if name.endswith("bias") or id(parameter) in no_decay_ids else decay).append(parameter)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.hparams.learning_rate,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        warmup = self.hparams.warmup_steps or int(self.hparams.warmup_ratio * total)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, num_warmup_steps=min(warmup, total), num_training_steps=total
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"}}

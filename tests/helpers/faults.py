@@ -1,0 +1,37 @@
+"""Faults that tests inject into real training runs through ordinary Lightning callbacks."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+
+class InjectOutOfMemory(L.Callback):
+    """Raises CUDA's out-of-memory error for any training batch with more than `max_rows` rows, as a GPU would.
+
+    Args:
+        max_rows: the largest batch that "fits".
+    """
+
+    def __init__(self, max_rows: int = 4) -> None:
+        self.max_rows = max_rows
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        rows = len(batch["input_ids"])
+        if rows > self.max_rows:
+            raise torch.cuda.OutOfMemoryError(
+                f"CUDA out of memory. Tried to allocate 2.00 GiB (injected: batch of {rows} > {self.max_rows} rows)"
+            )
+
+
+class InjectNaNLoss(L.Callback):
+    """Poisons one input embedding row at step `at_step`, so the forward pass yields a NaN loss from then on."""
+
+    def __init__(self, at_step: int = 2) -> None:
+        self.at_step = at_step
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.at_step:
+            embeddings = pl_module.backbone.get_input_embeddings().weight
+            with torch.no_grad():
+                embeddings[batch["input_ids"][0, 1]] = float("nan")
