@@ -13,6 +13,7 @@ format under ``<default_root_dir>/export`` at the end of fit) and ``lr_monitor``
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,9 @@ def run_lightning(args: list[str], *, run: bool = True) -> ClfCLI:
     Returns:
         The CLI, with ``model``, ``datamodule`` and ``trainer``.
     """
+    # `clf` passes the arguments it parsed from sys.argv (spelling normalised); sys.argv itself must stay as it is,
+    # because DDP's launcher starts the other ranks with it.
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
     return ClfCLI(
         ArxivClassifier,
         ArxivDataModule,

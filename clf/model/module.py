@@ -101,7 +101,6 @@ class ArxivClassifier(L.LightningModule):
         self.val_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="val/")
         self.test_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="test/")
         self.test_per_class = per_class_metrics(num_labels, multi_label, threshold)
-        self.last_train_loss: torch.Tensor | None = None
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -127,7 +126,6 @@ class ArxivClassifier(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
         loss = self._loss(logits, batch["labels"])
-        self.last_train_loss = loss.detach()
         self.train_metrics.update(self.probabilities(logits.detach()), self._targets(batch["labels"]))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits), sync_dist=True)
         return loss

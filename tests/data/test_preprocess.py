@@ -8,7 +8,6 @@ import pytest
 
 from clf import DEFAULT_CATEGORIES
 from clf.data.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_json_atomic, write_jsonl_atomic
-from clf.data.paper import Paper
 from clf.data.preprocess import (
     DatasetPreprocessor,
     LeakageError,
@@ -18,6 +17,7 @@ from clf.data.preprocess import (
     english_ratio,
     normalised_title_hash,
 )
+from clf.data.snapshot import paper_from_snapshot_record
 from clf.data.validation import DataValidationError
 
 INDONESIAN = "0807.4609"
@@ -25,14 +25,7 @@ DUPLICATE_TITLES = ("2506.23629", "2512.01465")  # the one pair of distinct pape
 
 
 def to_sample(record: dict[str, Any]) -> dict[str, Any]:
-    return Paper(
-        arxiv_id=record["id"],
-        title=record["title"],
-        abstract=record["abstract"],
-        primary_category=record["primary"],
-        categories=record["categories"],
-        published=record["published"],
-    ).to_sample()
+    return paper_from_snapshot_record(record).to_sample()
 
 
 def write_raw(data_dir: Path, samples: list[dict[str, Any]]) -> Path:

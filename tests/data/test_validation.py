@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from clf.data.io import read_jsonl
-from clf.data.paper import Paper
+from clf.data.snapshot import paper_from_snapshot_record
 from clf.data.validation import (
     MIN_WORDS,
     REQUIRED_FIELDS,
@@ -27,17 +27,7 @@ def sample(arxiv_id: str = "2501.00001", text: str = TEXT, label: str = "cs.CL")
 
 @pytest.fixture(scope="module")
 def real_samples(shared_papers_path: Path) -> list[dict[str, Any]]:
-    return [
-        Paper(
-            arxiv_id=r["id"],
-            title=r["title"],
-            abstract=r["abstract"],
-            primary_category=r["primary"],
-            categories=r["categories"],
-            published=r["published"],
-        ).to_sample()
-        for _, r in islice(read_jsonl(shared_papers_path), 200)
-    ]
+    return [paper_from_snapshot_record(r).to_sample() for _, r in islice(read_jsonl(shared_papers_path), 200)]
 
 
 def test_real_samples_pass(real_samples: list[dict[str, Any]]) -> None:

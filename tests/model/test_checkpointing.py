@@ -111,6 +111,16 @@ def test_best_checkpoint_is_backed_up_when_replaced(
     assert epoch_of(tmp_path / "best.ckpt.backup") == backup_epoch
 
 
+def test_last_checkpoint_is_written_even_when_the_metric_did_not_improve(tmp_path: Path) -> None:
+    checkpoint = BackupModelCheckpoint(
+        dirpath=tmp_path, filename="best", monitor="val_loss", enable_version_counter=False, save_last=True
+    )
+    fit(tmp_path, checkpoint, max_epochs=3, model=ScriptedLossModel((1.0, 2.0, 3.0)))
+    assert epoch_of(tmp_path / "best.ckpt") == 0
+    assert epoch_of(tmp_path / "last.ckpt") == 2, "last.ckpt must hold the last epoch, so a resume repeats nothing"
+    assert epoch_of(tmp_path / "last.ckpt.backup") == 1
+
+
 def test_top_k_rotation_removes_the_backup_with_its_checkpoint(tmp_path: Path) -> None:
     # Saving every step under an epoch-only name overwrites each epoch's file once; keeping the top 1 then
     # deletes epoch 0's file when epoch 1 saves.
