@@ -127,20 +127,27 @@ class ArxivCollector:
         self.source = source
         self.snapshot_path = Path(snapshot_path) if snapshot_path is not None else None
         self.api_url = api_url
-        self.delay_seconds = delay_seconds
         self.category_delay_seconds = delay_seconds if category_delay_seconds is None else category_delay_seconds
+        self.pager = (
+            ArxivApiPager(
+                api_url,
+                page_size=page_size,
+                delay_seconds=delay_seconds,
+                max_retries=max_retries,
+                backoff_seconds=backoff_seconds,
+                max_backoff_seconds=max_backoff_seconds,
+                timeout_seconds=timeout_seconds,
+            )
+            if source == "api"
+            else None
+        )
         self.page_size = page_size
-        self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
-        self.max_backoff_seconds = max_backoff_seconds
-        self.timeout_seconds = timeout_seconds
         self.primary_only = primary_only
         self.dates = DateRange(_parse_day(start_date, "start_date"), _parse_day(end_date, "end_date"))
         if self.dates.start and self.dates.end and self.dates.start > self.dates.end:
             raise ValueError(f"--start_date {start_date} is after --end_date {end_date}")
         self.seed = seed
         self.progress_every = progress_every
-        self._pager: ArxivApiPager | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -315,18 +322,9 @@ class ArxivCollector:
     # ------------------------------------------------------------------ helpers
 
     def _fetch_page(self, query: str, start: int, category: str, saved: int) -> tuple[list[arxiv.Result], int]:
-        if self._pager is None:
-            self._pager = ArxivApiPager(
-                self.api_url,
-                page_size=self.page_size,
-                delay_seconds=self.delay_seconds,
-                max_retries=self.max_retries,
-                backoff_seconds=self.backoff_seconds,
-                max_backoff_seconds=self.max_backoff_seconds,
-                timeout_seconds=self.timeout_seconds,
-            )
+        assert self.pager is not None
         try:
-            page = self._pager.fetch(query, start, label=category)
+            page = self.pager.fetch(query, start, label=category)
         except PageFetchError as err:
             advice = (
                 "Re-run the same command to resume from that page, or raise --max_retries / --backoff_seconds."

@@ -95,7 +95,7 @@ def test_requests_are_spaced_by_the_delay(server, tmp_path):
 
 
 def test_default_delay_is_polite():
-    assert ArxivCollector(source="api").delay_seconds >= 3.0
+    assert ArxivCollector(source="api").pager.delay_seconds >= 3.0
 
 
 @pytest.mark.parametrize(
