@@ -23,6 +23,7 @@ from jsonargparse import CLI
 from clf import DEFAULT_CATEGORIES, __version__
 from clf.data.collector import DEFAULT_API_URL, ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
+from clf.tune.tuner import tune
 
 log = logging.getLogger("clf")
 
@@ -146,6 +147,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "collect": collect,
     "preprocess": preprocess,
     **dict.fromkeys(LIGHTNING_COMMANDS, lightning),
+    "tune": tune,
 }
 """Subcommand → function. A plain function's signature and docstring are its `--help`; `lightning` gets the
 subcommand and its arguments."""
@@ -186,7 +188,14 @@ def main(args: Sequence[str] | None = None) -> None:
         if COMMANDS[name] is lightning:
             lightning(args)
         else:
-            CLI(COMMANDS[name], args=args[1:], as_positional=False, prog=f"clf {name}")
+            options = args[1:]
+            if name == "tune":
+                # jsonargparse keeps --config for YAML files of a command's own options; for `clf tune` it names
+                # the fit config being tuned, as it does for `clf fit`.
+                options = [
+                    "--fit_config" if a == "--config" else a.replace("--config=", "--fit_config=", 1) for a in options
+                ]
+            CLI(COMMANDS[name], args=options, as_positional=False, prog=f"clf {name}")
     except (ValueError, OSError, RuntimeError) as err:
         if not _is_clf_error(err):
             raise

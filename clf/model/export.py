@@ -118,14 +118,16 @@ class ExportOnFitEnd(L.Callback):
 
     Args:
         dirpath: the export folder; defaults to ``<trainer.default_root_dir>/export``.
+        enabled: export at all (sweeps turn it off for their trials).
     """
 
-    def __init__(self, dirpath: str | None = None) -> None:
+    def __init__(self, dirpath: str | None = None, enabled: bool = True) -> None:
         self.dirpath = dirpath
+        self.enabled = enabled
         self.exported: Path | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.interrupted or getattr(trainer, "sanity_checking", False):
+        if not self.enabled or trainer.interrupted:
             return
         checkpoint = trainer.checkpoint_callback
         best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""

