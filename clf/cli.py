@@ -12,6 +12,7 @@ with dashes or underscores (``--num-papers`` or ``--num_papers``), and every com
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -143,11 +144,80 @@ def lightning(args: Sequence[str]) -> None:
     run_lightning(list(args))
 
 
+def registry(
+    action: Literal["create", "list", "show", "promote", "rollback", "history", "compare"],
+    version: str | None = None,
+    model_path: str | None = None,
+    reason: str = "",
+    other: str | None = None,
+    test_data: str | None = None,
+    registry: str = "models/classification",
+    bump: Literal["major", "minor", "patch"] = "minor",
+) -> Any:
+    """Manage model versions: create, list, show, promote, rollback, history, compare.
+
+    `clf registry ACTION [VERSION]`: the action and the version may also be given positionally. Prints JSON.
+
+    Args:
+        action: create (register --model-path), list, show (one version's metadata), promote (--version to
+            production), rollback (to the previous production version), history (every production change), compare
+            (--version against --other on --test-data).
+        version: the version, vX.Y.Z; for create, the next --bump version when left out.
+        model_path: for create: the export folder of a run (runs/<name>/export).
+        reason: for promote and rollback: why, recorded in the audit log.
+        other: for compare: the candidate version compared with --version.
+        test_data: for compare: a split file such as data/quickstart/splits/test.json.
+        registry: the registry folder.
+        bump: for create without --version: which part of the highest version to increment.
+
+    Returns:
+        What was printed, as Python objects.
+    """
+    from clf.registry import ModelRegistry, RegistryError
+
+    models = ModelRegistry(registry)
+    result: Any
+    if action == "create":
+        if model_path is None:
+            raise RegistryError("clf registry create needs --model-path (a run's export folder)")
+        created = models.create_version(model_path, version, bump=bump)
+        result = models.get_metadata(created)
+    elif action == "list":
+        result = models.list_versions()
+    elif action in ("show", "promote", "compare") and version is None:
+        raise RegistryError(f"clf registry {action} needs --version vX.Y.Z")
+    elif action == "show":
+        result = models.get_metadata(version)
+    elif action == "promote":
+        result = models.promote_to_production(version, reason).to_json()
+    elif action == "rollback":
+        result = models.rollback(reason).to_json()
+    elif action == "history":
+        result = [change.to_json() for change in models.history()]
+    else:
+        if other is None or test_data is None:
+            raise RegistryError("clf registry compare needs --other vX.Y.Z and --test-data SPLIT_FILE")
+        result = models.compare_versions(version, other, test_data).to_json()
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return result
+
+
+def positional_registry_args(options: Sequence[str]) -> list[str]:
+    """Turns `clf registry promote v1.0.0 ...` into `--action promote --version v1.0.0 ...`."""
+    options = list(options)
+    named = []
+    for flag in ("--action", "--version"):
+        if options and not options[0].startswith("-"):
+            named += [flag, options.pop(0)]
+    return named + options
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
     "collect": collect,
     "preprocess": preprocess,
     **dict.fromkeys(LIGHTNING_COMMANDS, lightning),
     "tune": tune,
+    "registry": registry,
 }
 """Subcommand → function. A plain function's signature and docstring are its `--help`; `lightning` gets the
 subcommand and its arguments."""
@@ -195,6 +265,8 @@ def main(args: Sequence[str] | None = None) -> None:
                 options = [
                     "--fit_config" if a == "--config" else a.replace("--config=", "--fit_config=", 1) for a in options
                 ]
+            if name == "registry":
+                options = positional_registry_args(options)
             CLI(COMMANDS[name], args=options, as_positional=False, prog=f"clf {name}")
     except (ValueError, OSError, RuntimeError) as err:
         if not _is_clf_error(err):

@@ -1,0 +1,35 @@
+"""The model registry: versioned exports with lineage, a production pointer, an audit log and rollback.
+
+    clf registry create --model-path runs/quickstart/export --version v1.0.0
+    clf registry promote v1.0.0 --reason "first release"
+
+`ModelRegistry` imports torch and transformers only when a model is loaded or compared.
+"""
+
+from clf.registry.registry import (
+    ChangeKind,
+    CorruptRegistryError,
+    IncompleteExportError,
+    MissingVersionFolderError,
+    ModelRegistry,
+    ProductionChange,
+    UnknownVersionError,
+    VersionExistsError,
+)
+from clf.registry.versions import Bump, InvalidVersionError, RegistryError, Version, next_version
+
+__all__ = [
+    "Bump",
+    "ChangeKind",
+    "CorruptRegistryError",
+    "IncompleteExportError",
+    "InvalidVersionError",
+    "MissingVersionFolderError",
+    "ModelRegistry",
+    "ProductionChange",
+    "RegistryError",
+    "UnknownVersionError",
+    "Version",
+    "VersionExistsError",
+    "next_version",
+]

@@ -1,0 +1,446 @@
+"""`ModelRegistry`: versioned copies of training exports, a production pointer, an audit log and rollback.
+
+    registry = ModelRegistry("models/classification")
+    registry.create_version("runs/quickstart/export", "v1.0.0")
+    registry.promote_to_production("v1.0.0", reason="first release")
+    model, tokenizer, metadata = registry.load_version("v1.0.0")
+
+On disk::
+
+    models/classification/
+      registry.json        every version, the production stack and its changes (written atomically, under a lock)
+      registry.json.bak    the last good copy of registry.json
+      registry.lock        the file lock that serialises writers
+      audit.jsonl          one line per production change: when, who, from, to, reason, metrics
+      production           symlink to the production folder (production.txt where symlinks are not allowed)
+      arxiv_vX.Y.Z/        the export's files plus metadata.json
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from clf.data.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic, write_text_atomic
+from clf.registry.lineage import collect_metadata, now, user
+from clf.registry.versions import Bump, RegistryError, Version, next_version
+
+log = logging.getLogger(__name__)
+
+FOLDER_PREFIX = "arxiv_"
+POINTER = "production"
+POINTER_FILE = "production.txt"
+RECORDED_PACKAGES = ("torch", "transformers", "lightning", "clf")
+
+
+class VersionExistsError(RegistryError):
+    """The version is already registered (or its folder already exists)."""
+
+
+class UnknownVersionError(RegistryError):
+    """The version is not registered; the message lists the known ones."""
+
+
+class MissingVersionFolderError(RegistryError):
+    """A registered version whose folder is gone (deleted by hand)."""
+
+
+class IncompleteExportError(RegistryError):
+    """The folder given to `create_version` is not a complete export."""
+
+
+class CorruptRegistryError(RegistryError):
+    """registry.json cannot be read; the message points to the last good copy."""
+
+
+class ChangeKind(StrEnum):
+    """Why the production version changed."""
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True)
+class ProductionChange:
+    """One change of the production version, as written to the audit log.
+
+    Attributes:
+        when: ISO-8601 UTC time of the change.
+        who: the user that made it.
+        action: promote or rollback.
+        from_version: production before the change (None for the first promotion).
+        to_version: production after it.
+        reason: the reason given.
+        metrics: the metrics of `to_version` at the time.
+    """
+
+    when: str
+    who: str
+    action: ChangeKind
+    from_version: str | None
+    to_version: str
+    reason: str
+    metrics: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The audit-log record."""
+        record = asdict(self)
+        record["action"] = self.action.value
+        record["from"] = record.pop("from_version")
+        record["to"] = record.pop("to_version")
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> ProductionChange:
+        """Reads an audit-log record."""
+        return cls(
+            when=record["when"],
+            who=record["who"],
+            action=ChangeKind(record["action"]),
+            from_version=record.get("from"),
+            to_version=record["to"],
+            reason=record.get("reason", ""),
+            metrics=record.get("metrics") or {},
+        )
+
+
+class ModelRegistry:
+    """Stores exports as semantic versions and tracks which one is in production.
+
+    Every read-modify-write of registry.json happens under ``registry.lock`` and ends in an atomic rename, so
+    concurrent processes never lose each other's updates.
+
+    Args:
+        base_dir: the registry folder (created when missing).
+        lock_timeout: seconds to wait for another process's lock before giving up.
+        on_pointer_staged: test seam, called with the staged pointer just before it replaces the old one.
+
+    Raises:
+        RegistryError: when `base_dir` exists and is not a folder.
+    """
+
+    def __init__(
+        self,
+        base_dir: str | Path = "models/classification",
+        *,
+        lock_timeout: float = 120.0,
+        on_pointer_staged: Callable[[Path], None] | None = None,
+    ) -> None:
+        self.base_dir = Path(base_dir)
+        if self.base_dir.exists() and not self.base_dir.is_dir():
+            raise RegistryError(f"--registry {self.base_dir} is a file, not a folder")
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.registry_path = self.base_dir / "registry.json"
+        self.backup_path = self.base_dir / "registry.json.bak"
+        self.audit_path = self.base_dir / "audit.jsonl"
+        self._lock = FileLock(str(self.base_dir / "registry.lock"), timeout=lock_timeout)
+        self._on_pointer_staged = on_pointer_staged
+
+    # ----------------------------------------------------------------------------------------------- versions
+
+    def create_version(
+        self,
+        model_path: str | Path,
+        version: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        bump: Bump | str = Bump.MINOR,
+    ) -> str:
+        """Copies an export into ``arxiv_<version>/`` with its metadata.json and registers it.
+
+        Args:
+            model_path: the export folder of a training run (``runs/<name>/export``).
+            version: ``vX.Y.Z``; when None, `next_version(bump)` is taken under the lock.
+            metadata: extra fields merged into metadata.json (they win over the collected ones).
+            bump: the increment used when `version` is None.
+
+        Returns:
+            The registered version.
+
+        Raises:
+            InvalidVersionError: when `version` is not ``vX.Y.Z``.
+            IncompleteExportError: listing the files the export lacks.
+            VersionExistsError: when the version is already registered.
+        """
+        from clf.model.export import REQUIRED_FILES  # imports torch; the registry's reads stay light
+
+        if version is not None:
+            version = str(Version.parse(version))
+        source = Path(model_path)
+        if not source.is_dir():
+            raise IncompleteExportError(f"--model-path {source}: not a folder. Pass a run's export/ folder.")
+        missing = [name for name in REQUIRED_FILES if not (source / name).is_file()]
+        if missing:
+            raise IncompleteExportError(
+                f"--model-path {source}: not a complete export, missing {', '.join(missing)}. "
+                "Re-export the run (clf fit writes runs/<name>/export/)."
+            )
+        with self._transaction() as state:
+            if version is None:
+                version = next_version(list(state["versions"]), bump)
+            folder = self.version_dir(version)
+            if version in state["versions"] or folder.exists():
+                raise VersionExistsError(
+                    f"{version} already exists in {self.base_dir}; choose another --version "
+                    f"(next minor: {next_version(list(state['versions']), Bump.MINOR)})"
+                )
+            parent = state["production"] or (max(state["versions"], key=Version.parse) if state["versions"] else None)
+            record = collect_metadata(source, version, parent)
+            record.update(metadata or {})
+            staging = self.base_dir / f".{folder.name}.{os.getpid()}.tmp"
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(source, staging)
+            write_json_atomic(staging / "metadata.json", record)
+            staging.rename(folder)
+            state["versions"][version] = {
+                "version": version,
+                "path": folder.name,
+                "created_at": record["created_at"],
+                "parent": parent,
+                "metrics": record.get("metrics") or {},
+            }
+        log.info("Registered %s in %s", version, folder)
+        return version
+
+    def next_version(self, bump: Bump | str = Bump.MINOR) -> str:
+        """The version after the highest registered one (``v1.0.0`` for an empty registry).
+
+        Args:
+            bump: ``major``, ``minor`` or ``patch``.
+
+        Returns:
+            The next version name.
+        """
+        return next_version(list(self._read()["versions"]), bump)
+
+    def list_versions(self) -> list[dict[str, Any]]:
+        """Every registered version, oldest first, with its creation time, parent, metrics and production flag."""
+        state = self._read()
+        production = self.production_version()
+        return [
+            {**state["versions"][v], "production": v == production}
+            for v in sorted(state["versions"], key=Version.parse)
+        ]
+
+    def version_dir(self, version: str) -> Path:
+        """The folder of `version` (which need not exist)."""
+        return self.base_dir / f"{FOLDER_PREFIX}{Version.parse(version)}"
+
+    def get_metadata(self, version: str) -> dict[str, Any]:
+        """The metadata.json of a registered version.
+
+        Raises:
+            UnknownVersionError: listing the known versions.
+            MissingVersionFolderError: when the version's folder was deleted.
+        """
+        return read_json(self._existing_dir(version) / "metadata.json")
+
+    def load_version(self, version: str) -> tuple[Any, Any, dict[str, Any]]:
+        """Loads a version's model (safetensors weights only), tokenizer and metadata.
+
+        Args:
+            version: a registered ``vX.Y.Z``, or ``production``.
+
+        Returns:
+            ``(model, tokenizer, metadata)``; the model is in eval mode.
+
+        Raises:
+            UnknownVersionError: listing the known versions.
+            MissingVersionFolderError: when the version's folder was deleted.
+        """
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if version == POINTER:
+            current = self.production_version()
+            if current is None:
+                raise RegistryError(f"{self.base_dir}: no version is in production yet; promote one first")
+            version = current
+        folder = self._existing_dir(version)
+        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
+        model.eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return model, tokenizer, read_json(folder / "metadata.json")
+
+    def compare_versions(self, v1: str, v2: str, test_data: str | Path | list[dict[str, Any]]) -> Any:
+        """Accuracy, macro-F1 and latency of two versions on the same samples; see `clf.registry.compare`."""
+        from clf.registry.compare import compare_versions
+
+        return compare_versions(self, v1, v2, test_data)
+
+    # --------------------------------------------------------------------------------------------- production
+
+    def production_version(self) -> str | None:
+        """The version the production pointer names, or None before the first promotion.
+
+        Staged pointers left by an interrupted promotion are ignored: the pointer is the old or the new one.
+        """
+        link = self.base_dir / POINTER
+        if link.is_symlink():
+            name = os.readlink(link)
+        elif (self.base_dir / POINTER_FILE).is_file():
+            name = (self.base_dir / POINTER_FILE).read_text(encoding="utf-8").strip()
+        else:
+            return None
+        return str(Version.parse(Path(name).name.removeprefix(FOLDER_PREFIX)))
+
+    def promote_to_production(self, version: str, reason: str = "") -> ProductionChange:
+        """Makes `version` the production version, swaps the pointer atomically and appends to the audit log.
+
+        Args:
+            version: a registered ``vX.Y.Z``.
+            reason: why, recorded in the audit log.
+
+        Returns:
+            The change, as logged.
+
+        Raises:
+            UnknownVersionError: listing the known versions.
+            MissingVersionFolderError: when the version's folder was deleted.
+        """
+        version = str(Version.parse(version))
+        with self._lock:
+            state = self._locked_state()
+            self._existing_dir(version, state)
+            return self._change(state, ChangeKind.PROMOTE, version, reason)
+
+    def rollback(self, reason: str = "") -> ProductionChange:
+        """Returns production to the version before the current one, in one step.
+
+        Repeated rollbacks walk further back through earlier promotions.
+
+        Args:
+            reason: why, recorded in the audit log.
+
+        Returns:
+            The change, as logged.
+
+        Raises:
+            RegistryError: when there is no earlier production version.
+            MissingVersionFolderError: when the earlier version's folder was deleted.
+        """
+        with self._lock:
+            state = self._locked_state()
+            stack = state["stack"]
+            if len(stack) < 2:
+                raise RegistryError(
+                    f"{self.base_dir}: nothing to roll back to (production history: {stack or 'empty'})"
+                )
+            target = stack[-2]
+            self._existing_dir(target, state)
+            return self._change(state, ChangeKind.ROLLBACK, target, reason or f"rollback from {stack[-1]}")
+
+    def history(self) -> list[ProductionChange]:
+        """Every production change, oldest first, from the audit log."""
+        if not self.audit_path.is_file():
+            return []
+        return [ProductionChange.from_json(r) for _, r in read_jsonl(self.audit_path, skip_partial_last_line=True)]
+
+    # ------------------------------------------------------------------------------------------------ helpers
+
+    def _change(self, state: dict[str, Any], action: ChangeKind, version: str, reason: str) -> ProductionChange:
+        change = ProductionChange(
+            when=now(),
+            who=user(),
+            action=action,
+            from_version=state["production"],
+            to_version=version,
+            reason=reason,
+            metrics=state["versions"][version].get("metrics") or {},
+        )
+        if action is ChangeKind.ROLLBACK:
+            state["stack"].pop()
+        else:
+            state["stack"].append(version)
+        state["production"] = version
+        # registry.json is written before the pointer moves; a process killed in between
+        # leaves the old pointer, which the next transaction re-points (see _repair_pointer).
+        self._write(state)
+        self._swap_pointer(version)
+        append_jsonl(self.audit_path, [change.to_json()])
+        log.info("Production: %s -> %s (%s)", change.from_version, version, action.value)
+        return change
+
+    def _swap_pointer(self, version: str) -> None:
+        target = self.version_dir(version).name
+        staged = self.base_dir / f".{POINTER}.{os.getpid()}.tmp"
+        staged.unlink(missing_ok=True)
+        try:
+            os.symlink(target, staged)
+        except (OSError, NotImplementedError):
+            if self._on_pointer_staged is not None:
+                self._on_pointer_staged(self.base_dir / POINTER_FILE)
+            write_text_atomic(self.base_dir / POINTER_FILE, target + "\n")
+            return
+        if self._on_pointer_staged is not None:
+            self._on_pointer_staged(staged)
+        os.replace(staged, self.base_dir / POINTER)
+
+    def _repair_pointer(self, state: dict[str, Any]) -> None:
+        for stale in self.base_dir.glob(f".{POINTER}.*.tmp"):
+            stale.unlink(missing_ok=True)
+        if state["production"] and self.production_version() != state["production"]:
+            log.warning("Completing an interrupted change: pointing production at %s", state["production"])
+            self._swap_pointer(state["production"])
+
+    def _existing_dir(self, version: str, state: dict[str, Any] | None = None) -> Path:
+        version = str(Version.parse(version))
+        state = state if state is not None else self._read()
+        if version not in state["versions"]:
+            known = ", ".join(sorted(state["versions"], key=Version.parse)) or "none yet"
+            raise UnknownVersionError(f"{version} is not in {self.base_dir}; known versions: {known}")
+        folder = self.version_dir(version)
+        if not (folder / "config.json").is_file():
+            raise MissingVersionFolderError(
+                f"{version} is registered but {folder} is missing or incomplete (deleted by hand?). "
+                f"Restore the folder, or register the export again under a new version."
+            )
+        return folder
+
+    def _read(self) -> dict[str, Any]:
+        if not self.registry_path.exists():
+            return {"versions": {}, "production": None, "stack": []}
+        try:
+            state = read_json(self.registry_path)
+            if not isinstance(state, dict) or not isinstance(state.get("versions"), dict):
+                raise DataFileError("expected an object with a 'versions' object")
+        except DataFileError as err:
+            hint = (
+                f"the last good copy is {self.backup_path}: inspect it and copy it over {self.registry_path}"
+                if self.backup_path.is_file()
+                else "no backup copy exists"
+            )
+            raise CorruptRegistryError(f"{self.registry_path} is corrupt ({err}); {hint}.") from err
+        state.setdefault("production", None)
+        state.setdefault("stack", [state["production"]] if state["production"] else [])
+        return state
+
+    def _write(self, state: dict[str, Any]) -> None:
+        if self.registry_path.is_file():
+            # _read parsed the current file before this write, so it is a good copy to keep.
+            shutil.copyfile(self.registry_path, self.backup_path)
+        write_json_atomic(self.registry_path, state)
+
+    def _locked_state(self) -> dict[str, Any]:
+        """Reads registry.json once the lock is held, finishing a change a killed process left half done."""
+        state = self._read()
+        self._repair_pointer(state)
+        return state
+
+    @contextmanager
+    def _transaction(self) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            state = self._locked_state()
+            before = json.dumps(state, sort_keys=True)
+            yield state
+            if json.dumps(state, sort_keys=True) != before:
+                self._write(state)

