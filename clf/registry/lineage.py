@@ -16,17 +16,15 @@ from clf.data.io import DataFileError, read_json
 RECORDED_PACKAGES = ("torch", "transformers", "lightning", "clf")
 
 
-def collect_metadata(source: Path, version: str, parent: str | None) -> dict[str, Any]:
-    """The metadata.json of a new version.
+def collect_metadata(source: Path) -> dict[str, Any]:
+    """What a new version's metadata.json records about its export; the registry adds version and parent_version.
 
     Args:
         source: the export folder.
-        version: the version being created.
-        parent: the production (or else latest) version at creation time.
 
     Returns:
-        version, created_at, model_name, labels, source, dataset (data_dir, content_hash, num_samples),
-        hyperparameters, metrics, model_size_mb, git_commit, packages and parent_version.
+        created_at, model_name, labels, source, dataset (data_dir, content_hash, num_samples), hyperparameters,
+        metrics, model_size_mb, git_commit and packages.
     """
     label_map = _read_optional_json(source / "label_map.json")
     model_config = _read_optional_json(source / "config.json")
@@ -39,7 +37,6 @@ def collect_metadata(source: Path, version: str, parent: str | None) -> dict[str
     metrics = _read_optional_json(source / "metrics.json")
     size = sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
     return {
-        "version": version,
         "created_at": now(),
         "model_name": label_map.get("pretrained")
         or model_section.get("pretrained")
@@ -52,7 +49,6 @@ def collect_metadata(source: Path, version: str, parent: str | None) -> dict[str
         "model_size_mb": round(size / 2**20, 3),
         "git_commit": _git_commit(),
         "packages": {name: _package_version(name) for name in RECORDED_PACKAGES},
-        "parent_version": parent,
     }
 
 

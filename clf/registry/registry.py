@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -185,30 +186,35 @@ class ModelRegistry:
                 f"--model-path {source}: not a complete export, missing {', '.join(missing)}. "
                 "Re-export the run (clf fit writes runs/<name>/export/)."
             )
-        with self._transaction() as state:
-            if version is None:
-                version = next_version(list(state["versions"]), bump)
-            folder = self.version_dir(version)
-            if version in state["versions"] or folder.exists():
-                raise VersionExistsError(
-                    f"{version} already exists in {self.base_dir}; choose another --version "
-                    f"(next minor: {next_version(list(state['versions']), Bump.MINOR)})"
-                )
-            parent = state["production"] or (max(state["versions"], key=Version.parse) if state["versions"] else None)
-            record = collect_metadata(source, version, parent)
-            record.update(metadata or {})
-            staging = self.base_dir / f".{folder.name}.{os.getpid()}.tmp"
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.copytree(source, staging)
-            write_json_atomic(staging / "metadata.json", record)
-            staging.rename(folder)
-            state["versions"][version] = {
-                "version": version,
-                "path": folder.name,
-                "created_at": record["created_at"],
-                "parent": parent,
-                "metrics": record.get("metrics") or {},
-            }
+        # The copy and the lineage (which reads the dataset and asks git) happen before the lock is taken, so other
+        # processes are not kept waiting for them; only naming and registering the version need the lock.
+        staging = self.base_dir / f".incoming.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        shutil.copytree(source, staging)
+        record = collect_metadata(source)
+        try:
+            with self._transaction() as state:
+                if version is None:
+                    version = next_version(list(state["versions"]), bump)
+                folder = self.version_dir(version)
+                if version in state["versions"] or folder.exists():
+                    raise VersionExistsError(
+                        f"{version} already exists in {self.base_dir}; choose another --version "
+                        f"(next minor: {next_version(list(state['versions']), Bump.MINOR)})"
+                    )
+                versions = state["versions"]
+                parent = state["production"] or (max(versions, key=Version.parse) if versions else None)
+                record = {"version": version, **record, "parent_version": parent, **(metadata or {})}
+                write_json_atomic(staging / "metadata.json", record)
+                staging.rename(folder)
+                versions[version] = {
+                    "version": version,
+                    "path": folder.name,
+                    "created_at": record["created_at"],
+                    "parent": parent,
+                    "metrics": record.get("metrics") or {},
+                }
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
         log.info("Registered %s in %s", version, folder)
         return version
 
