@@ -25,7 +25,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from clf import DEFAULT_CATEGORIES
 from clf.data.cleaning import clean_text
 from clf.data.collector import DATASET_FILE, DEFAULT_API_URL, ArxivCollector
-from clf.data.io import DataFileError, read_json, read_jsonl
+from clf.data.io import DataFileError, read_jsonl
 from clf.data.preprocess import DatasetPreprocessor
 from clf.data.validation import validate_samples
 from clf.pretrained import resolve_pretrained
@@ -110,6 +110,7 @@ class ArxivDataModule(L.LightningDataModule):
         self.multi_label = multi_label
         self.predict_file = Path(predict_file) if predict_file is not None else None
         self.predict_records: list[dict[str, Any]] = []
+        self._splits: dict[str, tuple[list[dict[str, Any]], bytes]] = {}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir / "cache" / "tokenized"
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.id_to_label: dict[int, str] = dict(enumerate(sorted(self.categories)))
@@ -217,6 +218,9 @@ class ArxivDataModule(L.LightningDataModule):
         )
 
     def _load_split(self, split: str) -> tuple[list[dict[str, Any]], bytes]:
+        """The split's validated samples and its bytes (the cache key), read once per DataModule."""
+        if split in self._splits:
+            return self._splits[split]
         path = self.splits_dir / f"{split}.json"
         if not path.is_file():
             raise DataFileError(
@@ -224,11 +228,15 @@ class ArxivDataModule(L.LightningDataModule):
                 "prepare_data() to build the splits from the configured source."
             )
         raw = path.read_bytes()
-        content = read_json(path)
+        try:
+            content = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise DataFileError(f"{path}: not valid JSON ({err}). Re-run `clf preprocess`.") from err
         samples = content.get("samples") if isinstance(content, dict) else None
         if not isinstance(samples, list):
             raise DataFileError(f"{path}: expected an object with a 'samples' list; re-run `clf preprocess`.")
         validate_samples(samples, labels=self.categories, min_words=1, source=str(path))
+        self._splits[split] = samples, raw
         return samples, raw
 
     def _cache_key(self, split_bytes: bytes) -> str:
