@@ -25,6 +25,7 @@ from clf import DEFAULT_CATEGORIES, __version__
 from clf.data.collector import DEFAULT_API_URL, ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
 from clf.tune.tuner import tune
+from lightning_app.server import serve
 
 log = logging.getLogger("clf")
 
@@ -218,6 +219,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     **dict.fromkeys(LIGHTNING_COMMANDS, lightning),
     "tune": tune,
     "registry": registry,
+    "serve": serve,
 }
 """Subcommand → function. A plain function's signature and docstring are its `--help`; `lightning` gets the
 subcommand and its arguments."""

@@ -48,3 +48,23 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1,000-token uncased WordPiece tokenizer trained on 400 real abstracts, saved as a local directory."""
     texts = [p["title"] + ". " + p["abstract"] for p in load_shared_papers(limit=400)]
     return build_tiny_tokenizer(tmp_path_factory.mktemp("tiny_tokenizer"), texts)
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two real exports of tiny random DistilBERTs with different weights, keyed by the version they get."""
+    from tests.helpers.exports import build_export
+
+    root = tmp_path_factory.mktemp("tiny_exports")
+    return {
+        "v1.0.0": build_export(root / "a" / "export", seed=1, accuracy=0.5),
+        "v1.1.0": build_export(root / "b" / "export", seed=2, accuracy=0.6),
+    }
+
+
+@pytest.fixture
+def tiny_registry(tmp_path: Path, tiny_exports: dict[str, Path]):
+    """A registry holding v1.0.0 (in production) and v1.1.0."""
+    from tests.helpers.exports import build_registry
+
+    return build_registry(tmp_path / "registry", tiny_exports, production="v1.0.0")

@@ -124,3 +124,27 @@ def _replace_command(match: re.Match[str]) -> str:
         # A footnote is an aside, not part of the word it hangs on.
         return f" {kept} " if name == "footnote" else kept
     return _WORDS.get(name, " ")
+
+
+def model_input_text(title: str = "", abstract: str = "", text: str | None = None) -> str:
+    """The text a model sees for one paper, built as the preprocessor builds training samples.
+
+    Training, ``clf predict`` and the HTTP service all go through here, so a paper is classified from the same
+    cleaned ``title. abstract`` it would have been trained on.
+
+    Args:
+        title: the title, raw (LaTeX and all).
+        abstract: the abstract, raw.
+        text: an already-joined text; used instead of title and abstract when given.
+
+    Returns:
+        The cleaned text; empty when nothing usable is left.
+
+    >>> model_input_text("Attention Is All You Need.", "We propose the Transformer,  see https://example.org.")
+    'Attention Is All You Need. We propose the Transformer, see.'
+    """
+    if text:
+        return clean_text(text)
+    head = clean_text(title or "").rstrip(".")
+    body = clean_text(abstract or "")
+    return f"{head}. {body}" if head and body else head or body

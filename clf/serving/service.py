@@ -1,0 +1,343 @@
+"""ClassificationService: the registry's models behind one thread-safe ``predict``, with routing and monitoring.
+
+    service = ClassificationService("models/classification")           # the production version
+    service.predict([{"title": "...", "abstract": "..."}], user_id="u-17")
+    # → [{"label": "cs.CL", "probability": 0.91, "top3": [...], "version": "v1.2.0", "arm": "live"}]
+    service.swap("v1.3.0")                                             # hot swap; in-flight requests finish
+
+Several versions can be loaded at once; a traffic rule (`clf.serving.routing`) picks the one that answers each
+request, which is how blue-green, canary and A/B experiments share one service. Every answered input is recorded
+in the `PredictionMonitor` with the version that answered it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clf.data.cleaning import model_input_text
+from clf.monitoring.monitor import PredictionMonitor
+from clf.registry import ModelRegistry, RegistryError
+from clf.serving.batching import DynamicBatcher
+from clf.serving.errors import InvalidInputError, NoModelError
+from clf.serving.predictor import BASE_VERSION, ModelPredictor
+from clf.serving.routing import Route, SingleVersion, TrafficRule
+
+log = logging.getLogger(__name__)
+
+WARMUP_TEXT = "Warm-up. A short abstract that loads the weights and the tokenizer before the first real request."
+
+Input = str | dict[str, Any]
+
+
+@dataclass
+class _Loaded:
+    predictor: ModelPredictor
+    batcher: DynamicBatcher
+
+
+class ClassificationService:
+    """Serves one or more model versions from a registry, routing each request by a traffic rule.
+
+    Args:
+        registry: the registry folder (or a `ModelRegistry`).
+        version: the version to serve first; by default the production version.
+        base_model: an export folder (``runs/<name>/export``) served as version ``base`` when the registry holds
+            no versions at all.
+        device: the torch device the models run on.
+        max_batch_size: most texts in one forward pass.
+        max_wait_ms: how long a partly filled batch waits for more requests.
+        batching: gather concurrent requests into shared forward passes (dynamic batching).
+        max_inputs: most papers in one request.
+        max_text_chars: most characters in one paper's title + abstract.
+        monitor: where every prediction is recorded; a new `PredictionMonitor` by default.
+        warmup: run one prediction through each version as it loads, so the first request is not slow.
+
+    Raises:
+        NoModelError: when the registry is empty and no base model is given.
+        RegistryError: for an unknown version, or versions but none in production and no `version` named.
+        ModelLoadError: when the chosen model's files do not load.
+    """
+
+    def __init__(
+        self,
+        registry: str | Path | ModelRegistry = "models/classification",
+        version: str | None = None,
+        base_model: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        max_batch_size: int = 32,
+        max_wait_ms: float = 5.0,
+        batching: bool = True,
+        max_inputs: int = 64,
+        max_text_chars: int = 20_000,
+        monitor: PredictionMonitor | None = None,
+        warmup: bool = True,
+    ) -> None:
+        self.registry = registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry)
+        self.device = device
+        self.max_batch_size = max_batch_size
+        self.max_wait_ms = max_wait_ms
+        self.batching = batching
+        self.max_inputs = max_inputs
+        self.max_text_chars = max_text_chars
+        self.monitor = monitor if monitor is not None else PredictionMonitor()
+        self.warmup = warmup
+        self._lock = threading.RLock()
+        self._loaded: dict[str, _Loaded] = {}
+        first = self._first_predictor(version, base_model)
+        self._add(first)
+        self._live = first.version
+        self._rule: TrafficRule = SingleVersion(first.version)
+        log.info("serving %s from %s", first.version, first.model_dir)
+
+    # ------------------------------------------------------------------------------------------------ versions
+
+    @property
+    def live_version(self) -> str:
+        """The version that answers when no other rule is installed (production, or blue in blue-green)."""
+        return self._live
+
+    @property
+    def loaded_versions(self) -> list[str]:
+        """Every version loaded in memory."""
+        with self._lock:
+            return sorted(self._loaded)
+
+    @property
+    def traffic_rule(self) -> TrafficRule:
+        """The rule routing requests now."""
+        return self._rule
+
+    def predictor(self, version: str | None = None) -> ModelPredictor:
+        """The loaded predictor of `version` (the live one by default).
+
+        Raises:
+            KeyError: when that version is not loaded.
+        """
+        with self._lock:
+            return self._loaded[version or self._live].predictor
+
+    def load(self, version: str, predictor: ModelPredictor | None = None) -> ModelPredictor:
+        """Loads `version` from the registry (and warms it up) beside the versions already loaded.
+
+        Loading happens outside the service lock: requests keep flowing meanwhile.
+
+        Args:
+            version: a registered version (or ``production``).
+            predictor: an already-built predictor to use instead of loading from the registry (custom backends).
+
+        Returns:
+            The loaded predictor (the existing one when `version` is already loaded).
+
+        Raises:
+            RegistryError: for an unknown version.
+            ModelLoadError: when its files do not load.
+        """
+        with self._lock:
+            if version in self._loaded:
+                return self._loaded[version].predictor
+        if predictor is None:
+            predictor = ModelPredictor.from_registry(self.registry, version, self.device)
+        with self._lock:
+            if predictor.version in self._loaded:
+                return self._loaded[predictor.version].predictor
+        self._add(predictor)
+        log.info("loaded %s from %s", predictor.version, predictor.model_dir)
+        return predictor
+
+    def swap(self, version: str) -> str:
+        """Makes `version` the live version for all traffic, atomically; the old one stays loaded.
+
+        Requests already queued on the old version are answered by it; every request routed after the swap goes
+        to `version`. Call `unload` on the old version once it is no longer needed.
+
+        Returns:
+            The previously live version.
+        """
+        self.load(version)
+        with self._lock:
+            previous, self._live = self._live, version
+            self._rule = SingleVersion(version)
+        log.info("live version: %s (was %s)", version, previous)
+        return previous
+
+    def set_traffic_rule(self, rule: TrafficRule | None) -> None:
+        """Installs `rule` (None: everything to the live version).
+
+        Raises:
+            ValueError: when the rule can pick a version that is not loaded.
+        """
+        with self._lock:
+            rule = rule if rule is not None else SingleVersion(self._live)
+            missing = sorted(set(rule.versions) - set(self._loaded))
+            if missing:
+                raise ValueError(f"traffic rule names versions that are not loaded: {missing}; load them first")
+            self._rule = rule
+        log.info("traffic rule: %r", rule)
+
+    def unload(self, version: str) -> None:
+        """Frees `version` after answering what is queued on it.
+
+        Raises:
+            ValueError: when it is live or the traffic rule can still pick it.
+        """
+        with self._lock:
+            if version == self._live or version in self._rule.versions:
+                raise ValueError(f"{version} still receives traffic; swap or change the traffic rule first")
+            loaded = self._loaded.pop(version, None)
+        if loaded is not None:
+            loaded.batcher.close()
+            log.info("unloaded %s", version)
+
+    def close(self) -> None:
+        """Answers what is queued, then stops every version's worker."""
+        with self._lock:
+            loaded, self._loaded = list(self._loaded.values()), {}
+        for item in loaded:
+            item.batcher.close()
+
+    # ---------------------------------------------------------------------------------------------- predicting
+
+    def predict(
+        self, inputs: Input | Sequence[Input], user_id: str | None = None, timeout: float | None = 60.0
+    ) -> list[dict[str, Any]]:
+        """Classifies papers; blocks until they are answered.
+
+        Args:
+            inputs: a paper (``{"title", "abstract"}`` or ``{"text"}``), a plain text, or a list of them.
+            user_id: routes the request through the traffic rule (sticky per user in a split).
+            timeout: seconds to wait for the answer.
+
+        Returns:
+            One record per paper: ``label``, ``probability``, ``top3``, ``version`` and ``arm``.
+
+        Raises:
+            InvalidInputError: for an empty, oversized or malformed paper (nothing is run).
+        """
+        return self.submit(inputs, user_id).result(timeout)
+
+    def submit(self, inputs: Input | Sequence[Input], user_id: str | None = None) -> Future[list[dict[str, Any]]]:
+        """Like `predict`, but returns at once with a future (what the async HTTP app awaits).
+
+        Raises:
+            InvalidInputError: for an empty, oversized or malformed paper.
+        """
+        texts = self.texts_of(inputs)
+        started = time.perf_counter()
+        with self._lock:
+            # Routing and queueing under one lock: a swap or unload can never strand a routed request.
+            route = self._rule.route(user_id)
+            inner = self._loaded[route.version].batcher.submit(texts)
+        outer: Future[list[dict[str, Any]]] = Future()
+        inner.add_done_callback(functools.partial(self._finish, outer, texts, route, started))
+        return outer
+
+    def texts_of(self, inputs: Input | Sequence[Input]) -> list[str]:
+        """The cleaned model input of each paper, validated.
+
+        Raises:
+            InvalidInputError: naming the paper and what is wrong with it.
+        """
+        items = [inputs] if isinstance(inputs, (str, dict)) else inputs
+        if not isinstance(items, Sequence) or isinstance(items, (bytes, bytearray)):
+            raise InvalidInputError("send a paper {'title': ..., 'abstract': ...}, a text, or a list of them")
+        if not items:
+            raise InvalidInputError("the request holds no papers; send at least one {'title', 'abstract'}")
+        if len(items) > self.max_inputs:
+            raise InvalidInputError(f"{len(items)} papers in one request; send at most {self.max_inputs}")
+        return [self._text_of(item, index) for index, item in enumerate(items)]
+
+    def _text_of(self, item: Any, index: int) -> str:
+        where = f"paper {index}"
+        if isinstance(item, str):
+            raw = {"text": item}
+        elif isinstance(item, dict):
+            raw = {key: item.get(key) for key in ("title", "abstract", "text") if item.get(key) is not None}
+        else:
+            raise InvalidInputError(
+                f"{where}: expected an object with 'title' and 'abstract', got {type(item).__name__}"
+            )
+        for key, value in raw.items():
+            if not isinstance(value, str):
+                raise InvalidInputError(f"{where}: '{key}' must be a string, got {type(value).__name__}")
+        length = sum(len(value) for value in raw.values())
+        if length > self.max_text_chars:
+            raise InvalidInputError(
+                f"{where}: {length} characters; title + abstract may hold at most {self.max_text_chars}"
+            )
+        text = model_input_text(raw.get("title", ""), raw.get("abstract", ""), raw.get("text"))
+        if not text.strip():
+            raise InvalidInputError(f"{where}: empty text; give a non-empty 'title' and 'abstract'")
+        return text
+
+    def _finish(
+        self,
+        outer: Future[list[dict[str, Any]]],
+        texts: list[str],
+        route: Route,
+        started: float,
+        inner: Future[list[dict[str, Any]]],
+    ) -> None:
+        latency_ms = (time.perf_counter() - started) * 1000
+        error = inner.exception()
+        if error is not None:
+            outer.set_exception(error)
+            message = f"{type(error).__name__}: {error}"
+            self._record(texts, [None] * len(texts), latency_ms, route.version, message)
+            return
+        records = [{**record, "version": route.version, "arm": route.arm} for record in inner.result()]
+        outer.set_result(records)
+        self._record(texts, [record["top3"] for record in records], latency_ms, route.version, None)
+
+    def _record(
+        self, texts: list[str], predictions: list[Any], latency_ms: float, version: str, error: str | None
+    ) -> None:
+        try:
+            for text, prediction in zip(texts, predictions, strict=True):
+                self.monitor.log_prediction(
+                    input_length=len(text), predictions=prediction, latency_ms=latency_ms, version=version, error=error
+                )
+        except Exception:  # the answer is already out; a monitoring fault must not hide it
+            log.exception("could not record predictions in the monitor")
+
+    # -------------------------------------------------------------------------------------------------- loading
+
+    def _first_predictor(self, version: str | None, base_model: str | Path | None) -> ModelPredictor:
+        if version is not None:
+            return ModelPredictor.from_registry(self.registry, version, self.device)
+        if self.registry.production_version() is not None:
+            return ModelPredictor.from_registry(self.registry, "production", self.device)
+        registered = [entry["version"] for entry in self.registry.list_versions()]
+        if registered:
+            raise RegistryError(
+                f"{self.registry.base_dir} holds {', '.join(registered)} but none is in production; "
+                "promote one (clf registry promote vX.Y.Z) or name one with --version"
+            )
+        if base_model is None:
+            raise NoModelError(
+                f"{self.registry.base_dir} holds no model versions. Register one (clf registry create --model-path "
+                "runs/quickstart/export) or serve an export directly with --base-model runs/quickstart/export"
+            )
+        log.warning("registry %s is empty: serving the base model %s", self.registry.base_dir, base_model)
+        return ModelPredictor(base_model, BASE_VERSION, self.device)
+
+    def _add(self, predictor: ModelPredictor) -> None:
+        if self.warmup:
+            predictor.predict_texts([WARMUP_TEXT])
+        batcher = DynamicBatcher(
+            functools.partial(predictor.predict_texts, batch_size=self.max_batch_size),
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+            batching=self.batching,
+            name=predictor.version,
+        )
+        with self._lock:
+            self._loaded[predictor.version] = _Loaded(predictor, batcher)

@@ -1,0 +1,74 @@
+"""`clf serve`: load the service, set up logging and alerts, and run the HTTP application on uvicorn."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("clf.serving.http")
+
+
+def serve(
+    port: int = 8000,
+    host: str = "127.0.0.1",
+    registry: str = "models/classification",
+    version: str | None = None,
+    base_model: str | None = None,
+    max_batch_size: int = 32,
+    max_wait_ms: float = 5.0,
+    batching: bool = True,
+    slack_webhook: str | None = None,
+    alert_interval_seconds: float = 60.0,
+    json_logs: bool = False,
+    log_level: str = "INFO",
+) -> None:
+    """Serve the production model over HTTP: POST /predict, GET /health/ml, GET /metrics.
+
+    Loads the registry's production version (or --version); with an empty registry, --base-model. Runs until
+    interrupted (Ctrl-C or SIGTERM), answering the requests in flight before it exits.
+
+    Args:
+        port: the TCP port to listen on.
+        host: the address to bind (0.0.0.0 for every interface).
+        registry: the registry folder.
+        version: serve this registered version instead of the production one.
+        base_model: an export folder (runs/<name>/export) served when the registry holds no versions.
+        max_batch_size: most texts in one forward pass.
+        max_wait_ms: how long a partly filled batch waits for more requests.
+        batching: gather concurrent requests into shared forward passes (--batching false: one request per pass).
+        slack_webhook: a Slack incoming-webhook URL for alerts (error rate, p95 latency, low confidence).
+        alert_interval_seconds: how often the alert thresholds are checked.
+        json_logs: log one JSON object per line (also CLF_JSON_LOGS=1).
+        log_level: DEBUG, INFO, WARNING or ERROR.
+    """
+    try:
+        import uvicorn
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise RuntimeError('clf serve needs FastAPI and uvicorn: pip install "clf[serve]"') from err
+
+    from clf.monitoring.alerts import AlertManager
+    from clf.monitoring.logs import configure_logging
+    from clf.serving.service import ClassificationService
+    from lightning_app.app import create_app
+
+    configure_logging(json_logs=json_logs, level=log_level)
+    clf_logger = logging.getLogger("clf")
+    for handler in list(clf_logger.handlers):  # the CLI's plain stderr handler; the root handler takes over
+        clf_logger.removeHandler(handler)
+    service = ClassificationService(
+        registry,
+        version,
+        Path(base_model) if base_model else None,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        batching=batching,
+    )
+    app = create_app(
+        service,
+        alert_manager=AlertManager(slack_webhook=slack_webhook),
+        alert_interval_seconds=alert_interval_seconds,
+    )
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True, timeout_graceful_shutdown=30)
+    server = uvicorn.Server(config)
+    log.info("serving %s on http://%s:%d (batching %s)", service.live_version, host, port, "on" if batching else "off")
+    server.run()

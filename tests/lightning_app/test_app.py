@@ -1,0 +1,187 @@
+"""Tests for lightning_app: every endpoint over real HTTP on loopback, validation, batching, and `clf serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from clf.serving import ClassificationService
+from lightning_app.app import create_app
+from tests.conftest import REPO, load_shared_papers
+from tests.helpers.exports import LABELS
+from tests.helpers.http_service import LoopbackServer
+
+PAPERS = [{"title": p["title"], "abstract": p["abstract"]} for p in load_shared_papers(limit=8)]
+
+
+@pytest.fixture
+def server(tiny_registry):
+    service = ClassificationService(tiny_registry, max_wait_ms=2)
+    with LoopbackServer(create_app(service, max_body_bytes=50_000)) as running:
+        running.service = service
+        yield running
+
+
+def test_predict_one_paper(server):
+    response = requests.post(f"{server.url}/predict", json=PAPERS[0], timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["version"] == "v1.0.0" and len(body["predictions"]) == 1
+    prediction = body["predictions"][0]
+    assert prediction["label"] in LABELS.values() and len(prediction["top3"]) == 3
+
+
+def test_predict_a_list_and_a_batch_with_user_id(server):
+    listed = requests.post(f"{server.url}/predict", json=PAPERS[:3], timeout=30).json()
+    assert len(listed["predictions"]) == 3 and listed["user_id"] is None
+    batch = requests.post(f"{server.url}/predict", json={"papers": PAPERS[:2], "user_id": "u-7"}, timeout=30).json()
+    assert len(batch["predictions"]) == 2 and batch["user_id"] == "u-7" and batch["arm"] == "live"
+    assert [p["label"] for p in batch["predictions"]] == [p["label"] for p in listed["predictions"][:2]]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"title": "", "abstract": ""}, 422, "empty text"),
+        ({"title": ["x"], "abstract": "y"}, 422, "'title' must be a string"),
+        ({"titel": "x", "abstract": "y"}, 422, "unknown fields ['titel']"),
+        ([], 422, "no papers"),
+        ("just a string", 422, "expected a JSON object or list"),
+        ({"papers": "nope"}, 422, "'papers' must be a list"),
+        ({"title": "x", "abstract": "y" * 60_000}, 413, "over the 50000-byte limit"),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_clear_message(server, body, status, message):
+    response = requests.post(f"{server.url}/predict", json=body, timeout=30)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_malformed_json_and_empty_bodies_are_4xx(server):
+    for data in (b"{not json", b"", b"\xff\xfe"):
+        response = requests.post(f"{server.url}/predict", data=data, timeout=30)
+        assert response.status_code == 422, data
+        assert "JSON" in response.json()["error"] or "empty body" in response.json()["error"]
+
+
+def test_health_endpoints(server):
+    assert requests.get(f"{server.url}/health", timeout=30).json() == {"status": "ok"}
+    response = requests.get(f"{server.url}/health/ml", timeout=30)
+    assert response.status_code == 200 and response.json()["status"] == "healthy"
+    assert response.json()["checks"]["inference"]["ok"] is True
+
+
+def test_health_turns_503_when_the_model_files_break(server, tiny_registry):
+    (tiny_registry.version_dir("v1.0.0") / "model.safetensors").write_bytes(b"not a safetensors file")
+    response = requests.get(f"{server.url}/health/ml", timeout=30)
+    assert response.status_code == 503 and response.json()["status"] == "unhealthy"
+    assert response.json()["checks"]["checkpoint_valid"]["ok"] is False
+
+
+def test_metrics_as_json_and_prometheus_text(server):
+    for paper in PAPERS[:4]:
+        requests.post(f"{server.url}/predict", json=paper, timeout=30)
+    requests.post(f"{server.url}/predict", json={"title": ""}, timeout=30)  # refused: not a prediction
+    metrics = requests.get(f"{server.url}/metrics", params={"window_minutes": 5}, timeout=30).json()
+    assert metrics["total"] == 4 and metrics["by_version"]["v1.0.0"]["total"] == 4
+    assert metrics["latency_p95_ms"] > 0
+    text = requests.get(f"{server.url}/metrics", params={"format": "prometheus"}, timeout=30)
+    assert text.headers["content-type"].startswith("text/plain")
+    assert 'clf_requests_total{version="v1.0.0"} 4' in text.text
+    plain = requests.get(f"{server.url}/metrics", headers={"Accept": "text/plain"}, timeout=30).text
+    assert plain.startswith("# HELP")
+    assert requests.get(f"{server.url}/metrics", params={"window_minutes": 0}, timeout=30).status_code == 422
+
+
+def test_versions_endpoint(server):
+    body = requests.get(f"{server.url}/versions", timeout=30).json()
+    assert body["live_version"] == "v1.0.0" and body["loaded_versions"] == ["v1.0.0"]
+
+
+def test_concurrent_requests_are_batched_and_all_answered(server):
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(
+            pool.map(lambda i: requests.post(f"{server.url}/predict", json=PAPERS[i % 8], timeout=60), range(64))
+        )
+    assert [r.status_code for r in responses] == [200] * 64
+    batcher = server.service._loaded["v1.0.0"].batcher
+    assert batcher.batches_run < 64
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"clf serve exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise AssertionError("clf serve did not come up")
+
+
+def test_clf_serve_runs_the_registry_model_with_json_logs_and_stops_on_sigterm(tiny_registry):
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "clf",
+            "serve",
+            "--port",
+            str(port),
+            "--registry",
+            str(tiny_registry.base_dir),
+            "--json-logs",
+            "true",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process)
+        answer = requests.post(f"{url}/predict", json=PAPERS[0], timeout=30).json()
+        assert answer["version"] == "v1.0.0"
+        assert requests.get(f"{url}/health/ml", timeout=30).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    # uvicorn shuts down gracefully, then re-raises the signal so the exit status tells how the process ended.
+    assert process.returncode in (0, -signal.SIGTERM), stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert lines[-1]["message"].startswith("Finished server process")
+    assert any(line["message"].startswith("serving v1.0.0") for line in lines)
+    assert all({"timestamp", "level", "logger", "message"} <= set(line) for line in lines)
+    assert any(line["logger"] == "uvicorn.access" and "/predict" in line["message"] for line in lines)
+
+
+def test_clf_serve_on_an_empty_registry_says_what_to_do(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "clf", "serve", "--registry", str(tmp_path / "empty")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "holds no model versions" in result.stderr and "--base-model" in result.stderr

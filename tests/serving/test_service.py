@@ -1,0 +1,189 @@
+"""Tests for clf/serving/service.py: which version loads, predictions, validation, routing, hot swap, monitoring."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from clf.registry import ModelRegistry, RegistryError
+from clf.serving import (
+    BASE_VERSION,
+    ClassificationService,
+    InvalidInputError,
+    ModelPredictor,
+    NoModelError,
+    WeightedSplit,
+)
+from tests.conftest import load_shared_papers
+from tests.helpers.exports import LABELS
+
+PAPERS = [{"title": p["title"], "abstract": p["abstract"]} for p in load_shared_papers(limit=12)]
+
+
+class FailingPredictor(ModelPredictor):
+    """A real loaded model whose forward pass fails, as a corrupted GPU state or a bad kernel would."""
+
+    def predict_texts(self, texts, batch_size=32):
+        raise RuntimeError("injected inference failure")
+
+
+@pytest.fixture
+def service(tiny_registry):
+    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    yield service
+    service.close()
+
+
+def test_serves_the_production_version_by_default_and_logs_it(tiny_registry, caplog):
+    with caplog.at_level("INFO", logger="clf.serving"):
+        service = ClassificationService(tiny_registry)
+    assert service.live_version == "v1.0.0" and service.loaded_versions == ["v1.0.0"]
+    assert "serving v1.0.0" in caplog.text
+    service.close()
+
+
+def test_a_named_version_is_served_instead(tiny_registry):
+    service = ClassificationService(tiny_registry, version="v1.1.0")
+    assert service.live_version == "v1.1.0"
+    service.close()
+
+
+def test_the_base_model_is_used_only_when_the_registry_is_empty(tmp_path, tiny_exports, tiny_registry):
+    empty = ModelRegistry(tmp_path / "empty")
+    service = ClassificationService(empty, base_model=tiny_exports["v1.1.0"])
+    assert service.live_version == BASE_VERSION
+    assert service.predict(PAPERS[0])[0]["version"] == BASE_VERSION
+    service.close()
+    assert ClassificationService(tiny_registry, base_model=tiny_exports["v1.1.0"]).live_version == "v1.0.0"
+
+
+def test_an_empty_registry_without_a_base_model_says_how_to_fix_it(tmp_path):
+    with pytest.raises(NoModelError, match="clf registry create --model-path"):
+        ClassificationService(tmp_path / "empty")
+
+
+def test_versions_but_none_in_production_asks_for_a_promotion(tmp_path, tiny_exports):
+    registry = ModelRegistry(tmp_path / "r")
+    registry.create_version(tiny_exports["v1.0.0"], "v1.0.0")
+    with pytest.raises(RegistryError, match="clf registry promote"):
+        ClassificationService(registry)
+
+
+def test_each_paper_gets_label_probability_top3_version_and_arm(service):
+    records = service.predict(PAPERS[:5])
+    assert len(records) == 5
+    for record in records:
+        assert record["label"] in LABELS.values() and record["version"] == "v1.0.0" and record["arm"] == "live"
+        probabilities = [entry["probability"] for entry in record["top3"]]
+        assert probabilities == sorted(probabilities, reverse=True) and record["probability"] == probabilities[0]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)  # three classes: top-3 is everything
+
+
+def test_batched_predictions_match_the_registry_model_one_at_a_time(service, tiny_registry):
+    model, tokenizer, _ = tiny_registry.load_version("v1.0.0")
+    texts = service.texts_of(PAPERS)
+    batched = service.predict(PAPERS)
+    for text, record in zip(texts, batched, strict=True):
+        with torch.inference_mode():
+            probabilities = model(
+                **tokenizer(text, truncation=True, max_length=64, return_tensors="pt")
+            ).logits.softmax(-1)
+        assert record["label"] == LABELS[int(probabilities.argmax())]
+        assert record["probability"] == pytest.approx(float(probabilities.max()), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ([], "no papers"),
+        ({"title": "", "abstract": "   "}, "paper 0: empty text"),
+        ([PAPERS[0], {"title": 3, "abstract": "x"}], "paper 1: 'title' must be a string, got int"),
+        ([PAPERS[0], 42], "paper 1: expected an object"),
+        ({"title": "t", "abstract": "a" * 30_000}, "at most 20000"),
+        ([PAPERS[0]] * 65, "at most 64"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_runs(service, inputs, message):
+    with pytest.raises(InvalidInputError, match=message):
+        service.predict(inputs)
+    assert service.monitor.get_metrics(5)["total"] == 0
+
+
+def test_every_answer_is_recorded_with_its_version(service):
+    service.predict(PAPERS[:3])
+    service.predict(PAPERS[3])
+    metrics = service.monitor.get_metrics(5)
+    assert metrics["total"] == 4 and metrics["error_rate"] == 0.0
+    assert set(metrics["by_version"]) == {"v1.0.0"} and metrics["avg_confidence"] > 1 / 3
+
+
+def test_a_split_routes_each_user_to_a_sticky_arm(service):
+    service.load("v1.1.0")
+    service.set_traffic_rule(WeightedSplit("v1.0.0", "v1.1.0", treatment_share=0.5, salt="exp"))
+    first = {f"u{i}": service.predict(PAPERS[0], user_id=f"u{i}")[0]["version"] for i in range(40)}
+    assert set(first.values()) == {"v1.0.0", "v1.1.0"}
+    assert all(service.predict(PAPERS[1], user_id=user)[0]["version"] == version for user, version in first.items())
+    assert set(service.monitor.get_metrics(5)["by_version"]) == {"v1.0.0", "v1.1.0"}
+
+
+def test_rules_and_unloads_that_would_strand_traffic_are_refused(service):
+    with pytest.raises(ValueError, match="not loaded"):
+        service.set_traffic_rule(WeightedSplit("v1.0.0", "v1.1.0", 0.1))
+    with pytest.raises(ValueError, match="still receives traffic"):
+        service.unload("v1.0.0")
+
+
+def test_hot_swap_under_concurrent_requests_answers_every_request(service):
+    stop = threading.Event()
+    answered: list[str] = []
+    failures: list[BaseException] = []
+
+    def client(n: int) -> None:
+        while not stop.is_set():
+            try:
+                answered.append(service.predict(PAPERS[n % len(PAPERS)], user_id=f"c{n}")[0]["version"])
+            except BaseException as err:  # noqa: BLE001 - every failure is the finding
+                failures.append(err)
+
+    with ThreadPoolExecutor(8) as pool:
+        for n in range(8):
+            pool.submit(client, n)
+        while len(answered) < 40:
+            time.sleep(0.01)
+        assert service.swap("v1.1.0") == "v1.0.0"
+        service.unload("v1.0.0")
+        count_at_swap = len(answered)
+        while len(answered) < count_at_swap + 40:
+            time.sleep(0.01)
+        stop.set()
+    assert failures == []
+    assert {"v1.0.0", "v1.1.0"} <= set(answered) and answered[-1] == "v1.1.0"
+    assert service.loaded_versions == ["v1.1.0"]
+    assert service.monitor.get_metrics(5)["total"] == len(answered)
+
+
+def test_an_inference_failure_reaches_the_caller_and_counts_as_an_error(service, tiny_registry):
+    broken = FailingPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0")
+    service.warmup = False
+    service.load("v1.1.0", predictor=broken)
+    service.swap("v1.1.0")
+    with pytest.raises(RuntimeError, match="injected inference failure"):
+        service.predict(PAPERS[:2])
+    metrics = service.monitor.get_metrics(5)
+    assert metrics["by_version"]["v1.1.0"]["errors"] == 2 and metrics["error_rate"] == 1.0
+
+
+def test_weights_changed_on_disk_do_not_reach_a_loaded_model(service, tiny_registry):
+    before = service.predict(PAPERS[:3])
+    weights = tiny_registry.version_dir("v1.0.0") / "model.safetensors"
+    size = weights.stat().st_size
+    with weights.open("r+b") as handle:  # in place: the same inode a memory map would still read
+        handle.seek(size // 2)
+        handle.write(b"\0" * (size // 2))
+    assert service.predict(PAPERS[:3]) == before
+    weights.write_bytes(b"")  # truncated: reading a mapped page now would kill the process with SIGBUS
+    assert service.predict(PAPERS[:3]) == before
