@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -47,6 +47,8 @@ def create_app(
     request_timeout_seconds: float = 30.0,
     health_latency_ms: float = 500.0,
     close_service_on_shutdown: bool = True,
+    periodic: Sequence[tuple[float, Callable[[], Any]]] = (),
+    on_shutdown: Sequence[Callable[[], Any]] = (),
 ) -> FastAPI:
     """Builds the HTTP application around `service`.
 
@@ -59,31 +61,37 @@ def create_app(
         request_timeout_seconds: a prediction not answered by then gets 504.
         health_latency_ms: the latency check's threshold in ``/health/ml``.
         close_service_on_shutdown: stop the service's workers when the server stops.
+        periodic: ``(interval_seconds, job)`` pairs run in a worker thread every interval while the server runs
+            (experiment sync, rollout watchers); a failing job is logged and runs again at its next turn.
+        on_shutdown: run in order when the server stops, before the service closes (flush buffered logs).
 
     Returns:
         The FastAPI application (``app.state.service`` is the service).
     """
 
+    jobs = list(periodic)
+    if alert_manager is not None:
+
+        def check_alerts() -> None:
+            alert_manager.check_and_alert(service.monitor.get_metrics(alert_window_minutes))
+
+        jobs.append((alert_interval_seconds, check_alerts))
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_alert_loop()) if alert_manager is not None else None
+        tasks = [asyncio.create_task(_every(interval, job)) for interval, job in jobs]
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
+            for hook in on_shutdown:
+                try:
+                    await run_in_threadpool(hook)
+                except Exception:
+                    log.exception("shutdown hook %r failed", hook)
             if close_service_on_shutdown:
                 await run_in_threadpool(service.close)
-
-    async def _alert_loop() -> None:
-        assert alert_manager is not None
-        while True:
-            await asyncio.sleep(alert_interval_seconds)
-            try:
-                metrics = service.monitor.get_metrics(alert_window_minutes)
-                await run_in_threadpool(alert_manager.check_and_alert, metrics)
-            except Exception:  # an alerting bug must never take serving down
-                log.exception("alert check failed")
 
     app = FastAPI(title="clf", summary="arXiv paper classification", lifespan=lifespan)
     app.state.service = service
@@ -158,6 +166,16 @@ def create_app(
         }
 
     return app
+
+
+async def _every(interval_seconds: float, job: Callable[[], Any]) -> None:
+    """Runs `job` in a worker thread every `interval_seconds`; a failure is logged, never fatal to serving."""
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            await run_in_threadpool(job)
+        except Exception:
+            log.exception("periodic job %r failed", job)
 
 
 async def _read_json(request: Request, max_body_bytes: int) -> Any:

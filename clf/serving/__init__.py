@@ -10,7 +10,7 @@ from clf.serving.errors import (
 )
 from clf.serving.predictor import BASE_VERSION, ModelPredictor
 from clf.serving.routing import Route, SingleVersion, TrafficRule, WeightedSplit, stable_bucket
-from clf.serving.service import ClassificationService
+from clf.serving.service import ClassificationService, PredictionEvent, PredictionListener
 
 __all__ = [
     "BASE_VERSION",
@@ -20,6 +20,8 @@ __all__ = [
     "ModelLoadError",
     "ModelPredictor",
     "NoModelError",
+    "PredictionEvent",
+    "PredictionListener",
     "Route",
     "ServiceClosedError",
     "ServingError",

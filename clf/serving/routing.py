@@ -24,10 +24,12 @@ class Route:
     Attributes:
         version: the version that answers.
         arm: the experiment arm or rollout role (``live``, ``control``, ``treatment``, ``canary``...).
+        experiment: the A/B experiment the request belongs to, if any.
     """
 
     version: str
     arm: str = "live"
+    experiment: str | None = None
 
 
 class TrafficRule(Protocol):
@@ -94,6 +96,7 @@ class WeightedSplit:
         control_arm: the arm name reported for `control`.
         treatment_arm: the arm name reported for `treatment`.
         rng: the random source for anonymous requests (seed it in tests).
+        experiment: the experiment id reported in each `Route` (None outside an A/B experiment).
 
     Raises:
         ValueError: when `treatment_share` is outside [0, 1].
@@ -106,6 +109,7 @@ class WeightedSplit:
     control_arm: str = "control"
     treatment_arm: str = "treatment"
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    experiment: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.treatment_share <= 1.0:
@@ -120,5 +124,5 @@ class WeightedSplit:
         """Treatment when the user's bucket (or a random draw) falls below the share."""
         point = self.rng.random() if user_id is None else stable_bucket(user_id, self.salt)
         if point < self.treatment_share:
-            return Route(self.treatment, self.treatment_arm)
-        return Route(self.control, self.control_arm)
+            return Route(self.treatment, self.treatment_arm, self.experiment)
+        return Route(self.control, self.control_arm, self.experiment)

@@ -16,7 +16,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,32 @@ log = logging.getLogger(__name__)
 WARMUP_TEXT = "Warm-up. A short abstract that loads the weights and the tokenizer before the first real request."
 
 Input = str | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PredictionEvent:
+    """One answered (or failed) request, as prediction listeners see it.
+
+    Attributes:
+        texts: the cleaned model input of each paper.
+        records: the returned records (with ``prediction_id``, ``version``, ``arm``); empty when `error` is set.
+        route: where the request went (version, arm, experiment).
+        user_id: the caller's user id, if given.
+        latency_ms: time from submission to answer.
+        error: None, or what went wrong.
+        timestamp: epoch seconds when the answer was ready.
+    """
+
+    texts: list[str]
+    records: list[dict[str, Any]]
+    route: Route
+    user_id: str | None
+    latency_ms: float
+    error: str | None
+    timestamp: float
+
+
+PredictionListener = Callable[[PredictionEvent], None]
 
 
 @dataclass
@@ -92,6 +119,7 @@ class ClassificationService:
         self.warmup = warmup
         self._lock = threading.RLock()
         self._loaded: dict[str, _Loaded] = {}
+        self._listeners: list[PredictionListener] = []
         first = self._first_predictor(version, base_model)
         self._add(first)
         self._live = first.version
@@ -204,6 +232,20 @@ class ClassificationService:
         for item in loaded:
             item.batcher.close()
 
+    def add_prediction_listener(self, listener: PredictionListener) -> None:
+        """Calls `listener` with a `PredictionEvent` after every request (A/B logs, rollout gates).
+
+        Listeners run on the model's worker thread after the caller has its answer: keep them quick (buffer, do not
+        write to a database inline). An exception in one is logged and does not reach the caller.
+        """
+        with self._lock:
+            self._listeners = [*self._listeners, listener]
+
+    def remove_prediction_listener(self, listener: PredictionListener) -> None:
+        """Stops calling `listener` (no error when it was not added)."""
+        with self._lock:
+            self._listeners = [item for item in self._listeners if item is not listener]
+
     # ---------------------------------------------------------------------------------------------- predicting
 
     def predict(
@@ -217,7 +259,8 @@ class ClassificationService:
             timeout: seconds to wait for the answer.
 
         Returns:
-            One record per paper: ``label``, ``probability``, ``top3``, ``version`` and ``arm``.
+            One record per paper: ``label``, ``probability``, ``top3``, ``version``, ``arm``, a unique
+            ``prediction_id`` (for feedback on it later), and ``experiment_id`` when an experiment routed it.
 
         Raises:
             InvalidInputError: for an empty, oversized or malformed paper (nothing is run).
@@ -237,7 +280,7 @@ class ClassificationService:
             route = self._rule.route(user_id)
             inner = self._loaded[route.version].batcher.submit(texts)
         outer: Future[list[dict[str, Any]]] = Future()
-        inner.add_done_callback(functools.partial(self._finish, outer, texts, route, started))
+        inner.add_done_callback(functools.partial(self._finish, outer, texts, route, user_id, started))
         return outer
 
     def texts_of(self, inputs: Input | Sequence[Input]) -> list[str]:
@@ -283,6 +326,7 @@ class ClassificationService:
         outer: Future[list[dict[str, Any]]],
         texts: list[str],
         route: Route,
+        user_id: str | None,
         started: float,
         inner: Future[list[dict[str, Any]]],
     ) -> None:
@@ -291,22 +335,33 @@ class ClassificationService:
         if error is not None:
             outer.set_exception(error)
             message = f"{type(error).__name__}: {error}"
-            self._record(texts, [None] * len(texts), latency_ms, route.version, message)
+            self._notify(PredictionEvent(texts, [], route, user_id, latency_ms, message, time.time()))
             return
-        records = [{**record, "version": route.version, "arm": route.arm} for record in inner.result()]
+        tags: dict[str, Any] = {"version": route.version, "arm": route.arm}
+        if route.experiment is not None:
+            tags["experiment_id"] = route.experiment
+        records = [{**record, **tags, "prediction_id": uuid.uuid4().hex} for record in inner.result()]
         outer.set_result(records)
-        self._record(texts, [record["top3"] for record in records], latency_ms, route.version, None)
+        self._notify(PredictionEvent(texts, records, route, user_id, latency_ms, None, time.time()))
 
-    def _record(
-        self, texts: list[str], predictions: list[Any], latency_ms: float, version: str, error: str | None
-    ) -> None:
+    def _notify(self, event: PredictionEvent) -> None:
+        """Records `event` in the monitor and hands it to every listener; a fault here never reaches the caller."""
         try:
-            for text, prediction in zip(texts, predictions, strict=True):
+            for index, text in enumerate(event.texts):
                 self.monitor.log_prediction(
-                    input_length=len(text), predictions=prediction, latency_ms=latency_ms, version=version, error=error
+                    input_length=len(text),
+                    predictions=event.records[index]["top3"] if event.error is None else None,
+                    latency_ms=event.latency_ms,
+                    version=event.route.version,
+                    error=event.error,
                 )
         except Exception:  # the answer is already out; a monitoring fault must not hide it
             log.exception("could not record predictions in the monitor")
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("prediction listener %r failed", listener)
 
     # -------------------------------------------------------------------------------------------------- loading
 

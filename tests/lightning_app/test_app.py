@@ -185,3 +185,31 @@ def test_clf_serve_on_an_empty_registry_says_what_to_do(tmp_path):
     )
     assert result.returncode == 1
     assert "holds no model versions" in result.stderr and "--base-model" in result.stderr
+
+
+def test_the_running_server_posts_threshold_alerts_to_slack(tiny_registry):
+    from clf.monitoring import AlertManager, AlertThresholds
+    from tests.helpers.webhook import WebhookReceiver
+
+    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    with WebhookReceiver() as hook:
+        alerts = AlertManager(
+            slack_webhook=hook.url, thresholds=AlertThresholds(max_p95_latency_ms=0.001, min_requests=3)
+        )
+        app = create_app(service, alert_manager=alerts, alert_interval_seconds=0.1)
+        with LoopbackServer(app) as running:
+            for paper in PAPERS[:3]:
+                assert requests.post(f"{running.url}/predict", json=paper, timeout=30).status_code == 200
+            hook.wait_for(1, timeout=10)
+    assert "p95 latency" in hook.texts[0] and "over 3 requests" in hook.texts[0]
+
+
+def test_periodic_jobs_run_and_shutdown_hooks_fire(tiny_registry):
+    import threading
+
+    ticks, stopped = threading.Event(), []
+    service = ClassificationService(tiny_registry)
+    app = create_app(service, periodic=[(0.05, ticks.set)], on_shutdown=[lambda: stopped.append(True)])
+    with LoopbackServer(app):
+        assert ticks.wait(5)
+    assert stopped == [True]

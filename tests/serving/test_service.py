@@ -178,12 +178,29 @@ def test_an_inference_failure_reaches_the_caller_and_counts_as_an_error(service,
 
 
 def test_weights_changed_on_disk_do_not_reach_a_loaded_model(service, tiny_registry):
-    before = service.predict(PAPERS[:3])
+    def answers():
+        return [{k: v for k, v in record.items() if k != "prediction_id"} for record in service.predict(PAPERS[:3])]
+
+    before = answers()
     weights = tiny_registry.version_dir("v1.0.0") / "model.safetensors"
     size = weights.stat().st_size
     with weights.open("r+b") as handle:  # in place: the same inode a memory map would still read
         handle.seek(size // 2)
         handle.write(b"\0" * (size // 2))
-    assert service.predict(PAPERS[:3]) == before
+    assert answers() == before
     weights.write_bytes(b"")  # truncated: reading a mapped page now would kill the process with SIGBUS
-    assert service.predict(PAPERS[:3]) == before
+    assert answers() == before
+
+
+def test_listeners_see_every_request_with_its_route_and_ids(service):
+    events = []
+    service.add_prediction_listener(events.append)
+    service.add_prediction_listener(lambda event: 1 / 0)  # a broken listener must not reach the caller
+    service.load("v1.1.0")
+    service.set_traffic_rule(WeightedSplit("v1.0.0", "v1.1.0", 0.5, salt="e", experiment="exp-1"))
+    records = service.predict(PAPERS[:2], user_id="u-1")
+    assert all(record["experiment_id"] == "exp-1" for record in records)
+    assert len({record["prediction_id"] for record in records}) == 2
+    (event,) = events
+    assert event.user_id == "u-1" and event.route.experiment == "exp-1" and event.records == records
+    assert event.error is None and event.latency_ms > 0 and len(event.texts) == 2
