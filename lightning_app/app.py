@@ -150,19 +150,21 @@ def create_app(
             return JSONResponse({"error": "window_minutes must be positive"}, status_code=422)
         accept = request.headers.get("accept", "")
         if format == "prometheus" or (format == "json" and "text/plain" in accept and "json" not in accept):
-            text = service.monitor.prometheus_text(window_minutes)
+            text = await run_in_threadpool(service.monitor.prometheus_text, window_minutes)
             return PlainTextResponse(text, media_type=PROMETHEUS_CONTENT_TYPE)
         if format != "json":
             return JSONResponse({"error": f"format must be json or prometheus, got {format!r}"}, status_code=422)
-        return JSONResponse(service.monitor.get_metrics(window_minutes))
+        # Off the event loop: a full monitor takes tens of milliseconds to summarise.
+        return JSONResponse(await run_in_threadpool(service.monitor.get_metrics, window_minutes))
 
     @app.get("/versions")
     async def versions() -> dict[str, Any]:
-        """What is loaded and how traffic is routed."""
+        """What is loaded, how traffic is routed, and how many forward passes each version has run."""
         return {
             "live_version": service.live_version,
             "loaded_versions": service.loaded_versions,
             "traffic_rule": repr(service.traffic_rule),
+            "batching": service.batch_stats(),
         }
 
     return app

@@ -55,6 +55,7 @@ def serve(
     clf_logger = logging.getLogger("clf")
     for handler in list(clf_logger.handlers):  # the CLI's plain stderr handler; the root handler takes over
         clf_logger.removeHandler(handler)
+    clf_logger.setLevel(logging.NOTSET)  # the CLI set INFO; --log-level decides now
     service = ClassificationService(
         registry,
         version,

@@ -71,6 +71,7 @@ class DynamicBatcher:
         self._closed = False
         self._lock = threading.Lock()
         self.batches_run = 0
+        self.texts_run = 0
         self._thread = threading.Thread(target=self._run, name=f"clf-batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -145,6 +146,7 @@ class DynamicBatcher:
                 request.future.set_exception(err)
             return
         self.batches_run += 1
+        self.texts_run += len(texts)
         start = 0
         for request in batch:
             request.future.set_result(records[start : start + len(request.texts)])

@@ -232,6 +232,22 @@ class ClassificationService:
         for item in loaded:
             item.batcher.close()
 
+    def batch_stats(self) -> dict[str, dict[str, Any]]:
+        """Per loaded version: forward passes run, texts classified, mean texts per pass, and the batching mode."""
+        with self._lock:
+            loaded = dict(self._loaded)
+        stats = {}
+        for version, item in sorted(loaded.items()):
+            batcher = item.batcher
+            mean = batcher.texts_run / batcher.batches_run if batcher.batches_run else None
+            stats[version] = {
+                "batching": batcher.batching,
+                "batches_run": batcher.batches_run,
+                "texts_run": batcher.texts_run,
+                "mean_batch_size": mean,
+            }
+        return stats
+
     def add_prediction_listener(self, listener: PredictionListener) -> None:
         """Calls `listener` with a `PredictionEvent` after every request (A/B logs, rollout gates).
 

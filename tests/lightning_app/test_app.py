@@ -113,8 +113,8 @@ def test_concurrent_requests_are_batched_and_all_answered(server):
             pool.map(lambda i: requests.post(f"{server.url}/predict", json=PAPERS[i % 8], timeout=60), range(64))
         )
     assert [r.status_code for r in responses] == [200] * 64
-    batcher = server.service._loaded["v1.0.0"].batcher
-    assert batcher.batches_run < 64
+    stats = requests.get(f"{server.url}/versions", timeout=30).json()["batching"]["v1.0.0"]
+    assert stats["texts_run"] == 64 and stats["batches_run"] < 64 and stats["mean_batch_size"] > 1
 
 
 def _free_port() -> int:
