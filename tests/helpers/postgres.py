@@ -8,9 +8,11 @@ Example::
 
 Each server gets its own data folder (``initdb -A trust -U clf``) under a temporary directory, listens only on
 127.0.0.1 on a free port, keeps its unix socket in that directory and runs with ``fsync=off``: it is for tests, not
-for data. ``stop()`` shuts it down (``pg_ctl stop -m fast``) and removes the directory. initdb and postgres refuse to
-run as root, so as root they run as the ``postgres`` system user (created if missing). Connecting needs psycopg 3
-(``psycopg[binary]``); starting the server needs only the binaries (``apt-get install postgresql``).
+for data. ``stop()`` shuts it down (``pg_ctl stop -m fast``) and removes the directory; ``stop(keep_data=True)``
+keeps it, and ``restart()`` then brings the same cluster back on the same port (a database outage in a test). initdb
+and postgres refuse to run as root, so as root they run as the ``postgres`` system user (created if missing).
+Connecting needs psycopg 3 (``psycopg[binary]``); starting the server needs only the binaries (``apt-get install
+postgresql``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ SUPERUSER = "clf"
 DATABASE = "clf"
 INSTALL_HINT = "apt-get install postgresql  (Debian/Ubuntu; .ci/run does this on a fresh machine)"
 _START_TRIES = 3  # a free port can be taken by someone else between probing it and postgres binding it
+_CONF_MARKER = "\n# clf tests\n"
 
 
 def find_bin_dir() -> Path | None:
@@ -123,15 +126,41 @@ class PostgresServer:
         logger.info("PostgreSQL %s on port %d started in %.1f s", bin_dir.parent.name, self.port, self.startup_seconds)
         return self
 
-    def stop(self) -> None:
-        """Stops the server (fast shutdown: open sessions are cut) and removes its directory. Idempotent."""
+    def stop(self, keep_data: bool = False) -> None:
+        """Stops the server (fast shutdown: open sessions are cut) and removes its directory. Idempotent.
+
+        Args:
+            keep_data: keep the data folder and the port instead, so that `restart` brings the same cluster back on
+                the same address (a database outage in a test). A later plain `stop` removes them.
+        """
         if self._root is None:
             return
         try:
-            if (self.data_dir / "postmaster.pid").exists():
+            if self.running:
                 self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30")
         finally:
-            self._cleanup()
+            if not keep_data:
+                self._cleanup()
+
+    def restart(self) -> PostgresServer:
+        """Starts the cluster again on the same port with the same data (stopping it first if it runs); returns self.
+
+        Raises:
+            RuntimeError: when there is no cluster to restart (never started, or stopped without ``keep_data``), or
+                the port was taken meanwhile (with the tail of the server log).
+        """
+        if self._root is None or self._port is None:
+            raise RuntimeError("nothing to restart: start() the server first, and stop it with stop(keep_data=True)")
+        if self.running:
+            self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30")
+        self._start_postmaster(port=self._port)
+        logger.info("PostgreSQL restarted on port %d", self._port)
+        return self
+
+    @property
+    def running(self) -> bool:
+        """Whether the postmaster runs (False after `stop`, also with ``keep_data``)."""
+        return self._root is not None and (self.data_dir / "postmaster.pid").exists()
 
     def __enter__(self) -> PostgresServer:
         return self.start()
@@ -174,11 +203,12 @@ class PostgresServer:
 
     # Internals ------------------------------------------------------------------------------------------------------
 
-    def _start_postmaster(self) -> None:
+    def _start_postmaster(self, port: int | None = None) -> None:
+        """Starts the postmaster on `port`, or on a free port (retrying another when it is taken meanwhile)."""
         conf = self.data_dir / "postgresql.conf"
-        base_conf = conf.read_text()
+        base_conf = conf.read_text().split(_CONF_MARKER)[0]
         for attempt in range(1, _START_TRIES + 1):
-            self._port = _free_port()
+            self._port = port if port is not None else _free_port()
             settings = {
                 "listen_addresses": _conf_string("127.0.0.1"),
                 "port": str(self._port),
@@ -188,7 +218,7 @@ class PostgresServer:
                 "synchronous_commit": "off",
                 "full_page_writes": "off",
             }
-            conf.write_text(base_conf + "\n# clf tests\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
+            conf.write_text(base_conf + _CONF_MARKER + "".join(f"{k} = {v}\n" for k, v in settings.items()))
             try:
                 self._run(
                     "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_path),
@@ -197,7 +227,7 @@ class PostgresServer:
                 return
             except RuntimeError as error:
                 log = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-                if "could not bind" in log and attempt < _START_TRIES:
+                if "could not bind" in log and attempt < _START_TRIES and port is None:
                     logger.warning("port %d was taken; retrying on another", self._port)
                     self.log_path.unlink()
                     continue

@@ -107,3 +107,27 @@ def test_a_port_taken_after_probing_is_retried(
             assert server.port != taken
             assert f"port {taken} was taken" in caplog.text
             assert not _refuses(server.port)
+
+
+def test_stop_keeping_data_then_restart_brings_the_same_cluster_back_on_the_same_port() -> None:
+    with PostgresServer() as server:
+        port, data_dir = server.port, server.data_dir
+        engine = sa.create_engine(server.url)
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE kept (x int)"))
+            connection.execute(sa.text("INSERT INTO kept VALUES (7)"))
+        engine.dispose()
+
+        server.stop(keep_data=True)
+        assert not server.running and _refuses(port) and data_dir.exists()
+        with pytest.raises(sa.exc.OperationalError), engine.connect():
+            pass
+
+        assert server.restart() is server
+        assert server.running and server.port == port and not _refuses(port)
+        with engine.connect() as connection:
+            assert connection.execute(sa.text("SELECT x FROM kept")).scalar_one() == 7
+        engine.dispose()
+    assert not data_dir.parent.exists()
+    with pytest.raises(RuntimeError, match="nothing to restart"):
+        server.restart()
