@@ -68,3 +68,11 @@ def tiny_registry(tmp_path: Path, tiny_exports: dict[str, Path]):
     from tests.helpers.exports import build_registry
 
     return build_registry(tmp_path / "registry", tiny_exports, production="v1.0.0")
+
+
+@pytest.fixture(scope="session")
+def trained_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pretrained MiniLM with a head fitted on real cv/db/ro papers (diverse, ~85 % accurate predictions)."""
+    from tests.helpers.exports import build_trained_export
+
+    return build_trained_export(tmp_path_factory.mktemp("trained_export") / "export")

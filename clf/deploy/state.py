@@ -1,0 +1,205 @@
+"""Persisted deployment state and the decision log, beside the registry.
+
+    <registry>/deployment/state.json       what is rolling out, how, and where it stands (atomic rewrite)
+    <registry>/deployment/decisions.jsonl  one line per decision, with its reason and the metrics behind it
+    <registry>/deployment/state.lock       held around every read-modify-write
+
+The registry's production pointer says what is live; this state says what is on its way. A restarted service
+reads it and resumes the rollout (see `DeploymentController`), so a rollout is never forgotten.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from clf.data.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic
+
+DEFAULT_STAGES = (5, 10, 25, 50, 100)
+"""Canary traffic percentages, stage by stage."""
+
+
+class DeploymentError(RuntimeError):
+    """A deployment that cannot be started or carried out; the message says why and what to do."""
+
+
+class Phase(StrEnum):
+    """Where a deployment stands."""
+
+    IDLE = "idle"
+    """Nothing rolling out; the registry's production version serves everything."""
+    REQUESTED = "requested"
+    """A blue-green or canary rollout was asked for; the serving process starts it on its next step."""
+    WATCHING = "watching"
+    """Green took all traffic; it is watched for `watch_seconds` and rolled back if it degrades."""
+    CANARY = "canary"
+    """A canary gets the current stage's share of traffic while its gates are watched."""
+
+
+class Action(StrEnum):
+    """What a decision did."""
+
+    REQUESTED = "requested"
+    GREEN_LOADED = "green_loaded"
+    GREEN_REJECTED = "green_rejected"
+    SWITCHED = "switched"
+    WATCH_PASSED = "watch_passed"
+    STAGE_STARTED = "stage_started"
+    STAGE_PASSED = "stage_passed"
+    STAGE_WAITING = "stage_waiting"
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    RESUMED = "resumed"
+    FOLLOWED_REGISTRY = "followed_registry"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One deployment decision with its evidence.
+
+    Attributes:
+        action: what was done.
+        version: the version it concerns.
+        reason: why, in words.
+        metrics: the measurements behind it (per version), when there were any.
+        stage: the canary stage's traffic percentage, for canary decisions.
+        at: epoch seconds.
+    """
+
+    action: Action
+    version: str | None
+    reason: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stage: int | None = None
+    at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, with the time also in ISO 8601."""
+        record = asdict(self)
+        record["action"] = str(self.action)
+        record["at_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+        return record
+
+
+@dataclass
+class DeploymentState:
+    """The rollout in progress (or none).
+
+    Attributes:
+        phase: where it stands.
+        strategy: ``blue_green`` or ``canary`` (None when idle).
+        candidate: the version rolling out.
+        baseline: the production version it replaces.
+        stages: canary traffic percentages, in order.
+        stage_index: the current canary stage.
+        stage_started_at: when the current stage (or the blue-green watch) began, epoch seconds.
+        stage_seconds: how long each canary stage is watched.
+        watch_seconds: how long green is watched after a blue-green switch.
+        baseline_metrics: the production version's metrics from the last stage, the yardstick once production no
+            longer takes traffic (the 100 % stage, the blue-green watch).
+        updated_at: the last change, epoch seconds.
+    """
+
+    phase: Phase = Phase.IDLE
+    strategy: str | None = None
+    candidate: str | None = None
+    baseline: str | None = None
+    stages: list[int] = field(default_factory=list)
+    stage_index: int = 0
+    stage_started_at: float | None = None
+    stage_seconds: float = 3600.0
+    watch_seconds: float = 600.0
+    baseline_metrics: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def stage(self) -> int | None:
+        """The current canary stage's traffic percentage."""
+        return self.stages[self.stage_index] if self.phase == Phase.CANARY and self.stages else None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        record = asdict(self)
+        record["phase"] = str(self.phase)
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> DeploymentState:
+        """The state saved by `to_json` (unknown keys are ignored, so older files still load)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in record.items() if key in known}
+        values["phase"] = Phase(values.get("phase", Phase.IDLE))
+        return cls(**values)
+
+
+class DeploymentStore:
+    """Reads and writes the deployment state and appends decisions, under one file lock.
+
+    Args:
+        registry_dir: the registry folder; the state lives in its ``deployment/`` subfolder.
+        lock_timeout: seconds to wait for another process's lock.
+    """
+
+    def __init__(self, registry_dir: str | Path, lock_timeout: float = 120.0) -> None:
+        self.folder = Path(registry_dir) / "deployment"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.folder / "state.json"
+        self.decisions_path = self.folder / "decisions.jsonl"
+        self._lock = FileLock(str(self.folder / "state.lock"), timeout=lock_timeout)
+
+    def load(self) -> DeploymentState:
+        """The saved state, or an idle one when none was saved.
+
+        Raises:
+            DataFileError: when state.json is unreadable (it names the file; delete it only if nothing is rolling
+                out).
+        """
+        if not self.state_path.is_file():
+            return DeploymentState()
+        try:
+            return DeploymentState.from_json(read_json(self.state_path))
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataFileError(f"{self.state_path}: unreadable deployment state ({err})") from err
+
+    def save(self, state: DeploymentState) -> None:
+        """Writes `state` atomically."""
+        state.updated_at = time.time()
+        write_json_atomic(self.state_path, state.to_json())
+
+    def record(self, decision: Decision) -> Decision:
+        """Appends `decision` to the log (fsynced) and returns it."""
+        append_jsonl(self.decisions_path, [decision.to_json()])
+        return decision
+
+    def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The logged decisions, oldest first (the last `limit` when given)."""
+        if not self.decisions_path.is_file():
+            return []
+        records = [record for _, record in read_jsonl(self.decisions_path, skip_partial_last_line=True)]
+        return records[-limit:] if limit else records
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Holds the state lock (re-entrant within one process)."""
+        with self._lock:
+            yield
+
+
+def check_stages(stages: Sequence[int]) -> list[int]:
+    """The canary stages as a list, checked: increasing percentages in (0, 100], ending at 100.
+
+    Raises:
+        DeploymentError: naming what is wrong with --stages.
+    """
+    stages = [int(stage) for stage in stages]
+    if not stages or stages[-1] != 100 or any(not 0 < s <= 100 for s in stages) or stages != sorted(set(stages)):
+        raise DeploymentError(f"--stages must be increasing percentages ending at 100, like [5, 25, 100]; got {stages}")
+    return stages

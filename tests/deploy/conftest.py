@@ -1,0 +1,126 @@
+"""Fixtures for deployment tests: faulty model versions, a running service with its controller, live traffic."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import requests
+
+from clf.deploy import CanaryGates, DeploymentController, DeploymentStore, Phase, RollbackThresholds
+from clf.monitoring import AlertManager
+from clf.serving import ClassificationService, ModelPredictor
+from lightning_app.app import create_app
+from tests.conftest import load_shared_papers
+from tests.helpers.http_service import LoopbackServer
+from tests.helpers.webhook import WebhookReceiver
+
+PAPERS = [{"title": p["title"], "abstract": p["abstract"]} for p in load_shared_papers(limit=16)]
+
+
+class FaultyPredictor(ModelPredictor):
+    """A real model version whose forward pass fails, or is slow, while `armed` is set (from the start by default)."""
+
+    def __init__(self, *args, error: bool = False, delay_s: float = 0.0, armed: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.error, self.delay_s = error, delay_s
+        self.armed = threading.Event()
+        if armed:
+            self.armed.set()
+
+    def predict_texts(self, texts, batch_size=32):
+        if self.armed.is_set():
+            time.sleep(self.delay_s)
+            if self.error:
+                raise RuntimeError("injected inference failure")
+        return super().predict_texts(texts, batch_size)
+
+
+@dataclass
+class Traffic:
+    """Client threads posting papers with fresh user ids to a running service until stopped."""
+
+    url: str
+    threads: int = 6
+    answers: list[tuple[int, str | None, str | None]] = field(default_factory=list)
+    failures: list[BaseException] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._ids = itertools.count()
+        self._workers = [threading.Thread(target=self._client, daemon=True) for _ in range(self.threads)]
+
+    def _client(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            n = next(self._ids)
+            try:
+                response = session.post(
+                    f"{self.url}/predict", json={**PAPERS[n % 16], "user_id": f"user-{n}"}, timeout=30
+                )
+                body = response.json()
+                self.answers.append((response.status_code, body.get("version"), body.get("arm")))
+            except BaseException as err:  # noqa: BLE001 - an unanswered request is the finding
+                self.failures.append(err)
+
+    def __enter__(self) -> Traffic:
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(30)
+
+    def statuses(self) -> set[int]:
+        return {status for status, _, _ in self.answers}
+
+
+@dataclass
+class Deployment:
+    service: ClassificationService
+    controller: DeploymentController
+    url: str
+    hook: WebhookReceiver
+
+    @property
+    def store(self) -> DeploymentStore:
+        return self.controller.store
+
+    def wait_until_idle(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.store.load().phase != Phase.IDLE:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still rolling out: {self.store.load()}")
+            time.sleep(0.1)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached")
+            time.sleep(0.1)
+
+    def actions(self) -> list[str]:
+        return [record["action"] for record in self.store.decisions()]
+
+
+GATES = CanaryGates(min_requests=10, p95_slack_ms=60.0)
+ROLLBACK = RollbackThresholds(min_requests=10, window_minutes=1.0)
+
+
+@pytest.fixture
+def deployment(tiny_registry) -> Iterator[Deployment]:
+    """clf serve's wiring on loopback: the service, its controller ticking every 0.1 s, alerts to a receiver."""
+    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    with WebhookReceiver() as hook:
+        alerts = AlertManager(slack_webhook=hook.url, cooldown_seconds=0)
+        controller = DeploymentController(service, alerts=alerts, gates=GATES, rollback_thresholds=ROLLBACK)
+        app = create_app(service, periodic=[(0.1, controller.tick)])
+        with LoopbackServer(app) as server:
+            yield Deployment(service, controller, server.url, hook)
