@@ -24,6 +24,8 @@ from jsonargparse import CLI
 from clf import DEFAULT_CATEGORIES, __version__
 from clf.data.collector import DEFAULT_API_URL, ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
+from clf.deploy.commands import deploy
+from clf.experiments.commands import ab, db
 from clf.tune.tuner import tune
 from lightning_app.server import serve
 
@@ -203,11 +205,20 @@ def registry(
     return result
 
 
-def positional_registry_args(options: Sequence[str]) -> list[str]:
-    """Turns `clf registry promote v1.0.0 ...` into `--action promote --version v1.0.0 ...`."""
+POSITIONAL_OPTIONS = {
+    "registry": ("--action", "--version"),
+    "deploy": ("--action", "--version"),
+    "ab": ("--action", "--experiment_id"),
+    "db": ("--action",),
+}
+"""Commands whose leading bare arguments name options: `clf registry promote v1.0.0`, `clf ab status 3`."""
+
+
+def positional_args(command: str, options: Sequence[str]) -> list[str]:
+    """Turns `clf registry promote v1.0.0 ...` into `--action promote --version v1.0.0 ...` (see POSITIONAL_OPTIONS)."""
     options = list(options)
     named = []
-    for flag in ("--action", "--version"):
+    for flag in POSITIONAL_OPTIONS.get(command, ()):
         if options and not options[0].startswith("-"):
             named += [flag, options.pop(0)]
     return named + options
@@ -220,6 +231,9 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "tune": tune,
     "registry": registry,
     "serve": serve,
+    "deploy": deploy,
+    "ab": ab,
+    "db": db,
 }
 """Subcommand → function. A plain function's signature and docstring are its `--help`; `lightning` gets the
 subcommand and its arguments."""
@@ -267,8 +281,7 @@ def main(args: Sequence[str] | None = None) -> None:
                 options = [
                     "--fit_config" if a == "--config" else a.replace("--config=", "--fit_config=", 1) for a in options
                 ]
-            if name == "registry":
-                options = positional_registry_args(options)
+            options = positional_args(name, options)
             CLI(COMMANDS[name], args=options, as_positional=False, prog=f"clf {name}")
     except (ValueError, OSError, RuntimeError) as err:
         if not _is_clf_error(err):

@@ -5,7 +5,8 @@
     GET  /health/ml   200 {"status": "healthy", "checks": {...}} or 503 {"status": "unhealthy", ...}
     GET  /metrics     the prediction monitor's window (?window_minutes=5); Prometheus text with
                       ?format=prometheus or "Accept: text/plain"
-    GET  /versions    the loaded versions, the live one and the traffic rule
+    POST /feedback    {"prediction_id": ..., "true_label": "cs.CL"} (with an experiments database)
+    GET  /versions    the loaded versions, the live one, the traffic rule and batching counts
 
 Why FastAPI and not LitServe: the service's state (loaded versions, traffic rules for canary and A/B splits, the
 prediction monitor) lives in one process and is changed at run time by the deployment layer. LitServe runs the
@@ -49,6 +50,7 @@ def create_app(
     close_service_on_shutdown: bool = True,
     periodic: Sequence[tuple[float, Callable[[], Any]]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
+    feedback: Callable[[str, str], Any] | None = None,
 ) -> FastAPI:
     """Builds the HTTP application around `service`.
 
@@ -64,6 +66,8 @@ def create_app(
         periodic: ``(interval_seconds, job)`` pairs run in a worker thread every interval while the server runs
             (experiment sync, rollout watchers); a failing job is logged and runs again at its next turn.
         on_shutdown: run in order when the server stops, before the service closes (flush buffered logs).
+        feedback: records the true label of a prediction (``POST /feedback``); without it that endpoint answers
+            404. It raises LookupError for an unknown prediction and ValueError for a bad label.
 
     Returns:
         The FastAPI application (``app.state.service`` is the service).
@@ -132,6 +136,25 @@ def create_app(
             }
         )
 
+    @app.post("/feedback")
+    async def record_feedback(request: Request) -> JSONResponse:
+        """Records the true category of an earlier prediction: ``{"prediction_id", "true_label"}``."""
+        if feedback is None:
+            return JSONResponse({"error": "feedback needs clf serve --experiments-db URL"}, status_code=404)
+        payload = await _read_json(request, max_body_bytes)
+        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in _FEEDBACK_FIELDS):
+            raise InvalidInputError('send {"prediction_id": "...", "true_label": "cs.CL"}')
+        try:
+            await run_in_threadpool(feedback, payload["prediction_id"], payload["true_label"])
+        except LookupError as err:
+            return JSONResponse({"error": str(err)}, status_code=404)
+        except ValueError as err:
+            return JSONResponse({"error": str(err)}, status_code=422)
+        except Exception as err:
+            log.exception("feedback not recorded")
+            return JSONResponse({"error": f"feedback not recorded: {err}"}, status_code=503)
+        return JSONResponse({"recorded": True, "prediction_id": payload["prediction_id"]})
+
     @app.get("/health")
     async def liveness() -> dict[str, str]:
         """The process is up (it says nothing about the model: see /health/ml)."""
@@ -168,6 +191,9 @@ def create_app(
         }
 
     return app
+
+
+_FEEDBACK_FIELDS = ("prediction_id", "true_label")
 
 
 async def _every(interval_seconds: float, job: Callable[[], Any]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("clf.serving.http")
 
@@ -19,6 +21,9 @@ def serve(
     batching: bool = True,
     slack_webhook: str | None = None,
     alert_interval_seconds: float = 60.0,
+    deploy_interval_seconds: float = 5.0,
+    experiments_db: str | None = None,
+    experiment_sync_seconds: float = 10.0,
     json_logs: bool = False,
     log_level: str = "INFO",
 ) -> None:
@@ -38,6 +43,12 @@ def serve(
         batching: gather concurrent requests into shared forward passes (--batching false: one request per pass).
         slack_webhook: a Slack incoming-webhook URL for alerts (error rate, p95 latency, low confidence).
         alert_interval_seconds: how often the alert thresholds are checked.
+        deploy_interval_seconds: how often rollouts (clf deploy) advance and the rollback monitor looks at
+            production. Rollouts and the rollback monitor run only when no --version pins the served version.
+        experiments_db: a SQLAlchemy URL of the A/B experiments database; when set, the running experiment of the
+            live version routes users, every routed prediction is logged there, and POST /feedback records true
+            labels.
+        experiment_sync_seconds: how often the experiments database is checked for a started or ended experiment.
         json_logs: log one JSON object per line (also CLF_JSON_LOGS=1).
         log_level: DEBUG, INFO, WARNING or ERROR.
     """
@@ -46,16 +57,13 @@ def serve(
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise RuntimeError('clf serve needs FastAPI and uvicorn: pip install "clf[serve]"') from err
 
+    from clf.deploy.controller import DeploymentController
     from clf.monitoring.alerts import AlertManager
     from clf.monitoring.logs import configure_logging
     from clf.serving.service import ClassificationService
     from lightning_app.app import create_app
 
-    configure_logging(json_logs=json_logs, level=log_level)
-    clf_logger = logging.getLogger("clf")
-    for handler in list(clf_logger.handlers):  # the CLI's plain stderr handler; the root handler takes over
-        clf_logger.removeHandler(handler)
-    clf_logger.setLevel(logging.NOTSET)  # the CLI set INFO; --log-level decides now
+    configure_logging(json_logs=json_logs, level=log_level)  # replaces the CLI's plain stderr handler too
     service = ClassificationService(
         registry,
         version,
@@ -64,10 +72,33 @@ def serve(
         max_wait_ms=max_wait_ms,
         batching=batching,
     )
+    alerts = AlertManager(slack_webhook=slack_webhook)
+    periodic: list[tuple[float, Callable[[], Any]]] = []
+    on_shutdown: list[Callable[[], Any]] = []
+    feedback = None
+    if version is None:
+        # Resumes a rollout left in progress by a previous process before the first request arrives.
+        controller = DeploymentController(service, alerts=alerts)
+        periodic.append((deploy_interval_seconds, controller.tick))
+    if experiments_db:
+        from clf.experiments import ABTestingFramework, ExperimentSync
+
+        framework = ABTestingFramework(experiments_db, registry=service.registry, alerts=alerts)
+        sync = ExperimentSync(framework, service)
+        try:
+            sync.sync()  # a database that is down is retried on schedule; this catches a treatment that won't load
+        except Exception:
+            log.exception("experiment sync at start-up failed; retrying every %g s", experiment_sync_seconds)
+        periodic.append((experiment_sync_seconds, sync.sync))
+        on_shutdown.append(sync.close)
+        feedback = framework.record_feedback
     app = create_app(
         service,
-        alert_manager=AlertManager(slack_webhook=slack_webhook),
+        alert_manager=alerts,
         alert_interval_seconds=alert_interval_seconds,
+        periodic=periodic,
+        on_shutdown=on_shutdown,
+        feedback=feedback,
     )
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True, timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)

@@ -97,8 +97,9 @@ def configure_logging(
 ) -> logging.Handler:
     """Sets up the process's logging: one handler on the root logger, in JSON or plain lines.
 
-    The one switch for the whole app: uvicorn's loggers (`UVICORN_LOGGERS`) lose their own handlers and propagate
-    to the root logger, so their lines come out in the same format. Handlers that other code put on the root
+    The one switch for the whole app: uvicorn's loggers (`UVICORN_LOGGERS`) and clf's own top logger lose their own
+    handlers and levels and propagate to the root logger, so their lines come out in the same format and obey
+    `level`. Handlers that other code put on the root
     logger (e.g. pytest's) are left alone. Calling it again replaces the handler it installed before rather than
     adding a second one.
 
@@ -128,7 +129,7 @@ def configure_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
-    for name in UVICORN_LOGGERS:
+    for name in (*UVICORN_LOGGERS, "clf"):
         logger = logging.getLogger(name)
         for old in list(logger.handlers):
             logger.removeHandler(old)

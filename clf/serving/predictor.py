@@ -57,7 +57,7 @@ class ModelPredictor:
             label_map = read_json(self.model_dir / "label_map.json")
             self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, use_safetensors=True)
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-        except (OSError, ValueError, RuntimeError) as err:
+        except Exception as err:  # safetensors, tokenizers and transformers each raise their own kinds
             raise ModelLoadError(f"{version} ({self.model_dir}) does not load: {err}") from err
         _own_weights(self.model)
         self.model.to(self.device).eval()
@@ -102,11 +102,20 @@ class ModelPredictor:
         Returns:
             One prediction record per text, in order.
         """
-        import torch
-
         from clf.model.predictions import prediction_records
 
-        records: list[dict[str, Any]] = []
+        return prediction_records(
+            self.predict_probabilities(texts, batch_size),
+            self.id2label,
+            multi_label=self.multi_label,
+            threshold=self.threshold,
+        )
+
+    def predict_probabilities(self, texts: list[str], batch_size: int = 32) -> Any:
+        """The full ``(len(texts), num_labels)`` float32 CPU tensor of softmax (sigmoid in multi-label) outputs."""
+        import torch
+
+        chunks = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
             with self._tokenizer_lock:
@@ -115,11 +124,8 @@ class ModelPredictor:
                 )
             with torch.inference_mode():
                 logits = self.model(**inputs.to(self.device)).logits.float()
-            probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
-            records += prediction_records(
-                probabilities.cpu(), self.id2label, multi_label=self.multi_label, threshold=self.threshold
-            )
-        return records
+            chunks.append((logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)).cpu())
+        return torch.cat(chunks) if chunks else torch.empty(0, len(self.id2label))
 
 
 def _own_weights(model: Any) -> None:

@@ -27,7 +27,7 @@ from clf.data.cleaning import model_input_text
 from clf.monitoring.monitor import PredictionMonitor
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import DynamicBatcher
-from clf.serving.errors import InvalidInputError, NoModelError
+from clf.serving.errors import InvalidInputError, ModelLoadError, NoModelError
 from clf.serving.predictor import BASE_VERSION, ModelPredictor
 from clf.serving.routing import Route, SingleVersion, TrafficRule
 
@@ -402,7 +402,10 @@ class ClassificationService:
 
     def _add(self, predictor: ModelPredictor) -> None:
         if self.warmup:
-            predictor.predict_texts([WARMUP_TEXT])
+            try:
+                predictor.predict_texts([WARMUP_TEXT])
+            except Exception as err:
+                raise ModelLoadError(f"{predictor.version} loads but fails its warm-up prediction: {err}") from err
         batcher = DynamicBatcher(
             functools.partial(predictor.predict_texts, batch_size=self.max_batch_size),
             max_batch_size=self.max_batch_size,

@@ -107,14 +107,22 @@ def _config_keys(base: Path) -> set[str]:
     return set(cli.config.keys())
 
 
-def _storage(url: str) -> optuna.storages.RDBStorage:
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
-        raise TuneError(
-            f"--storage {_redact(url)}: cannot open the study database ({type(err).__name__}: {err}). Check the URL, "
-            "that the server is reachable, and that its driver is installed (e.g. pip install 'psycopg[binary]')."
-        ) from err
+def _storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
+            # Workers started together race to create Optuna's schema (CREATE TYPE / TABLE): the loser finds it
+            # made by the winner on the next try.
+            if isinstance(err, sqlalchemy.exc.IntegrityError) and attempt < attempts:
+                time.sleep(0.5 * attempt)
+                continue
+            raise TuneError(
+                f"--storage {_redact(url)}: cannot open the study database ({type(err).__name__}: {err}). Check the "
+                "URL, that the server is reachable, and that its driver is installed (e.g. pip install "
+                "'psycopg[binary]')."
+            ) from err
+    raise AssertionError("unreachable")
 
 
 def _redact(url: str) -> str:

@@ -335,6 +335,9 @@ def test_request_log_and_callback(server: ArxivTestServer) -> None:
     server.on_request = seen.append
     list(make_client(server, page_size=10).results(db_search(max_results=30)))
     assert requests.get(server.url.replace("/api/query", "/elsewhere"), timeout=5).status_code == 404
+    deadline = time.monotonic() + 5
+    while len(seen) < 4 and time.monotonic() < deadline:  # the callback runs once the answer has gone out
+        time.sleep(0.01)
 
     log = server.requests
     assert seen == log

@@ -213,3 +213,45 @@ def test_periodic_jobs_run_and_shutdown_hooks_fire(tiny_registry):
     with LoopbackServer(app):
         assert ticks.wait(5)
     assert stopped == [True]
+
+
+def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_registry, tmp_path):
+    from clf.experiments import ABTestingFramework
+
+    db = f"sqlite:///{tmp_path / 'experiments.db'}"
+    framework = ABTestingFramework(db, registry=tiny_registry)
+    experiment = framework.create_experiment("new head", "v1.0.0", "v1.1.0", 0.5)
+    framework.close()
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "clf", "serve", "--port", str(port), "--registry", str(tiny_registry.base_dir)]
+        + ["--experiments-db", db],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url, process)
+        arms = {}
+        for n in range(30):
+            body = requests.post(f"{url}/predict", json={**PAPERS[n % 8], "user_id": f"user-{n}"}, timeout=30).json()
+            arms[f"user-{n}"] = (body["arm"], body["version"])
+            assert body["predictions"][0]["experiment_id"] == str(experiment.id)
+        assert {arm for arm, _ in arms.values()} == {"control", "treatment"}
+        again = requests.post(f"{url}/predict", json={**PAPERS[0], "user_id": "user-3"}, timeout=30).json()
+        assert (again["arm"], again["version"]) == arms["user-3"]
+        prediction_id = again["predictions"][0]["prediction_id"]
+        answer = requests.post(
+            f"{url}/feedback", json={"prediction_id": prediction_id, "true_label": "cs.CV"}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        unknown = requests.post(f"{url}/feedback", json={"prediction_id": "nope", "true_label": "cs.CV"}, timeout=30)
+        assert unknown.status_code == 404
+        assert requests.post(f"{url}/feedback", json={"prediction_id": 3}, timeout=30).status_code == 422
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    counts = ABTestingFramework(db, registry=tiny_registry).arm_counts(experiment.id)
+    assert sum(arm["predictions"] for arm in counts.values()) == 31, "every routed prediction reached the database"

@@ -31,7 +31,7 @@ def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     root = logging.getLogger()
     root_level = root.level
     saved = {}
-    for name in UVICORN_LOGGERS:
+    for name in (*UVICORN_LOGGERS, "clf"):
         logger = logging.getLogger(name)
         saved[name] = (list(logger.handlers), logger.level, logger.propagate)
     yield
@@ -152,6 +152,7 @@ def test_the_environment_variable_turns_json_on(monkeypatch: pytest.MonkeyPatch)
 
 def test_plain_lines_when_json_is_off() -> None:
     stream = io.StringIO()
+    logging.getLogger("clf").setLevel(logging.INFO)  # as the CLI leaves it: --log-level must still win
 
     configure_logging(json_logs=False, level="WARNING", stream=stream)
     logging.getLogger("clf.serving").info("hidden")

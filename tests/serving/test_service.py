@@ -204,3 +204,11 @@ def test_listeners_see_every_request_with_its_route_and_ids(service):
     (event,) = events
     assert event.user_id == "u-1" and event.route.experiment == "exp-1" and event.records == records
     assert event.error is None and event.latency_ms > 0 and len(event.texts) == 2
+
+
+def test_a_version_that_fails_its_warm_up_is_not_loaded(service, tiny_registry):
+    from clf.serving import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="fails its warm-up prediction"):
+        service.load("v1.1.0", predictor=FailingPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0"))
+    assert service.loaded_versions == ["v1.0.0"]
