@@ -16,7 +16,9 @@ def serve(
     registry: str = "models/classification",
     version: str | None = None,
     base_model: str | None = None,
-    max_batch_size: int = 32,
+    device: str = "auto",
+    max_batch_size: int | None = None,
+    forward_batch_size: int | None = None,
     max_wait_ms: float = 5.0,
     batching: bool = True,
     slack_webhook: str | None = None,
@@ -38,7 +40,11 @@ def serve(
         registry: the registry folder.
         version: serve this registered version instead of the production one.
         base_model: an export folder (runs/<name>/export) served when the registry holds no versions.
-        max_batch_size: most texts in one forward pass.
+        device: cpu, cuda, cuda:N, or auto (CUDA when there is a GPU).
+        max_batch_size: most texts gathered from concurrent requests into one step of a version's worker (default:
+            8 on a CPU, 64 on a GPU).
+        forward_batch_size: texts per forward pass within a step, sorted by length first (default: 8 on a CPU,
+            max_batch_size on a GPU).
         max_wait_ms: how long a partly filled batch waits for more requests.
         batching: gather concurrent requests into shared forward passes (--batching false: one request per pass).
         slack_webhook: a Slack incoming-webhook URL for alerts (error rate, p95 latency, low confidence).
@@ -68,7 +74,9 @@ def serve(
         registry,
         version,
         Path(base_model) if base_model else None,
+        device=device,
         max_batch_size=max_batch_size,
+        forward_batch_size=forward_batch_size,
         max_wait_ms=max_wait_ms,
         batching=batching,
     )
@@ -102,5 +110,14 @@ def serve(
     )
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True, timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
-    log.info("serving %s on http://%s:%d (batching %s)", service.live_version, host, port, "on" if batching else "off")
+    log.info(
+        "serving %s on http://%s:%d (%s; batching %s, up to %d texts per step, %d per forward pass)",
+        service.live_version,
+        host,
+        port,
+        service.device,
+        "on" if batching else "off",
+        service.max_batch_size,
+        service.forward_batch_size,
+    )
     server.run()

@@ -41,7 +41,7 @@ class DynamicBatcher:
 
     Args:
         predict: classifies a list of texts of any length (chunking it itself), returning one record per text.
-        max_batch_size: most texts in one forward pass when batching (a larger request runs alone, in chunks).
+        max_batch_size: most texts gathered into one call of `predict` (a larger request runs alone).
         max_wait_ms: how long a partly filled batch waits for more requests.
         batching: False runs one request per forward pass.
         name: names the worker thread (the version it serves).

@@ -92,8 +92,8 @@ class ModelPredictor:
         """The classes, in index order."""
         return [self.id2label[i] for i in sorted(self.id2label)]
 
-    def predict_texts(self, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
-        """Classifies `texts` in batches of `batch_size`, each padded to its longest text.
+    def predict_texts(self, texts: list[str], batch_size: int = 8) -> list[dict[str, Any]]:
+        """Classifies `texts` in length-sorted forward passes of `batch_size` (see `predict_probabilities`).
 
         Args:
             texts: cleaned model inputs (see `clf.data.cleaning.model_input_text`).
@@ -111,21 +111,38 @@ class ModelPredictor:
             threshold=self.threshold,
         )
 
-    def predict_probabilities(self, texts: list[str], batch_size: int = 32) -> Any:
-        """The full ``(len(texts), num_labels)`` float32 CPU tensor of softmax (sigmoid in multi-label) outputs."""
+    def predict_probabilities(self, texts: list[str], batch_size: int = 8) -> Any:
+        """The full ``(len(texts), num_labels)`` float32 CPU tensor of softmax (sigmoid in multi-label) outputs.
+
+        Texts are ordered by token count and run `batch_size` at a time, each pass padded to its longest text, so
+        little compute goes to padding; rows come back in the order of `texts`. On a 2-core CPU, 32 abstracts in
+        sorted passes of 8 cost 25 % less per paper than one at a time, and one pass of all 32 padded to the
+        longest 30 % more (tools/bench/batch_forward.py).
+        """
         import torch
 
-        chunks = []
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
+        probabilities = torch.empty(len(texts), len(self.id2label))
+        if not texts:
+            return probabilities
+        with self._tokenizer_lock:
+            lengths = [
+                len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+            ]
+        order = sorted(range(len(texts)), key=lengths.__getitem__)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
             with self._tokenizer_lock:
                 inputs = self.tokenizer(
-                    chunk, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt"
+                    [texts[i] for i in rows],
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
                 )
             with torch.inference_mode():
                 logits = self.model(**inputs.to(self.device)).logits.float()
-            chunks.append((logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)).cpu())
-        return torch.cat(chunks) if chunks else torch.empty(0, len(self.id2label))
+            probabilities[rows] = (logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)).cpu()
+        return probabilities
 
 
 def _own_weights(model: Any) -> None:

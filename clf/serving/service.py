@@ -70,6 +70,15 @@ class _Loaded:
     batcher: DynamicBatcher
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; any other name is returned as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class ClassificationService:
     """Serves one or more model versions from a registry, routing each request by a traffic rule.
 
@@ -78,8 +87,11 @@ class ClassificationService:
         version: the version to serve first; by default the production version.
         base_model: an export folder (``runs/<name>/export``) served as version ``base`` when the registry holds
             no versions at all.
-        device: the torch device the models run on.
-        max_batch_size: most texts in one forward pass.
+        device: the torch device the models run on; ``auto`` picks CUDA when there is one, else the CPU.
+        max_batch_size: most texts a version's worker gathers from concurrent requests in one step; by default 8
+            on a CPU, 64 on a GPU.
+        forward_batch_size: texts per forward pass within a step, after sorting them by length; by default 8 on a
+            CPU (where larger passes cost more per paper: docs/RESULTS.md), `max_batch_size` on a GPU.
         max_wait_ms: how long a partly filled batch waits for more requests.
         batching: gather concurrent requests into shared forward passes (dynamic batching).
         max_inputs: most papers in one request.
@@ -99,8 +111,9 @@ class ClassificationService:
         version: str | None = None,
         base_model: str | Path | None = None,
         *,
-        device: str = "cpu",
-        max_batch_size: int = 32,
+        device: str = "auto",
+        max_batch_size: int | None = None,
+        forward_batch_size: int | None = None,
         max_wait_ms: float = 5.0,
         batching: bool = True,
         max_inputs: int = 64,
@@ -108,9 +121,16 @@ class ClassificationService:
         monitor: PredictionMonitor | None = None,
         warmup: bool = True,
     ) -> None:
+        device = resolve_device(device)
+        on_gpu = device.startswith("cuda")
+        max_batch_size = max_batch_size or (64 if on_gpu else 8)
+        forward_batch_size = forward_batch_size or (max_batch_size if on_gpu else 8)
+        if forward_batch_size < 1:
+            raise ValueError(f"--forward-batch-size must be at least 1, got {forward_batch_size}")
         self.registry = registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry)
         self.device = device
         self.max_batch_size = max_batch_size
+        self.forward_batch_size = forward_batch_size
         self.max_wait_ms = max_wait_ms
         self.batching = batching
         self.max_inputs = max_inputs
@@ -407,7 +427,7 @@ class ClassificationService:
             except Exception as err:
                 raise ModelLoadError(f"{predictor.version} loads but fails its warm-up prediction: {err}") from err
         batcher = DynamicBatcher(
-            functools.partial(predictor.predict_texts, batch_size=self.max_batch_size),
+            functools.partial(predictor.predict_texts, batch_size=self.forward_batch_size),
             max_batch_size=self.max_batch_size,
             max_wait_ms=self.max_wait_ms,
             batching=self.batching,

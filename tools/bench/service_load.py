@@ -86,7 +86,9 @@ def start_server(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "clf", "serve", "--port", str(port), "--registry", str(registry)]
-    command += ["--max-batch-size", str(args.max_batch_size), "--max-wait-ms", str(args.max_wait_ms)]
+    command += ["--max-wait-ms", str(args.max_wait_ms)]
+    if args.max_batch_size is not None:  # else the server's default for its device
+        command += ["--max-batch-size", str(args.max_batch_size)]
     command += ["--batching", "true" if batching else "false"]
     command += ["--version", version] if version else []
     with log.open("w") as handle:
@@ -250,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--snapshot", type=Path, default=SNAPSHOT)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=None, help="default: clf serve's for the device")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="each load phase's limit, checked per request")
     parser.add_argument("--out", type=Path, default=RESULTS)
