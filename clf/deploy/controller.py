@@ -90,6 +90,7 @@ class DeploymentController:
         self.clock = clock
         self._live_since = clock()
         self._canary_rule: WeightedSplit | None = None  # the split this controller installed, if any
+        self._failed_rollback: tuple[str, float] | None = None  # (version, when) of the last refused rollback
         if resume:
             self.resume()
 
@@ -273,6 +274,7 @@ class DeploymentController:
             try:
                 change = self.registry.rollback(reason=reason)
             except RegistryError as err:
+                self._failed_rollback = (bad, self.clock())
                 self._alert(f"Rollback of {bad} failed", f"{reason}. The registry refused: {err}", "critical")
                 self.store.save(DeploymentState())
                 return self._record(Action.ROLLBACK_FAILED, bad, f"{reason}; {err}", metrics or {})
@@ -400,6 +402,10 @@ class DeploymentController:
         breaches = production_breaches(metrics, self.rollback_thresholds)
         if not breaches or self.registry.production_version() != live:
             return []
+        if self._failed_rollback is not None:
+            version, when = self._failed_rollback
+            if version == live and self.clock() - when < self.rollback_thresholds.window_minutes * 60:
+                return []  # nothing to roll back to: one alert per window, not one per tick
         return [self.rollback(f"production {live}: " + "; ".join(breaches), {live: metrics})]
 
     def _metrics(self, version: str, window_minutes: float) -> dict[str, Any]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from clf.deploy import Action, DeploymentController, Phase, request_deployment, request_rollback
 from clf.serving import ClassificationService
-from tests.deploy.conftest import GATES, PAPERS, FaultyPredictor, Traffic
+from tests.deploy.conftest import GATES, PAPERS, ROLLBACK, FaultyPredictor, Traffic
+from tests.helpers.exports import build_registry
 
 
 def test_a_healthy_canary_walks_every_stage_and_is_promoted(deployment, tiny_registry):
@@ -149,3 +152,22 @@ def test_a_restart_in_the_middle_of_a_canary_resumes_its_stage(tiny_registry):
         resumed.tick()
     assert tiny_registry.production_version() == "v1.1.0" and resumed.store.load().phase == Phase.IDLE
     second.close()
+
+
+def test_with_nothing_to_roll_back_to_the_monitor_alerts_once_per_window(tmp_path, tiny_exports):
+    registry = build_registry(tmp_path / "r", tiny_exports)
+    registry.promote_to_production("v1.1.0")  # the first release: no earlier production version
+    service = ClassificationService(registry, version="v1.0.0")
+    broken = FaultyPredictor(registry.version_dir("v1.1.0"), "v1.1.0", error=True, armed=False)
+    service.load("v1.1.0", predictor=broken)
+    service.swap("v1.1.0")
+    controller = DeploymentController(service, gates=GATES, rollback_thresholds=ROLLBACK)
+    broken.armed.set()
+    for n in range(20):
+        with pytest.raises(RuntimeError):
+            service.predict(PAPERS[n % 16])
+    for _ in range(5):
+        controller.tick()
+    assert [d["action"] for d in controller.store.decisions()] == [Action.ROLLBACK_FAILED]
+    assert service.live_version == "v1.1.0" and registry.production_version() == "v1.1.0"
+    service.close()
