@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -17,14 +16,9 @@ from tests.conftest import REPO, load_shared_papers
 from tests.deploy.conftest import Traffic
 from tests.helpers.exports import LABELS, build_registry
 from tests.helpers.http_service import LoopbackServer
+from tests.helpers.loopback import free_port
 
 ENV = {**os.environ, "PYTHON": sys.executable}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _run(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -60,7 +54,7 @@ def test_staging_validates_serves_and_smoke_tests_without_touching_production(re
         "--sample-data",
         str(sample_data),
         "--staging-port",
-        str(_free_port()),
+        str(free_port()),
     )
     assert result.returncode == 0, result.stderr
     assert "3/4 smoke tests" in result.stderr and "staging passed" in result.stderr
@@ -96,7 +90,7 @@ def test_production_rollout_then_rollback_script(registry, sample_data):
             "--sample-data",
             str(sample_data),
             "--staging-port",
-            str(_free_port()),
+            str(free_port()),
             "--stages",
             "[50, 100]",
             "--stage-seconds",

@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
+from tests.helpers.loopback import LoopbackHTTPServer
+
 logger = logging.getLogger(__name__)
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +133,7 @@ class _Reply(NamedTuple):
     recorded: str | None = None
 
 
-class ArxivTestServer:
+class ArxivTestServer(LoopbackHTTPServer):
     """Serves recorded and rendered arXiv API feeds on ``127.0.0.1`` from a daemon thread.
 
     Args:
@@ -147,6 +149,8 @@ class ArxivTestServer:
         FileNotFoundError: ``papers_path``, ``atom_dir/manifest.json`` or a file it lists is missing.
     """
 
+    thread_name = "arxiv test server"
+
     def __init__(
         self,
         papers_path: Path | None = None,
@@ -156,6 +160,7 @@ class ArxivTestServer:
         hang_seconds: float = 10.0,
         retry_after_seconds: int = 1,
     ) -> None:
+        super().__init__()
         if papers_path is not None and papers is not None:
             raise ValueError("give papers_path or papers, not both")
         if papers_path is not None and not Path(papers_path).is_file():
@@ -181,48 +186,11 @@ class ArxivTestServer:
         self._faults: list[list[Any]] = []  # [Fault, remaining uses, match]
         self._log: list[RequestRecord] = []
         self._in_flight = 0
-        self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # Lifecycle ---------------------------------------------------------------------------------------------------
-
-    def start(self) -> ArxivTestServer:
-        """Binds a free loopback port and serves from a daemon thread; returns self."""
-        if self._httpd is not None:
-            raise RuntimeError("the server is already running")
-        self._stopping.clear()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.app = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="arxiv-test-server", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stops serving, ends any hanging request without an answer and joins every handler thread."""
-        if self._httpd is None:
-            return
-        self._stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()  # joins the handler threads
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> ArxivTestServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """The API endpoint, ``http://127.0.0.1:PORT/api/query``."""
-        if self._httpd is None:
-            raise RuntimeError("the server is not running; call start() first")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}{API_PATH}"
+        return self.base_url + API_PATH
 
     @property
     def query_url_format(self) -> str:
@@ -683,3 +651,6 @@ def _load_manifest(atom_dir: Path) -> tuple[dict[tuple[str, ...], tuple[Path, in
             wanted = {k: query.get(k, _DEFAULTS[k]) for k in ("search_query", "id_list", "start")}
             legacy.append((path, wanted))
     return recordings, legacy
+
+
+ArxivTestServer.server_class, ArxivTestServer.handler_class = _HTTPServer, _Handler

@@ -22,11 +22,12 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.helpers.loopback import free_port
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +59,6 @@ def postgres_available() -> bool:
 
 def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name)) or (-1,)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _conf_string(value: str) -> str:
@@ -208,7 +203,7 @@ class PostgresServer:
         conf = self.data_dir / "postgresql.conf"
         base_conf = conf.read_text().split(_CONF_MARKER)[0]
         for attempt in range(1, _START_TRIES + 1):
-            self._port = port if port is not None else _free_port()
+            self._port = port if port is not None else free_port()
             settings = {
                 "listen_addresses": _conf_string("127.0.0.1"),
                 "port": str(self._port),

@@ -100,8 +100,8 @@ def test_a_port_taken_after_probing_is_retried(
         squatter.listen()
         taken = squatter.getsockname()[1]
         ports = iter([taken])
-        real_free_port = postgres_module._free_port
-        monkeypatch.setattr(postgres_module, "_free_port", lambda: next(ports, None) or real_free_port())
+        real_free_port = postgres_module.free_port
+        monkeypatch.setattr(postgres_module, "free_port", lambda: next(ports, None) or real_free_port())
 
         with PostgresServer() as server:
             assert server.port != taken

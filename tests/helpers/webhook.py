@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.helpers.loopback import LoopbackHTTPServer
+
 logger = logging.getLogger(__name__)
 
 WEBHOOK_PATH = "/services/T0000000/B0000000/testsecret"
@@ -66,7 +68,7 @@ class _Plan:
     retry_after: str | None
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackHTTPServer):
     """Records HTTP requests on ``127.0.0.1`` from a daemon thread and answers them as told.
 
     Args:
@@ -74,55 +76,21 @@ class WebhookReceiver:
             ends any wait at once, so a slow receiver never holds up the end of a test.
     """
 
+    thread_name = "webhook receiver"
+
     def __init__(self, *, delay_seconds: float = 0.0) -> None:
+        super().__init__()
         if delay_seconds < 0:
             raise ValueError(f"delay_seconds must be >= 0, got {delay_seconds}")
         self.delay_seconds = delay_seconds
         self._plans: deque[_Plan] = deque()
         self._log: list[ReceivedRequest] = []
         self._changed = threading.Condition()
-        self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # Lifecycle ---------------------------------------------------------------------------------------------------
-
-    def start(self) -> WebhookReceiver:
-        """Binds a free loopback port and serves from a daemon thread; returns self."""
-        if self._httpd is not None:
-            raise RuntimeError("the receiver is already running")
-        self._stopping.clear()
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.app = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="webhook-receiver", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stops serving, cuts any delayed answer short and joins the handler threads."""
-        if self._httpd is None:
-            return
-        self._stopping.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """The webhook URL, ``http://127.0.0.1:PORT`` + `WEBHOOK_PATH`."""
-        if self._httpd is None:
-            raise RuntimeError("the receiver is not running; call start() first")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}{WEBHOOK_PATH}"
+        return self.base_url + WEBHOOK_PATH
 
     # Scripting answers -------------------------------------------------------------------------------------------
 
@@ -245,3 +213,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         logger.debug("%s - %s", self.address_string(), format % args)
+
+
+WebhookReceiver.server_class, WebhookReceiver.handler_class = _HTTPServer, _Handler

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from lightning_app.app import create_app
 from tests.conftest import REPO, load_shared_papers
 from tests.helpers.exports import LABELS
 from tests.helpers.http_service import LoopbackServer
+from tests.helpers.loopback import free_port
 
 PAPERS = [{"title": p["title"], "abstract": p["abstract"]} for p in load_shared_papers(limit=8)]
 
@@ -117,12 +117,6 @@ def test_concurrent_requests_are_batched_and_all_answered(server):
     assert stats["texts_run"] == 64 and stats["batches_run"] < 64 and stats["mean_batch_size"] > 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,7 +131,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) ->
 
 
 def test_clf_serve_runs_the_registry_model_with_json_logs_and_stops_on_sigterm(tiny_registry):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -222,7 +216,7 @@ def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_r
     framework = ABTestingFramework(db, registry=tiny_registry)
     experiment = framework.create_experiment("new head", "v1.0.0", "v1.1.0", 0.5)
     framework.close()
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "clf", "serve", "--port", str(port), "--registry", str(tiny_registry.base_dir)]
         + ["--experiments-db", db],

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from clf.retrain.config import EmailConfig, SlackConfig
 from clf.retrain.notify import EmailDelivery, Notifier
+from tests.helpers.loopback import free_port
 from tests.retrain.conftest import SmtpSink
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
