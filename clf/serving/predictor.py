@@ -41,7 +41,7 @@ class ModelPredictor:
 
     def __init__(self, model_dir: str | Path, version: str, device: str = "cpu") -> None:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a server's log wants lines, not progress bars
@@ -68,6 +68,7 @@ class ModelPredictor:
         self.max_length = min(int(label_map.get("max_length") or 512), positions)
         # Tokenizers' Rust backend refuses concurrent use of one instance ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
+        self._pad = DataCollatorWithPadding(self.tokenizer, return_tensors="pt")
 
     @classmethod
     def from_registry(cls, registry: ModelRegistry, version: str, device: str = "cpu") -> ModelPredictor:
@@ -116,8 +117,8 @@ class ModelPredictor:
 
         Texts are ordered by token count and run `batch_size` at a time, each pass padded to its longest text, so
         little compute goes to padding; rows come back in the order of `texts`. On a 2-core CPU, 32 abstracts in
-        sorted passes of 8 cost 25 % less per paper than one at a time, and one pass of all 32 padded to the
-        longest 30 % more (tools/bench/batch_forward.py).
+        sorted passes of 8 cost 11 % less per paper than one at a time, and one pass of all 32 padded to the
+        longest 56 % more (tools/bench/results/batch_forward.json).
         """
         import torch
 
@@ -125,20 +126,11 @@ class ModelPredictor:
         if not texts:
             return probabilities
         with self._tokenizer_lock:
-            lengths = [
-                len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-            ]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
+            encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            with self._tokenizer_lock:
-                inputs = self.tokenizer(
-                    [texts[i] for i in rows],
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
-                    return_tensors="pt",
-                )
+            inputs = self._pad([{key: values[i] for key, values in encoded.items()} for i in rows])
             with torch.inference_mode():
                 logits = self.model(**inputs.to(self.device)).logits.float()
             probabilities[rows] = (logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)).cpu()

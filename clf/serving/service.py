@@ -123,8 +123,10 @@ class ClassificationService:
     ) -> None:
         device = resolve_device(device)
         on_gpu = device.startswith("cuda")
-        max_batch_size = max_batch_size or (64 if on_gpu else 8)
-        forward_batch_size = forward_batch_size or (max_batch_size if on_gpu else 8)
+        if max_batch_size is None:
+            max_batch_size = 64 if on_gpu else 8
+        if forward_batch_size is None:
+            forward_batch_size = max_batch_size if on_gpu else 8
         if forward_batch_size < 1:
             raise ValueError(f"--forward-batch-size must be at least 1, got {forward_batch_size}")
         self.registry = registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry)
@@ -194,12 +196,10 @@ class ClassificationService:
                 return self._loaded[version].predictor
         if predictor is None:
             predictor = ModelPredictor.from_registry(self.registry, version, self.device)
-        with self._lock:
-            if predictor.version in self._loaded:
-                return self._loaded[predictor.version].predictor
-        self._add(predictor)
-        log.info("loaded %s from %s", predictor.version, predictor.model_dir)
-        return predictor
+        added = self._add(predictor)
+        if added is predictor:
+            log.info("loaded %s from %s", predictor.version, predictor.model_dir)
+        return added
 
     def swap(self, version: str) -> str:
         """Makes `version` the live version for all traffic, atomically; the old one stays loaded.
@@ -420,7 +420,11 @@ class ClassificationService:
         log.warning("registry %s is empty: serving the base model %s", self.registry.base_dir, base_model)
         return ModelPredictor(base_model, BASE_VERSION, self.device)
 
-    def _add(self, predictor: ModelPredictor) -> None:
+    def _add(self, predictor: ModelPredictor) -> ModelPredictor:
+        """Warms `predictor` up and starts its worker; the version already loaded wins a race between two loads."""
+        with self._lock:
+            if predictor.version in self._loaded:
+                return self._loaded[predictor.version].predictor
         if self.warmup:
             try:
                 predictor.predict_texts([WARMUP_TEXT])
@@ -434,4 +438,10 @@ class ClassificationService:
             name=predictor.version,
         )
         with self._lock:
-            self._loaded[predictor.version] = _Loaded(predictor, batcher)
+            existing = self._loaded.get(predictor.version)
+            if existing is None:
+                self._loaded[predictor.version] = _Loaded(predictor, batcher)
+        if existing is not None:
+            batcher.close()
+            return existing.predictor
+        return predictor

@@ -212,3 +212,11 @@ def test_a_version_that_fails_its_warm_up_is_not_loaded(service, tiny_registry):
     with pytest.raises(ModelLoadError, match="fails its warm-up prediction"):
         service.load("v1.1.0", predictor=FailingPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0"))
     assert service.loaded_versions == ["v1.0.0"]
+
+
+def test_two_concurrent_loads_of_one_version_leave_one_worker(service):
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: service.load("v1.1.0"), range(2))
+    assert first is second and service.loaded_versions == ["v1.0.0", "v1.1.0"]
+    workers = [t for t in threading.enumerate() if t.name == "clf-batcher-v1.1.0" and t.is_alive()]
+    assert len(workers) == 1
