@@ -40,7 +40,7 @@ from clf.deploy.state import (
     Phase,
     check_stages,
 )
-from clf.monitoring.health import HealthReport, check_files, check_inference
+from clf.monitoring.health import HealthReport, check_predictor
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.errors import ModelLoadError
 from clf.serving.routing import WeightedSplit
@@ -147,13 +147,7 @@ class DeploymentController:
     def health_check(self, version: str | None = None, latency_threshold_ms: float = 500.0) -> HealthReport:
         """The health of a loaded version (the live one by default): files intact, inference works and is fast."""
         version = version or self.service.live_version
-        predictor = self.service.predictor(version)
-        inference, latency = check_inference(
-            predictor, "Health check. A neural network classifier.", latency_threshold_ms
-        )
-        return HealthReport(
-            {"checkpoint_valid": check_files(predictor.model_dir), "inference": inference, "latency": latency}, version
-        )
+        return HealthReport(check_predictor(self.service.predictor(version), latency_threshold_ms), version)
 
     def switch_to_green(self, version: str, watch_seconds: float = 600.0) -> Decision:
         """Promotes `version` in the registry and moves all traffic to it in one step, then watches it.
@@ -291,7 +285,11 @@ class DeploymentController:
         version = state.candidate
         assert version is not None
         if state.strategy == "canary":
-            return [self.start_canary(version, state.stages, state.stage_seconds)]
+            try:
+                return [self.start_canary(version, state.stages, state.stage_seconds)]
+            except (ModelLoadError, RegistryError, OSError) as err:
+                # Left in REQUESTED, every later tick would fail the same way.
+                return [self._abort(state, f"canary {version} does not load: {err}")]
         try:
             decisions = [self.deploy_green(version)]
         except (ModelLoadError, RegistryError, OSError) as err:

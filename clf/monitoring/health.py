@@ -102,12 +102,22 @@ def check_model_health(
         except KeyError:
             checks[f"model_loaded{suffix}"] = HealthCheck(False, f"{version} is not loaded")
             continue
-        checks[f"model_loaded{suffix}"] = HealthCheck(True, f"{version} loaded from {predictor.model_dir}")
-        checks[f"checkpoint_valid{suffix}"] = check_files(Path(predictor.model_dir))
-        inference, latency = check_inference(predictor, test_text, latency_threshold_ms)
-        checks[f"inference{suffix}"] = inference
-        checks[f"latency{suffix}"] = latency
+        for name, check in check_predictor(predictor, latency_threshold_ms, test_text).items():
+            checks[f"{name}{suffix}"] = check
     return HealthReport(checks, live)
+
+
+def check_predictor(
+    predictor: ModelPredictor, latency_threshold_ms: float = 500.0, test_text: str = HEALTH_TEXT
+) -> dict[str, HealthCheck]:
+    """The checks of one loaded version: ``model_loaded``, ``checkpoint_valid``, ``inference`` and ``latency``."""
+    inference, latency = check_inference(predictor, test_text, latency_threshold_ms)
+    return {
+        "model_loaded": HealthCheck(True, f"{predictor.version} loaded from {predictor.model_dir}"),
+        "checkpoint_valid": check_files(Path(predictor.model_dir)),
+        "inference": inference,
+        "latency": latency,
+    }
 
 
 def check_files(model_dir: Path) -> HealthCheck:

@@ -171,3 +171,12 @@ def test_with_nothing_to_roll_back_to_the_monitor_alerts_once_per_window(tmp_pat
     assert [d["action"] for d in controller.store.decisions()] == [Action.ROLLBACK_FAILED]
     assert service.live_version == "v1.1.0" and registry.production_version() == "v1.1.0"
     service.close()
+
+
+def test_a_canary_that_does_not_load_is_withdrawn_not_retried_forever(deployment, tiny_registry):
+    (tiny_registry.version_dir("v1.1.0") / "model.safetensors").write_bytes(b"not weights")
+    request_deployment(tiny_registry, "canary", "v1.1.0", stages=[10, 100], stage_seconds=1.0)
+    deployment.wait_until_idle(timeout=30)
+    last = deployment.store.decisions()[-1]
+    assert last["action"] == Action.ROLLED_BACK and "does not load" in last["reason"]
+    assert deployment.service.loaded_versions == ["v1.0.0"] and tiny_registry.production_version() == "v1.0.0"
