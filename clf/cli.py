@@ -26,6 +26,7 @@ from clf.data.collector import DEFAULT_API_URL, ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
 from clf.deploy.commands import deploy
 from clf.experiments.commands import ab, db
+from clf.model.export_command import export
 from clf.retrain.commands import retrain
 from clf.tune.tuner import tune
 from lightning_app.server import serve
@@ -142,7 +143,11 @@ def preprocess(
 
 
 def lightning(args: Sequence[str]) -> None:
-    """Run a LightningCLI subcommand over ArxivClassifier and ArxivDataModule."""
+    """Run a LightningCLI subcommand over ArxivClassifier and ArxivDataModule.
+
+    Args:
+        args: the subcommand (fit, validate, test, predict) followed by its options.
+    """
     from clf.lightning_cli import run_lightning  # imported here so `clf collect` does not load torch and Lightning
 
     run_lightning(list(args))
@@ -176,6 +181,9 @@ def registry(
 
     Returns:
         What was printed, as Python objects.
+
+    Raises:
+        RegistryError: when an action misses the option it needs (--model-path, --version, --other, --test-data).
     """
     from clf.registry import ModelRegistry, RegistryError
 
@@ -220,7 +228,15 @@ POSITIONAL_OPTIONS = {
 
 
 def positional_args(command: str, options: Sequence[str]) -> list[str]:
-    """Turns `clf registry promote v1.0.0 ...` into `--action promote --version v1.0.0 ...` (see POSITIONAL_OPTIONS)."""
+    """Turns `clf registry promote v1.0.0 ...` into `--action promote --version v1.0.0 ...` (see POSITIONAL_OPTIONS).
+
+    Args:
+        command: the subcommand.
+        options: its arguments, after the subcommand's name.
+
+    Returns:
+        The arguments with the leading bare ones turned into named options.
+    """
     options = list(options)
     named = []
     for flag in POSITIONAL_OPTIONS.get(command, ()):
@@ -235,6 +251,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     **dict.fromkeys(LIGHTNING_COMMANDS, lightning),
     "tune": tune,
     "registry": registry,
+    "export": export,
     "serve": serve,
     "deploy": deploy,
     "ab": ab,
@@ -246,7 +263,11 @@ subcommand and its arguments."""
 
 
 def overview() -> str:
-    """The top-level help: every subcommand with its one-line summary."""
+    """The top-level help: every subcommand with its one-line summary.
+
+    Returns:
+        The help text.
+    """
     lines = [f"usage: clf <command> [options]   (clf {__version__})", "", "commands:"]
     for name, function in COMMANDS.items():
         summary = LIGHTNING_COMMANDS.get(name) or (function.__doc__ or "").strip().splitlines()[0]
@@ -256,7 +277,14 @@ def overview() -> str:
 
 
 def normalize_option_names(args: Sequence[str]) -> list[str]:
-    """Spells `--some-option` as `--some_option`, the form jsonargparse registers; values are left alone."""
+    """Spells `--some-option` as `--some_option`, the form jsonargparse registers; values are left alone.
+
+    Args:
+        args: command-line arguments.
+
+    Returns:
+        The arguments with option names normalised.
+    """
     normalized = []
     for arg in args:
         if arg.startswith("--") and len(arg) > 2:
@@ -267,7 +295,11 @@ def normalize_option_names(args: Sequence[str]) -> list[str]:
 
 
 def main(args: Sequence[str] | None = None) -> None:
-    """Runs one `clf` subcommand; domain errors print one clear line and exit with status 1."""
+    """Runs one `clf` subcommand; domain errors print one clear line and exit with status 1.
+
+    Args:
+        args: the command line after ``clf``; by default ``sys.argv[1:]``.
+    """
     args = normalize_option_names(sys.argv[1:] if args is None else args)
     if not args or args[0] in ("-h", "--help"):
         print(overview())

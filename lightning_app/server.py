@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 log = logging.getLogger("clf.serving.http")
 
@@ -17,6 +17,7 @@ def serve(
     version: str | None = None,
     base_model: str | None = None,
     device: str = "auto",
+    backend: Literal["torch", "onnx"] = "torch",
     max_batch_size: int | None = None,
     forward_batch_size: int | None = None,
     max_wait_ms: float = 5.0,
@@ -41,6 +42,8 @@ def serve(
         version: serve this registered version instead of the production one.
         base_model: an export folder (runs/<name>/export) served when the registry holds no versions.
         device: cpu, cuda, cuda:N, or auto (CUDA when there is a GPU).
+        backend: torch, or onnx to run every version with onnxruntime on the ONNX files `clf export --format onnx`
+            wrote beside its weights (the int8 model when there is one). A version without them is refused.
         max_batch_size: most texts gathered from concurrent requests into one step of a version's worker (default:
             8 on a CPU, 64 on a GPU).
         forward_batch_size: texts per forward pass within a step, sorted by length first (default: 8 on a CPU,
@@ -57,6 +60,9 @@ def serve(
         experiment_sync_seconds: how often the experiments database is checked for a started or ended experiment.
         json_logs: log one JSON object per line (also CLF_JSON_LOGS=1).
         log_level: DEBUG, INFO, WARNING or ERROR.
+
+    Raises:
+        RuntimeError: when FastAPI or uvicorn is not installed.
     """
     try:
         import uvicorn
@@ -75,6 +81,7 @@ def serve(
         version,
         Path(base_model) if base_model else None,
         device=device,
+        backend=backend,
         max_batch_size=max_batch_size,
         forward_batch_size=forward_batch_size,
         max_wait_ms=max_wait_ms,

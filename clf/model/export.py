@@ -87,6 +87,10 @@ def export_model(
 def verify_export(path: Path, id2label: dict[int, str]) -> None:
     """Checks the required files exist and the model reloads (weights only) with the same label map.
 
+    Args:
+        path: the export folder.
+        id2label: the trained model's class index → category.
+
     Raises:
         ExportError: naming the missing file or the mismatch.
     """
@@ -127,6 +131,7 @@ class ExportOnFitEnd(L.Callback):
         self.exported: Path | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Exports the best checkpoint's weights (every rank loads them; rank zero writes)."""
         if not self.enabled or trainer.interrupted:
             return
         checkpoint = trainer.checkpoint_callback

@@ -94,7 +94,11 @@ class ProductionChange:
     metrics: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        """The audit-log record."""
+        """The audit-log record.
+
+        Returns:
+            The change as JSON-ready fields, with ``from`` and ``to`` for the versions.
+        """
         record = asdict(self)
         record["action"] = self.action.value
         record["from"] = record.pop("from_version")
@@ -103,7 +107,14 @@ class ProductionChange:
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> ProductionChange:
-        """Reads an audit-log record."""
+        """Reads an audit-log record.
+
+        Args:
+            record: a record `to_json` wrote.
+
+        Returns:
+            The change.
+        """
         return cls(
             when=record["when"],
             who=record["who"],
@@ -230,7 +241,11 @@ class ModelRegistry:
         return next_version(list(self._read()["versions"]), bump)
 
     def list_versions(self) -> list[dict[str, Any]]:
-        """Every registered version, oldest first, with its creation time, parent, metrics and production flag."""
+        """Every registered version, oldest first, with its creation time, parent, metrics and production flag.
+
+        Returns:
+            One entry per version.
+        """
         state = self._read()
         production = self.production_version()
         return [
@@ -239,17 +254,51 @@ class ModelRegistry:
         ]
 
     def version_dir(self, version: str) -> Path:
-        """The folder of `version` (which need not exist)."""
+        """The folder of `version` (which need not exist).
+
+        Args:
+            version: ``vX.Y.Z``.
+
+        Returns:
+            ``<registry>/arxiv_vX.Y.Z``.
+        """
         return self.base_dir / f"{FOLDER_PREFIX}{Version.parse(version)}"
 
     def get_metadata(self, version: str) -> dict[str, Any]:
         """The metadata.json of a registered version.
+
+        Args:
+            version: a registered ``vX.Y.Z``.
+
+        Returns:
+            The metadata: lineage, metrics, parent version, and the ONNX files once `clf export` added them.
 
         Raises:
             UnknownVersionError: listing the known versions.
             MissingVersionFolderError: when the version's folder was deleted.
         """
         return read_json(self._existing_dir(version) / "metadata.json")
+
+    def update_metadata(self, version: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Merges `fields` into a version's metadata.json, under the registry lock (e.g. the ONNX files that
+        ``clf export`` wrote beside the weights). The model files themselves are never changed.
+
+        Args:
+            version: a registered ``vX.Y.Z``.
+            fields: top-level fields to set; they replace fields of the same name.
+
+        Returns:
+            The updated metadata.
+
+        Raises:
+            UnknownVersionError: listing the known versions.
+            MissingVersionFolderError: when the version's folder was deleted.
+        """
+        with self._lock:
+            folder = self._existing_dir(version)
+            record = {**read_json(folder / "metadata.json"), **fields}
+            write_json_atomic(folder / "metadata.json", record)
+        return record
 
     def load_version(self, version: str) -> tuple[Any, Any, dict[str, Any]]:
         """Loads a version's model (safetensors weights only), tokenizer and metadata.
@@ -261,6 +310,7 @@ class ModelRegistry:
             ``(model, tokenizer, metadata)``; the model is in eval mode.
 
         Raises:
+            RegistryError: for ``production`` when no version is in production yet.
             UnknownVersionError: listing the known versions.
             MissingVersionFolderError: when the version's folder was deleted.
         """
@@ -278,7 +328,16 @@ class ModelRegistry:
         return model, tokenizer, read_json(folder / "metadata.json")
 
     def compare_versions(self, v1: str, v2: str, test_data: str | Path | list[dict[str, Any]]) -> Any:
-        """Accuracy, macro-F1 and latency of two versions on the same samples; see `clf.registry.compare`."""
+        """Accuracy, macro-F1 and latency of two versions on the same samples; see `clf.registry.compare`.
+
+        Args:
+            v1: the reference version.
+            v2: the candidate version.
+            test_data: a split file, a JSON Lines file of labelled papers, or the papers themselves.
+
+        Returns:
+            The comparison (`clf.registry.compare.Comparison`).
+        """
         from clf.registry.compare import compare_versions
 
         return compare_versions(self, v1, v2, test_data)
@@ -318,6 +377,9 @@ class ModelRegistry:
         """The version the production pointer names, or None before the first promotion.
 
         Staged pointers left by an interrupted promotion are ignored: the pointer is the old or the new one.
+
+        Returns:
+            ``vX.Y.Z``, or None.
         """
         link = self.base_dir / POINTER
         if link.is_symlink():
@@ -375,7 +437,11 @@ class ModelRegistry:
             return self._change(state, ChangeKind.ROLLBACK, target, reason or f"rollback from {stack[-1]}")
 
     def history(self) -> list[ProductionChange]:
-        """Every production change, oldest first, from the audit log."""
+        """Every production change, oldest first, from the audit log.
+
+        Returns:
+            The changes.
+        """
         if not self.audit_path.is_file():
             return []
         return [ProductionChange.from_json(r) for _, r in read_jsonl(self.audit_path, skip_partial_last_line=True)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from clf.data.io import read_json
 from clf.serving.errors import ModelLoadError
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from clf.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
+
+Backend = Literal["torch", "onnx"]
+"""What runs the forward pass: PyTorch, or onnxruntime on the version's ``onnx/`` files (see `clf export`)."""
 
 BASE_VERSION = "base"
 """The version name a predictor loaded from a plain export folder (not from the registry) answers with."""
@@ -34,14 +37,25 @@ class ModelPredictor:
             tokenizer files, ``label_map.json``).
         version: the version this model answers as (``v1.2.0``, or ``base`` for an unregistered export).
         device: the torch device to run on.
+        backend: ``torch``, or ``onnx`` to run the folder's ONNX model with onnxruntime (written by
+            ``clf export --format onnx``); the weights in ``model.safetensors`` are then not loaded.
+        onnx_variant: with the onnx backend: ``int8``, ``fp32``, or ``auto`` (int8 when the folder has it).
 
     Raises:
-        ModelLoadError: when the folder is missing, incomplete, or its weights do not load.
+        ModelLoadError: when the folder is missing, incomplete, its weights do not load, or the onnx backend is
+            asked for a folder without ONNX files.
     """
 
-    def __init__(self, model_dir: str | Path, version: str, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        version: str,
+        device: str = "cpu",
+        backend: Backend = "torch",
+        onnx_variant: Literal["auto", "fp32", "int8"] = "auto",
+    ) -> None:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a server's log wants lines, not progress bars
@@ -53,26 +67,48 @@ class ModelPredictor:
             raise ModelLoadError(
                 f"{self.model_dir}: no label_map.json; point at a registry version or a run's export/ folder"
             )
+        if backend not in ("torch", "onnx"):
+            raise ModelLoadError(f"unknown backend {backend!r}; use torch or onnx")
+        self.model: Any = None
         try:
             label_map = read_json(self.model_dir / "label_map.json")
-            self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, use_safetensors=True)
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+            if backend == "onnx":
+                config = AutoConfig.from_pretrained(self.model_dir)
+                self._forward, self.backend = _onnx_backend(self.model_dir, device, onnx_variant)
+            else:
+                self.model = AutoModelForSequenceClassification.from_pretrained(self.model_dir, use_safetensors=True)
+                config = self.model.config
+                _own_weights(self.model)
+                self.model.to(self.device).eval()
+                self._forward, self.backend = self._torch_forward, "torch"
+        except ModelLoadError:
+            raise
         except Exception as err:  # safetensors, tokenizers and transformers each raise their own kinds
             raise ModelLoadError(f"{version} ({self.model_dir}) does not load: {err}") from err
-        _own_weights(self.model)
-        self.model.to(self.device).eval()
         self.id2label = {int(i): str(label) for i, label in label_map["id2label"].items()}
         self.multi_label = bool(label_map.get("multi_label", False))
         self.threshold = float(label_map.get("threshold", 0.5))
-        positions = getattr(self.model.config, "max_position_embeddings", 512)
+        positions = getattr(config, "max_position_embeddings", 512)
         self.max_length = min(int(label_map.get("max_length") or 512), positions)
         # Tokenizers' Rust backend refuses concurrent use of one instance ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
         self._pad = DataCollatorWithPadding(self.tokenizer, return_tensors="pt")
 
     @classmethod
-    def from_registry(cls, registry: ModelRegistry, version: str, device: str = "cpu") -> ModelPredictor:
+    def from_registry(
+        cls, registry: ModelRegistry, version: str, device: str = "cpu", backend: Backend = "torch"
+    ) -> ModelPredictor:
         """Loads a registered version (``production`` names the production version).
+
+        Args:
+            registry: the model registry.
+            version: ``vX.Y.Z`` or ``production``.
+            device: the torch device to run on.
+            backend: ``torch`` or ``onnx`` (see the class).
+
+        Returns:
+            The loaded predictor, answering as the resolved version.
 
         Raises:
             RegistryError: for an unknown version or an empty production pointer.
@@ -86,7 +122,7 @@ class ModelPredictor:
                 raise RegistryError(f"{registry.base_dir}: no version is in production yet; promote one first")
             version = current
         registry.get_metadata(version)  # the registry's own errors for an unknown version or a deleted folder
-        return cls(registry.version_dir(version), str(Version.parse(version)), device)
+        return cls(registry.version_dir(version), str(Version.parse(version)), device, backend)
 
     @property
     def labels(self) -> list[str]:
@@ -119,6 +155,13 @@ class ModelPredictor:
         little compute goes to padding; rows come back in the order of `texts`. On a 2-core CPU, 32 abstracts in
         sorted passes of 8 cost 11 % less per paper than one at a time, and one pass of all 32 padded to the
         longest 56 % more (tools/bench/results/batch_forward.json).
+
+        Args:
+            texts: cleaned model inputs.
+            batch_size: texts per forward pass.
+
+        Returns:
+            A ``(len(texts), num_labels)`` float32 tensor, rows in the order of `texts`.
         """
         import torch
 
@@ -131,10 +174,27 @@ class ModelPredictor:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             inputs = self._pad([{key: values[i] for key, values in encoded.items()} for i in rows])
-            with torch.inference_mode():
-                logits = self.model(**inputs.to(self.device)).logits.float()
+            logits = self._forward(inputs)
             probabilities[rows] = (logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)).cpu()
         return probabilities
+
+    def _torch_forward(self, inputs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.model(**inputs.to(self.device)).logits.float()
+
+
+def _onnx_backend(model_dir: Path, device: str, variant: Literal["auto", "fp32", "int8"]) -> tuple[Any, str]:
+    """The onnxruntime forward function of the folder's ONNX model, and the backend's name (``onnx-int8``)."""
+    from clf.model.onnx_export import OnnxExportError, onnx_forward, onnx_model_path
+
+    try:
+        path = onnx_model_path(model_dir, variant)
+        name = "onnx-int8" if path.name.endswith(".int8.onnx") else "onnx-fp32"
+        return onnx_forward(path, device), name
+    except OnnxExportError as err:
+        raise ModelLoadError(str(err)) from err
 
 
 def _own_weights(model: Any) -> None:

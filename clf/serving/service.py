@@ -28,7 +28,7 @@ from clf.monitoring.monitor import PredictionMonitor
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import DynamicBatcher
 from clf.serving.errors import InvalidInputError, ModelLoadError, NoModelError
-from clf.serving.predictor import BASE_VERSION, ModelPredictor
+from clf.serving.predictor import BASE_VERSION, Backend, ModelPredictor
 from clf.serving.routing import Route, SingleVersion, TrafficRule
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,14 @@ class _Loaded:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; any other name is returned as given."""
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; any other name is returned as given.
+
+    Args:
+        device: ``auto`` or a torch device name.
+
+    Returns:
+        The device to run on.
+    """
     if device != "auto":
         return device
     import torch
@@ -98,8 +105,11 @@ class ClassificationService:
         max_text_chars: most characters in one paper's title + abstract.
         monitor: where every prediction is recorded; a new `PredictionMonitor` by default.
         warmup: run one prediction through each version as it loads, so the first request is not slow.
+        backend: ``torch``, or ``onnx`` to run every version with onnxruntime on its ``onnx/`` files (int8 when the
+            version has it; see ``clf export``).
 
     Raises:
+        ValueError: when `forward_batch_size` is below 1.
         NoModelError: when the registry is empty and no base model is given.
         RegistryError: for an unknown version, or versions but none in production and no `version` named.
         ModelLoadError: when the chosen model's files do not load.
@@ -120,6 +130,7 @@ class ClassificationService:
         max_text_chars: int = 20_000,
         monitor: PredictionMonitor | None = None,
         warmup: bool = True,
+        backend: Backend = "torch",
     ) -> None:
         device = resolve_device(device)
         on_gpu = device.startswith("cuda")
@@ -139,6 +150,7 @@ class ClassificationService:
         self.max_text_chars = max_text_chars
         self.monitor = monitor if monitor is not None else PredictionMonitor()
         self.warmup = warmup
+        self.backend = backend
         self._lock = threading.RLock()
         self._loaded: dict[str, _Loaded] = {}
         self._listeners: list[PredictionListener] = []
@@ -146,7 +158,7 @@ class ClassificationService:
         self._add(first)
         self._live = first.version
         self._rule: TrafficRule = SingleVersion(first.version)
-        log.info("serving %s from %s", first.version, first.model_dir)
+        log.info("serving %s from %s (%s backend)", first.version, first.model_dir, first.backend)
 
     # ------------------------------------------------------------------------------------------------ versions
 
@@ -168,6 +180,12 @@ class ClassificationService:
 
     def predictor(self, version: str | None = None) -> ModelPredictor:
         """The loaded predictor of `version` (the live one by default).
+
+        Args:
+            version: a loaded version; None for the live one.
+
+        Returns:
+            Its predictor.
 
         Raises:
             KeyError: when that version is not loaded.
@@ -195,7 +213,7 @@ class ClassificationService:
             if version in self._loaded:
                 return self._loaded[version].predictor
         if predictor is None:
-            predictor = ModelPredictor.from_registry(self.registry, version, self.device)
+            predictor = ModelPredictor.from_registry(self.registry, version, self.device, self.backend)
         added = self._add(predictor)
         if added is predictor:
             log.info("loaded %s from %s", predictor.version, predictor.model_dir)
@@ -206,6 +224,9 @@ class ClassificationService:
 
         Requests already queued on the old version are answered by it; every request routed after the swap goes
         to `version`. Call `unload` on the old version once it is no longer needed.
+
+        Args:
+            version: the version to make live; loaded from the registry first when it is not loaded.
 
         Returns:
             The previously live version.
@@ -220,6 +241,9 @@ class ClassificationService:
     def set_traffic_rule(self, rule: TrafficRule | None) -> None:
         """Installs `rule` (None: everything to the live version).
 
+        Args:
+            rule: the traffic rule (`SingleVersion`, `WeightedSplit`), or None.
+
         Raises:
             ValueError: when the rule can pick a version that is not loaded.
         """
@@ -233,6 +257,9 @@ class ClassificationService:
 
     def unload(self, version: str) -> None:
         """Frees `version` after answering what is queued on it.
+
+        Args:
+            version: a loaded version that is neither live nor in the traffic rule.
 
         Raises:
             ValueError: when it is live or the traffic rule can still pick it.
@@ -253,7 +280,11 @@ class ClassificationService:
             item.batcher.close()
 
     def batch_stats(self) -> dict[str, dict[str, Any]]:
-        """Per loaded version: forward passes run, texts classified, mean texts per pass, and the batching mode."""
+        """Per loaded version: forward passes run, texts classified, mean texts per pass, and the batching mode.
+
+        Returns:
+            Version → ``{"batching", "batches_run", "texts_run", "mean_batch_size"}``.
+        """
         with self._lock:
             loaded = dict(self._loaded)
         stats = {}
@@ -273,12 +304,19 @@ class ClassificationService:
 
         Listeners run on the model's worker thread after the caller has its answer: keep them quick (buffer, do not
         write to a database inline). An exception in one is logged and does not reach the caller.
+
+        Args:
+            listener: a function taking one `PredictionEvent`.
         """
         with self._lock:
             self._listeners = [*self._listeners, listener]
 
     def remove_prediction_listener(self, listener: PredictionListener) -> None:
-        """Stops calling `listener` (no error when it was not added)."""
+        """Stops calling `listener` (no error when it was not added).
+
+        Args:
+            listener: a listener given to `add_prediction_listener`.
+        """
         with self._lock:
             self._listeners = [item for item in self._listeners if item is not listener]
 
@@ -306,6 +344,13 @@ class ClassificationService:
     def submit(self, inputs: Input | Sequence[Input], user_id: str | None = None) -> Future[list[dict[str, Any]]]:
         """Like `predict`, but returns at once with a future (what the async HTTP app awaits).
 
+        Args:
+            inputs: a paper, a plain text, or a list of them (see `predict`).
+            user_id: routes the request through the traffic rule.
+
+        Returns:
+            A future of the records `predict` returns.
+
         Raises:
             InvalidInputError: for an empty, oversized or malformed paper.
         """
@@ -321,6 +366,12 @@ class ClassificationService:
 
     def texts_of(self, inputs: Input | Sequence[Input]) -> list[str]:
         """The cleaned model input of each paper, validated.
+
+        Args:
+            inputs: a paper, a plain text, or a list of them (see `predict`).
+
+        Returns:
+            One model input text per paper.
 
         Raises:
             InvalidInputError: naming the paper and what is wrong with it.
@@ -403,9 +454,9 @@ class ClassificationService:
 
     def _first_predictor(self, version: str | None, base_model: str | Path | None) -> ModelPredictor:
         if version is not None:
-            return ModelPredictor.from_registry(self.registry, version, self.device)
+            return ModelPredictor.from_registry(self.registry, version, self.device, self.backend)
         if self.registry.production_version() is not None:
-            return ModelPredictor.from_registry(self.registry, "production", self.device)
+            return ModelPredictor.from_registry(self.registry, "production", self.device, self.backend)
         registered = [entry["version"] for entry in self.registry.list_versions()]
         if registered:
             raise RegistryError(
@@ -418,7 +469,7 @@ class ClassificationService:
                 "runs/quickstart/export) or serve an export directly with --base-model runs/quickstart/export"
             )
         log.warning("registry %s is empty: serving the base model %s", self.registry.base_dir, base_model)
-        return ModelPredictor(base_model, BASE_VERSION, self.device)
+        return ModelPredictor(base_model, BASE_VERSION, self.device, self.backend)
 
     def _add(self, predictor: ModelPredictor) -> ModelPredictor:
         """Warms `predictor` up and starts its worker; the version already loaded wins a race between two loads."""
