@@ -38,6 +38,9 @@ class ClfCLI(LightningCLI):
     """LightningCLI with clf's links, always-on callbacks, OOM back-off, checked resume and prediction files."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Adds the always-on callbacks (checkpoint, early stopping, divergence guard, export, LR monitor) and links the
+        values data and model share (tokenizer, max length, label set) so each is set in one place.
+        """
         parser.add_lightning_class_args(BackupModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
@@ -92,7 +95,15 @@ class ClfCLI(LightningCLI):
         return str(resolve_checkpoint(path))
 
     def fit(self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs: Any):
-        """Fits, halving the batch size (and doubling gradient accumulation) whenever CUDA runs out of memory."""
+        """Fits, halving the batch size (and doubling gradient accumulation) whenever CUDA runs out of memory.
+
+        Args:
+            model: the classifier to train.
+            datamodule: the data; its batch size is halved on each out-of-memory retry.
+            ckpt_path: checkpoint to resume from: a path, ``last``, ``best`` or None; a damaged file falls back to its
+                ``.backup``.
+            **kwargs: passed on to `Trainer.fit`.
+        """
         ckpt = self._resolve_ckpt(ckpt_path)
         start = BatchSetting(datamodule.batch_size, self.trainer.accumulate_grad_batches)
         initial_weights = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
@@ -120,15 +131,48 @@ class ClfCLI(LightningCLI):
         return [c for c in configured if id(c) not in added and not isinstance(c, SaveConfigCallback)]
 
     def validate(self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs):
-        """Validates the model, or the checkpoint `ckpt_path` names."""
+        """Validates the model, or the checkpoint `ckpt_path` names.
+
+        Args:
+            model: the classifier to validate.
+            datamodule: the data.
+            ckpt_path: checkpoint to load first: a path, ``last``, ``best`` or None for the model as it is.
+            **kwargs (Any): passed on to `Trainer.validate`.
+
+        Returns:
+            (list[Mapping[str, float]]): The metrics `Trainer.validate` returns, one dict per dataloader.
+        """
         return self.trainer.validate(model, datamodule, ckpt_path=self._resolve_ckpt(ckpt_path), **kwargs)
 
     def test(self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs):
-        """Tests and writes ``test_report.json``/``.md`` and ``confusion_matrix.png`` into the run's log folder."""
+        """Tests and writes ``test_report.json``/``.md`` and ``confusion_matrix.png`` into the run's log folder.
+
+        Args:
+            model: the classifier to test.
+            datamodule: the data.
+            ckpt_path: checkpoint to load first: a path, ``last``, ``best`` or None for the model as it is.
+            **kwargs (Any): passed on to `Trainer.test`.
+
+        Returns:
+            (list[Mapping[str, float]]): The metrics `Trainer.test` returns, one dict per dataloader.
+        """
         return self.trainer.test(model, datamodule, ckpt_path=self._resolve_ckpt(ckpt_path), **kwargs)
 
     def predict(self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs):
-        """Predicts `--data.predict_file` (or the test split) and writes ``predictions.jsonl`` to the log folder."""
+        """Predicts `--data.predict_file` (or the test split) and writes ``predictions.jsonl`` to the log folder.
+
+        Args:
+            model: the classifier to predict with.
+            datamodule: the data; `predict_records` identifies each predicted paper.
+            ckpt_path: checkpoint to load first: a path, ``last``, ``best`` or None for the model as it is.
+            **kwargs (Any): passed on to `Trainer.predict`.
+
+        Returns:
+            (list[torch.Tensor]): The probability batches `Trainer.predict` returned, one per batch.
+
+        Raises:
+            ValueError: when run on more than one device (the predictions file is written by one process).
+        """
         if self.trainer.world_size > 1:
             raise ValueError("clf predict writes one file from one process: run it with --trainer.devices 1")
         kwargs["return_predictions"] = True

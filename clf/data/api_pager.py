@@ -23,7 +23,12 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class MalformedFeedError(requests.RequestException):
-    """An API answer with status 200 that is not a complete Atom feed (truncated, HTML, garbage)."""
+    """An API answer with status 200 that is not a complete Atom feed (truncated, HTML, garbage).
+
+    Args:
+        url: the request URL whose answer was malformed.
+        detail: what was wrong with the answer (e.g. "not well-formed XML").
+    """
 
     def __init__(self, url: str, detail: str) -> None:
         super().__init__(f"malformed feed from {url}: {detail}")
@@ -54,6 +59,15 @@ class FeedSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         """Sends the request with the session timeout and checks a successful answer is a whole Atom feed.
+
+        Args:
+            method: the HTTP method, e.g. ``GET``.
+            url: the request URL.
+            *args: passed on to `requests.Session.request`.
+            **kwargs: passed on to `requests.Session.request`; ``timeout`` defaults to the session's timeout.
+
+        Returns:
+            The response, whatever its status; a 200 answer has been checked to be a whole Atom feed.
 
         Raises:
             MalformedFeedError: when a 200 answer is not well-formed XML with an Atom ``feed`` root.
@@ -93,6 +107,12 @@ def _seconds(value: str | None) -> float | None:
 class PageFetchError(RuntimeError):
     """A page could not be fetched: the query was refused, or every attempt failed.
 
+    Args:
+        start: offset of the first result of the page.
+        attempts: how many requests were made for the page.
+        reason: what went wrong on the last attempt.
+        retryable: False when the server refused the query itself, so a re-run cannot help either.
+
     Attributes:
         start: offset of the page.
         attempts: how many requests were made for it.
@@ -113,7 +133,9 @@ class Page:
     """One page of results and the total number of results the query has."""
 
     results: list[arxiv.Result]
+    """The results of the page, newest submission first; empty past the end of the query."""
     total: int
+    """The total number of results of the query, as the feed announced it."""
 
 
 class ArxivApiPager:
@@ -160,6 +182,9 @@ class ArxivApiPager:
             query: an arXiv ``search_query`` such as ``cat:cs.CL``.
             start: offset of the first result.
             label: a name for log lines (e.g. the category).
+
+        Returns:
+            The page's results and the query's total number of results.
 
         Raises:
             PageFetchError: when the query is refused (HTTP 4xx other than 429) or every attempt failed.

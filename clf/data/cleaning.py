@@ -57,6 +57,9 @@ _NOT_ALNUM = re.compile(r"[^a-z0-9]")
 def normalised_title_hash(title: str) -> str:
     """The sha256 of a title lowercased with only `[a-z0-9]` kept, so case and punctuation do not matter.
 
+    Args:
+        title: a paper title as collected.
+
     Returns:
         The hex digest, or "" when nothing of the title is left (such titles are never treated as duplicates).
     """
@@ -65,7 +68,14 @@ def normalised_title_hash(title: str) -> str:
 
 
 def english_ratio(text: str) -> float:
-    """The share of alphabetic word tokens that are English stop words (0.0 for text without words)."""
+    """The share of alphabetic word tokens that are English stop words (0.0 for text without words).
+
+    Args:
+        text: the text to measure (title and abstract).
+
+    Returns:
+        A share in [0, 1]; low values flag abstracts that are not in English.
+    """
     words = _WORD.findall(text.lower())
     if not words:
         return 0.0
@@ -79,6 +89,9 @@ def clean_text(text: str) -> str:
     `\\ref{x}`, `\\url{x}`) go, escapes (`\\%`) and accents (`\\'e`) become plain characters, math that is a
     single token (`$k$`, `$100$`, `$95\\%$`) keeps it and other math goes, a LaTeX tie `~` becomes a space,
     runs of `!?,;` and of four or more dots shrink, and whitespace collapses.
+
+    Args:
+        text: a title or abstract as arXiv serves it.
 
     Returns:
         The cleaned text, stripped.

@@ -33,6 +33,12 @@ class CollectionState:
     def load(cls, path: Path) -> CollectionState | None:
         """Reads a saved state; None when there is none.
 
+        Args:
+            path: the state file (``<category>.state.json``).
+
+        Returns:
+            The saved state, or None when `path` does not exist.
+
         Raises:
             DataFileError: naming the file when it is not a state this version wrote.
         """
@@ -48,10 +54,22 @@ class CollectionState:
             ) from err
 
     def save(self, path: Path) -> None:
-        """Writes the state atomically (write to a temporary file, then rename)."""
+        """Writes the state atomically (write to a temporary file, then rename).
+
+        Args:
+            path: the state file to write; its folder is created when missing.
+        """
         write_json_atomic(path, asdict(self))
 
     def differences(self, signature: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-        """Setting → (saved value, requested value) for every setting that differs from `signature`."""
+        """Setting → (saved value, requested value) for every setting that differs from `signature`.
+
+        Args:
+            signature: the settings of the run being started (source, dates, page size...).
+
+        Returns:
+            The settings that changed since the state was saved, each with its saved and its requested value; empty when
+            the run may resume.
+        """
         keys = sorted(set(signature) | set(self.signature))
         return {k: (self.signature.get(k), signature.get(k)) for k in keys if self.signature.get(k) != signature.get(k)}

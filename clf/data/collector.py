@@ -81,7 +81,7 @@ class ArxivCollector:
     Raises:
         ValueError: naming the option that is out of range.
 
-    Example:
+    Examples:
         >>> collector = ArxivCollector("data", source="snapshot",
         ...                            snapshot_path="../shared/data/arxiv/papers.jsonl.gz")  # doctest: +SKIP
         >>> collector.create_classification_dataset(1000)  # doctest: +SKIP
@@ -190,7 +190,15 @@ class ArxivCollector:
         Categories are collected one after the other; when one fails, those before it stay saved and a re-run
         resumes. Categories with no papers at all are reported together once the others are done.
 
+        Args:
+            categories: the arXiv categories to collect, e.g. ``["cs.CL", "cs.CV"]``.
+            per_category: how many papers to collect for each category.
+
+        Returns:
+            Each category's papers, at most `per_category` of them (fewer when the source has fewer).
+
         Raises:
+            ValueError: when `per_category` is below 1, or a category is malformed or listed twice.
             CollectionError: when a page still fails after the last retry.
             EmptyCategoryError: naming every category that yielded no papers.
         """
@@ -207,6 +215,10 @@ class ArxivCollector:
         ``text = title + ". " + abstract`` and ``label`` = primary category, and writes
         ``raw/arxiv/classification_dataset.jsonl`` and ``raw/arxiv/manifest.json`` (num_samples, categories,
         counts, created_at, source, content hash).
+
+        Args:
+            num_papers: total number of papers wanted, split evenly across `categories`.
+            categories: the arXiv categories, which become the class labels.
 
         Returns:
             The path of the dataset file.
@@ -424,7 +436,14 @@ class ArxivCollector:
 
 
 def paper_from_result(result: arxiv.Result) -> Paper:
-    """Converts an `arxiv.Result` into a `Paper` (version stripped from the id, primary category first)."""
+    """Converts an `arxiv.Result` into a `Paper` (version stripped from the id, primary category first).
+
+    Args:
+        result: one entry of an arXiv API answer.
+
+    Returns:
+        The paper, with whitespace in its title and abstract collapsed and dates as ``YYYY-MM-DD``.
+    """
     primary = result.primary_category or (result.categories[0] if result.categories else "")
     categories = [primary] + [c for c in result.categories if c != primary]
     return Paper(

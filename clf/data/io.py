@@ -35,6 +35,12 @@ class DataFileError(ValueError):
 def open_text(path: Path) -> IO[str]:
     """Opens a text file for reading, decompressing it when its name ends in `.gz`.
 
+    Args:
+        path: the file; a ``.gz`` suffix means gzip-compressed.
+
+    Returns:
+        A text handle (UTF-8) to use as a context manager.
+
     Raises:
         DataFileError: when the file does not exist.
     """
@@ -53,6 +59,9 @@ def read_jsonl(path: Path, *, skip_partial_last_line: bool = False) -> Iterator[
         path: the file to read.
         skip_partial_last_line: tolerate a truncated final line, which is what an interrupted append leaves
             behind; any other corrupt line is still an error.
+
+    Yields:
+        ``(line number, object)`` for each non-blank line.
 
     Raises:
         DataFileError: naming the file and line of a line that is not a JSON object.
@@ -84,6 +93,10 @@ def _corrupt(path: Path, number: int, line: str, err: Exception) -> DataFileErro
 def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
     """Appends records to a JSON Lines file and forces them to disk before returning.
 
+    Args:
+        path: the JSON Lines file; it and its folder are created when missing.
+        records: the JSON-serialisable objects to append, one per line.
+
     Returns:
         The number of records written.
     """
@@ -101,6 +114,9 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
 def truncate_partial_last_line(path: Path) -> bool:
     """Cuts an unterminated last line (left by a killed append) off a JSON Lines file.
 
+    Args:
+        path: the JSON Lines file; a missing or empty file is left alone.
+
     Returns:
         True when something was cut.
     """
@@ -117,7 +133,13 @@ def truncate_partial_last_line(path: Path) -> bool:
 
 
 def write_json_atomic(path: Path, obj: Any, *, indent: int | None = 2) -> None:
-    """Writes JSON to a temporary file beside `path`, then renames it over `path`."""
+    """Writes JSON to a temporary file beside `path`, then renames it over `path`.
+
+    Args:
+        path: the file to (over)write.
+        obj: the JSON-serialisable value.
+        indent: indentation of the JSON text; None writes it on one line.
+    """
     write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
 
 
@@ -126,6 +148,11 @@ def write_samples_json(path: Path, metadata: dict[str, Any], samples: Sequence[d
 
     The layout keeps the file valid JSON while staying readable and fast to write (the indenting encoder is pure
     Python and several times slower on tens of megabytes).
+
+    Args:
+        path: the file to (over)write.
+        metadata: the ``metadata`` object (split name, counts, hashes...).
+        samples: the samples, each written on its own line.
     """
     head = json.dumps({"metadata": metadata}, ensure_ascii=False, indent=2)[:-2]
     body = ",\n".join(json.dumps(sample, ensure_ascii=False) for sample in samples)
@@ -133,14 +160,27 @@ def write_samples_json(path: Path, metadata: dict[str, Any], samples: Sequence[d
 
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
-    """Writes a whole JSON Lines file atomically; returns the number of records."""
+    """Writes a whole JSON Lines file atomically; returns the number of records.
+
+    Args:
+        path: the file to (over)write.
+        records: the JSON-serialisable objects, one per line.
+
+    Returns:
+        The number of records written.
+    """
     lines = [json.dumps(record, ensure_ascii=False) + "\n" for record in records]
     write_text_atomic(path, "".join(lines))
     return len(lines)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Writes text to a temporary file beside `path`, fsyncs it, then renames it over `path`."""
+    """Writes text to a temporary file beside `path`, fsyncs it, then renames it over `path`.
+
+    Args:
+        path: the file to (over)write; its folder is created when missing.
+        text: the whole content, written as UTF-8.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -159,6 +199,12 @@ def write_text_atomic(path: Path, text: str) -> None:
 def read_json(path: Path) -> Any:
     """Reads a JSON file.
 
+    Args:
+        path: the file; a ``.gz`` suffix means gzip-compressed.
+
+    Returns:
+        The parsed value.
+
     Raises:
         DataFileError: naming the file when it is missing or not valid JSON.
     """
@@ -172,7 +218,14 @@ def read_json(path: Path) -> Any:
 
 
 def sha256_of_strings(values: Iterable[str]) -> str:
-    """A stable content hash of a sequence of strings (order matters)."""
+    """A stable content hash of a sequence of strings (order matters).
+
+    Args:
+        values: the strings to hash; each is followed by a NUL byte so ``["ab", "c"]`` and ``["a", "bc"]`` differ.
+
+    Returns:
+        The hex digest.
+    """
     digest = hashlib.sha256()
     for value in values:
         digest.update(value.encode("utf-8"))

@@ -10,7 +10,14 @@ _VERSION_SUFFIX = re.compile(r"v\d+$")
 
 
 def strip_version(arxiv_id: str) -> str:
-    """`2104.12255v1` → `2104.12255`; `quant-ph/0201082v1` → `quant-ph/0201082`."""
+    """`2104.12255v1` → `2104.12255`; `quant-ph/0201082v1` → `quant-ph/0201082`.
+
+    Args:
+        arxiv_id: an arXiv id, with or without its version suffix.
+
+    Returns:
+        The id without its ``vN`` suffix (and without surrounding whitespace).
+    """
     return _VERSION_SUFFIX.sub("", arxiv_id.strip())
 
 
@@ -39,12 +46,23 @@ class Paper:
     updated: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready form saved in the raw JSON Lines files."""
+        """The JSON-ready form saved in the raw JSON Lines files.
+
+        Returns:
+            The paper's fields as a dict, ready for `json.dumps`.
+        """
         return asdict(self)
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Paper:
         """Rebuilds a paper from its saved form.
+
+        Args:
+            record: a dict written by `to_dict`; ``categories``, ``authors``, ``published`` and ``updated`` may
+                be missing.
+
+        Returns:
+            The paper; missing categories default to the primary one.
 
         Raises:
             KeyError: naming the first missing required field.
@@ -64,7 +82,12 @@ class Paper:
         )
 
     def to_sample(self) -> dict[str, Any]:
-        """The flattened classification sample: `text = title + ". " + abstract`, `label` = primary category."""
+        """The flattened classification sample: `text = title + ". " + abstract`, `label` = primary category.
+
+        Returns:
+            The sample dict with ``arxiv_id``, ``text``, ``title``, ``abstract``, ``label``, ``categories`` and
+            ``published``.
+        """
         title = self.title.strip().rstrip(".")
         return {
             "arxiv_id": self.arxiv_id,

@@ -48,6 +48,10 @@ class SplitError(ValueError):
 class LeakageError(ValueError):
     """The same paper ended up in two splits.
 
+    Args:
+        message: what leaked and how to fix it.
+        ids: the arXiv ids found in more than one split.
+
     Attributes:
         ids: the arXiv ids of the papers found in more than one split.
     """
@@ -58,7 +62,14 @@ class LeakageError(ValueError):
 
 
 def content_hash(samples: Sequence[Mapping[str, Any]]) -> str:
-    """The sha256 over each sample's arxiv_id and text, in order."""
+    """The sha256 over each sample's arxiv_id and text, in order.
+
+    Args:
+        samples: samples with ``arxiv_id`` and ``text`` keys.
+
+    Returns:
+        The hex digest; it changes when a sample is added, removed, reordered or edited.
+    """
     return sha256_of_strings(value for sample in samples for value in (sample["arxiv_id"], sample["text"]))
 
 
@@ -102,7 +113,7 @@ def check_no_leakage(splits: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
 class DatasetPreprocessor:
     """Cleans, deduplicates, filters and splits the collected samples.
 
-    Example:
+    Examples:
         >>> paths = DatasetPreprocessor(data_dir="data").run()  # doctest: +SKIP
         >>> sorted(paths)  # doctest: +SKIP
         ['test', 'train', 'val']
@@ -189,6 +200,9 @@ class DatasetPreprocessor:
 
         See `clf.data.cleaning.clean_text` for what is kept and what goes.
 
+        Args:
+            text: a title or abstract as arXiv serves it.
+
         Returns:
             The cleaned text, stripped.
         """
@@ -196,6 +210,9 @@ class DatasetPreprocessor:
 
     def deduplicate_samples(self, samples: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         """Drops repeated papers, keeping the first: same arXiv id (version ignored), or same normalised title.
+
+        Args:
+            samples: samples with an ``arxiv_id`` key and, usually, a ``title`` key.
 
         Returns:
             The samples kept, in their original order. The counts removed are logged.

@@ -32,7 +32,9 @@ class DateRange:
     """An inclusive range of `YYYY-MM-DD` publication dates; either end may be open."""
 
     start: date | None = None
+    """The first day included; None leaves the range open at the start."""
     end: date | None = None
+    """The last day included; None leaves the range open at the end."""
 
     def __contains__(self, published: str) -> bool:
         if self.start is None and self.end is None:
@@ -53,7 +55,7 @@ class SnapshotReader:
         DataFileError: when the file does not exist (raised on construction), or, while reading, naming the
             line and field of a record that cannot be used.
 
-    Example:
+    Examples:
         >>> reader = SnapshotReader("../shared/data/arxiv/papers.jsonl.gz")  # doctest: +SKIP
         >>> sample = reader.sample_by_category(["cs.CL", "cs.CV"], per_category=100)  # doctest: +SKIP
     """
@@ -68,6 +70,9 @@ class SnapshotReader:
 
     def iter_papers(self) -> Iterator[Paper]:
         """Yields every paper in file order.
+
+        Yields:
+            Each record of the snapshot as a `Paper`.
 
         Raises:
             DataFileError: naming the file, line and field of a corrupt or incomplete record.
@@ -143,6 +148,13 @@ def _unique(papers: list[Paper]) -> list[Paper]:
 
 def paper_from_snapshot_record(record: dict[str, Any]) -> Paper:
     """Normalises one snapshot line, in either supported format, into a `Paper`.
+
+    Args:
+        record: one parsed snapshot line: the public Kaggle metadata format (``id``, ``categories`` as a
+            space-separated string, ``versions``) or clf's own (``primary``, a list of categories, ``published``).
+
+    Returns:
+        The paper, primary category first.
 
     Raises:
         KeyError: naming a missing required field.

@@ -28,6 +28,10 @@ _FIX_HINT = (
 class DataValidationError(ValueError):
     """Some samples are unusable.
 
+    Args:
+        message: which samples are unusable and why.
+        indices: positions (0-based) of the offending samples.
+
     Attributes:
         indices: positions (0-based) of the offending samples in the sequence that was checked.
     """

@@ -37,6 +37,17 @@ def request_deployment(
 ) -> Decision:
     """Records a rollout request for the serving process to carry out.
 
+    Args:
+        registry: the registry the service serves from; the request is saved in its deployment state.
+        strategy: ``blue_green`` (switch all traffic at once, then watch) or ``canary`` (step through `stages`).
+        version: the registered version to roll out, e.g. ``v1.3.0``.
+        stages: canary traffic percentages, increasing and ending at 100.
+        stage_seconds: how long each canary stage is watched before the next.
+        watch_seconds: how long a blue-green switch is watched before the old version is unloaded.
+
+    Returns:
+        The ``requested`` decision, as logged.
+
     Raises:
         DeploymentError: when a rollout is already in progress or `version` is already in production.
         RegistryError: for an unknown version.
@@ -72,6 +83,13 @@ def request_rollback(registry: ModelRegistry, reason: str = "") -> Decision:
 
     A running service follows on its next step. Without a rollout in progress this is the registry rollback.
 
+    Args:
+        registry: the registry the service serves from.
+        reason: why, recorded in the audit log and the decision; a default names this command.
+
+    Returns:
+        The ``rolled_back`` decision, as logged.
+
     Raises:
         RegistryError: when there is no previous production version to go back to.
     """
@@ -89,7 +107,15 @@ def request_rollback(registry: ModelRegistry, reason: str = "") -> Decision:
 
 
 def deployment_status(registry: ModelRegistry, last: int = 20) -> dict[str, Any]:
-    """The production version, the rollout in progress and the last `last` decisions."""
+    """The production version, the rollout in progress and the last `last` decisions.
+
+    Args:
+        registry: the registry the service serves from.
+        last: how many of the most recent decisions to include.
+
+    Returns:
+        ``{"production", "state", "decisions"}``, ready for `json.dumps`.
+    """
     store = DeploymentStore(registry.base_dir)
     return {
         "production": registry.production_version(),
@@ -137,6 +163,7 @@ def deploy(
 
     Raises:
         DeploymentError: when validation fails or a rollout cannot start (the message says why).
+        RegistryError: when validate, blue-green or canary is given no `version`, or the version is unknown.
     """
     from clf.deploy.validation import validate_deployment
 

@@ -114,7 +114,12 @@ class DeploymentController:
             return self._follow_registry() + self._watch_production()
 
     def resume(self) -> Decision | None:
-        """Re-applies a rollout found in the persisted state (after a restart); see the module docstring."""
+        """Re-applies a rollout found in the persisted state (after a restart); see the module docstring.
+
+        Returns:
+            The ``resumed`` decision (or the abort decision when a canary cannot be reloaded); None when no canary or
+            watch was in progress.
+        """
         with self.store.locked():
             state = self.store.load()
             if state.phase not in (Phase.CANARY, Phase.WATCHING):
@@ -137,6 +142,12 @@ class DeploymentController:
     def deploy_green(self, version: str) -> Decision:
         """Loads `version` (green) beside the live version (blue) and warms it up; traffic does not move.
 
+        Args:
+            version: the registered version to load.
+
+        Returns:
+            The ``green_loaded`` decision.
+
         Raises:
             RegistryError: for an unknown version.
             ModelLoadError: when its files do not load.
@@ -145,7 +156,15 @@ class DeploymentController:
         return self._record(Action.GREEN_LOADED, version, f"loaded beside {self.service.live_version}")
 
     def health_check(self, version: str | None = None, latency_threshold_ms: float = 500.0) -> HealthReport:
-        """The health of a loaded version (the live one by default): files intact, inference works and is fast."""
+        """The health of a loaded version (the live one by default): files intact, inference works and is fast.
+
+        Args:
+            version: a loaded version; None for the live one.
+            latency_threshold_ms: the latency check fails when one classification takes longer than this.
+
+        Returns:
+            The report, healthy only when every check passed.
+        """
         version = version or self.service.live_version
         return HealthReport(check_predictor(self.service.predictor(version), latency_threshold_ms), version)
 
@@ -153,6 +172,14 @@ class DeploymentController:
         """Promotes `version` in the registry and moves all traffic to it in one step, then watches it.
 
         The previous version stays loaded for the watch, so a rollback is instant.
+
+        Args:
+            version: the loaded (green) version to promote.
+            watch_seconds: how long the new version is watched, against the old version's metrics, before the old one is
+                unloaded.
+
+        Returns:
+            The ``switched`` decision.
         """
         with self.store.locked():
             baseline = self.service.live_version
@@ -211,6 +238,14 @@ class DeploymentController:
     ) -> Decision:
         """Loads `version` and sends it the first stage's share of traffic.
 
+        Args:
+            version: the registered version to roll out.
+            stages: traffic percentages, increasing and ending at 100.
+            stage_seconds: how long each stage is watched before the next.
+
+        Returns:
+            The decision that starts the first stage.
+
         Raises:
             DeploymentError: for stages that are not increasing percentages ending at 100.
         """
@@ -244,6 +279,16 @@ class DeploymentController:
         """Runs a whole canary rollout and returns its final decision (promoted or rolled back).
 
         Traffic must reach the service meanwhile (the HTTP server's clients); this call only watches and steps.
+
+        Args:
+            version: the registered version to roll out.
+            stages: traffic percentages, increasing and ending at 100.
+            stage_seconds: how long each stage is watched before the next.
+            poll_seconds: time between two `tick` calls.
+            sleep: the wait between ticks (a fake clock's in tests).
+
+        Returns:
+            The final decision: ``promoted``, ``rolled_back`` or ``rollback_failed``.
         """
         self.start_canary(version, stages, stage_seconds)
         while True:
@@ -259,6 +304,13 @@ class DeploymentController:
 
         A canary is simply withdrawn (production never changed). After a blue-green switch, or when idle, the
         registry rolls back and the service switches to the version it names.
+
+        Args:
+            reason: why, recorded in the decision, the registry's audit log and the alert.
+            metrics: the metrics that triggered the rollback, kept with the decision as evidence.
+
+        Returns:
+            The ``rolled_back`` decision, or ``rollback_failed`` when the registry has no previous version.
         """
         with self.store.locked():
             state = self.store.load()

@@ -114,7 +114,15 @@ def evaluate_gates(canary: dict[str, Any], production: dict[str, Any], gates: Ca
 
 
 def production_breaches(metrics: dict[str, Any], thresholds: RollbackThresholds) -> list[str]:
-    """The rollback thresholds `metrics` breach (empty with fewer than `min_requests` requests)."""
+    """The rollback thresholds `metrics` breach (empty with fewer than `min_requests` requests).
+
+    Args:
+        metrics: production metrics of the window, as `PredictionMonitor.get_metrics` returns them.
+        thresholds: the limits and the fewest requests needed to judge.
+
+    Returns:
+        One line per breached threshold, e.g. ``error rate 12.0% above 5%``.
+    """
     if int(metrics.get("total") or 0) < thresholds.min_requests:
         return []
     breaches = []

@@ -82,7 +82,11 @@ class Decision:
     at: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict, with the time also in ISO 8601."""
+        """A JSON-ready dict, with the time also in ISO 8601.
+
+        Returns:
+            The decision's fields, with ``action`` as text and ``at_iso`` added.
+        """
         record = asdict(self)
         record["action"] = str(self.action)
         record["at_iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
@@ -126,14 +130,25 @@ class DeploymentState:
         return self.stages[self.stage_index] if self.phase == Phase.CANARY and self.stages else None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict.
+
+        Returns:
+            The state's fields, with ``phase`` as text.
+        """
         record = asdict(self)
         record["phase"] = str(self.phase)
         return record
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> DeploymentState:
-        """The state saved by `to_json` (unknown keys are ignored, so older files still load)."""
+        """The state saved by `to_json` (unknown keys are ignored, so older files still load).
+
+        Args:
+            record: a dict written by `to_json`.
+
+        Returns:
+            The state; missing fields take their defaults.
+        """
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in record.items() if key in known}
         values["phase"] = Phase(values.get("phase", Phase.IDLE))
@@ -158,6 +173,9 @@ class DeploymentStore:
     def load(self) -> DeploymentState:
         """The saved state, or an idle one when none was saved.
 
+        Returns:
+            The deployment state.
+
         Raises:
             DataFileError: when state.json is unreadable (it names the file; delete it only if nothing is rolling
                 out).
@@ -170,17 +188,35 @@ class DeploymentStore:
             raise DataFileError(f"{self.state_path}: unreadable deployment state ({err})") from err
 
     def save(self, state: DeploymentState) -> None:
-        """Writes `state` atomically."""
+        """Writes `state` atomically.
+
+        Args:
+            state: the state to persist; its ``updated_at`` is set to now.
+        """
         state.updated_at = time.time()
         write_json_atomic(self.state_path, state.to_json())
 
     def record(self, decision: Decision) -> Decision:
-        """Appends `decision` to the log (fsynced) and returns it."""
+        """Appends `decision` to the log (fsynced) and returns it.
+
+        Args:
+            decision: the decision to log.
+
+        Returns:
+            `decision`, so a caller can log and return in one line.
+        """
         append_jsonl(self.decisions_path, [decision.to_json()])
         return decision
 
     def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The logged decisions, oldest first (the last `limit` when given)."""
+        """The logged decisions, oldest first (the last `limit` when given).
+
+        Args:
+            limit: how many of the most recent decisions to return; None (or 0) for all.
+
+        Returns:
+            The decisions as logged (dicts), oldest first.
+        """
         if not self.decisions_path.is_file():
             return []
         records = [record for _, record in read_jsonl(self.decisions_path, skip_partial_last_line=True)]
@@ -188,13 +224,23 @@ class DeploymentStore:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Holds the state lock (re-entrant within one process)."""
+        """Holds the state lock (re-entrant within one process).
+
+        Yields:
+            Nothing; the lock is held until the ``with`` block ends.
+        """
         with self._lock:
             yield
 
 
 def check_stages(stages: Sequence[int]) -> list[int]:
     """The canary stages as a list, checked: increasing percentages in (0, 100], ending at 100.
+
+    Args:
+        stages: the canary traffic percentages, e.g. ``[5, 25, 100]``.
+
+    Returns:
+        The stages as ints.
 
     Raises:
         DeploymentError: naming what is wrong with --stages.

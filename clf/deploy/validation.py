@@ -73,7 +73,11 @@ class ValidationReport:
         return [check for check in self.checks if not check.ok]
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict with ``passed``."""
+        """A JSON-ready dict with ``passed``.
+
+        Returns:
+            The report's fields plus ``version`` and ``passed``.
+        """
         return {"version": self.version, "passed": self.passed, **asdict(self)}
 
 
@@ -158,8 +162,17 @@ def load_validation_samples(
 ) -> list[dict[str, Any]]:
     """The labelled sample papers: given, or the test split recorded in the version's lineage.
 
+    Args:
+        samples: a split file, a JSON Lines file of papers, the records themselves, or None for the test split
+            recorded in the version's lineage.
+        metadata: the version's registry metadata (its lineage names the training data folder).
+
+    Returns:
+        The labelled papers.
+
     Raises:
         ValidationError: when none are given and the lineage names no readable test split.
+        DataFileError: when a given JSON file is neither a split file nor a list of papers.
     """
     if samples is None:
         data_dir = (metadata.get("dataset") or {}).get("data_dir")
@@ -184,6 +197,15 @@ def load_validation_samples(
 
 def balanced_sample(records: list[dict[str, Any]], labels: list[str], per_class: int) -> list[tuple[str, str]]:
     """Up to `per_class` (text, label) pairs of each label the model knows, in file order.
+
+    Args:
+        records: labelled papers (``label``, ``primary`` or ``primary_category``; ``text`` or ``title`` and
+            ``abstract``).
+        labels: the model's categories.
+        per_class: most papers taken of each category.
+
+    Returns:
+        ``(text, label)`` pairs, grouped by label.
 
     Raises:
         ValidationError: when no record carries one of the model's labels.

@@ -165,7 +165,11 @@ class ExperimentAnalysis:
     analyzed_at: datetime = field(default_factory=utc_now)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (what the experiment's ``results`` column keeps)."""
+        """A JSON-ready dict (what the experiment's ``results`` column keeps).
+
+        Returns:
+            The analysis's fields, with the recommendation as text, the time in ISO 8601 and intervals as lists.
+        """
         record = asdict(self)
         record["recommendation"] = self.recommendation.value
         record["analyzed_at"] = self.analyzed_at.isoformat()

@@ -51,6 +51,10 @@ def ab(
 
     Returns:
         What was printed, as Python objects.
+
+    Raises:
+        InvalidExperimentError: when the action lacks an option it needs (``--experiment-id``; ``--name`` and
+            ``--treatment`` for create), or create has no ``--control`` and the registry no production version.
     """
     from clf.experiments.errors import InvalidExperimentError
     from clf.experiments.framework import ABTestingFramework

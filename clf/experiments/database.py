@@ -105,7 +105,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DBAPI 
 
 
 def redacted(engine: Engine) -> str:
-    """The engine's URL with any password hidden, for messages."""
+    """The engine's URL with any password hidden, for messages.
+
+    Args:
+        engine: the engine whose URL to show.
+
+    Returns:
+        The URL as text, its password replaced by ``***``.
+    """
     return engine.url.render_as_string(hide_password=True)
 
 
@@ -116,6 +123,9 @@ def unavailable_as_error(engine: Engine, doing: str) -> Iterator[None]:
     Args:
         engine: the engine in use (its URL goes into the message, password hidden).
         doing: what was being done, e.g. ``"reading experiment 3"``.
+
+    Yields:
+        Nothing; the translation applies to the body of the ``with`` block.
 
     Raises:
         DatabaseUnavailableError: for connection failures, a lost connection or a locked SQLite file.
@@ -131,7 +141,14 @@ def unavailable_as_error(engine: Engine, doing: str) -> Iterator[None]:
 
 
 def is_unavailable(err: BaseException) -> bool:
-    """Whether `err` means the database could not be reached (worth retrying later), not that the data was bad."""
+    """Whether `err` means the database could not be reached (worth retrying later), not that the data was bad.
+
+    Args:
+        err: an exception raised while using the database.
+
+    Returns:
+        True for connection failures and invalidated connections, False for errors about the data or the query.
+    """
     if isinstance(err, DatabaseUnavailableError | OperationalError | InterfaceError):
         return True
     return isinstance(err, DBAPIError) and err.connection_invalidated
@@ -164,7 +181,11 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str:
-    """The newest schema revision the shipped migrations reach."""
+    """The newest schema revision the shipped migrations reach.
+
+    Returns:
+        The Alembic revision id of the newest migration.
+    """
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, f"no migrations under {MIGRATIONS_DIR}"
     return head
@@ -172,6 +193,12 @@ def head_revision() -> str:
 
 def current_revision(db: str | Engine = DEFAULT_DB_URL) -> str | None:
     """The schema revision of the database, or None when the migrations never ran there.
+
+    Args:
+        db: a SQLAlchemy URL or an engine.
+
+    Returns:
+        The Alembic revision id recorded in the database, or None.
 
     Raises:
         DatabaseUnavailableError: when the database cannot be reached.

@@ -143,6 +143,12 @@ class ABTestingFramework:
     def get_experiment(self, experiment_id: int) -> Experiment:
         """The experiment with this id.
 
+        Args:
+            experiment_id: the experiment's id.
+
+        Returns:
+            The experiment, as stored now.
+
         Raises:
             ExperimentNotFoundError: for an unknown id.
             DatabaseUnavailableError: when the database cannot be reached.
@@ -151,6 +157,12 @@ class ABTestingFramework:
 
     def list_experiments(self, status: ExperimentStatus | str | None = None) -> list[Experiment]:
         """Every experiment, newest first, optionally only those with `status` (running, stopped, completed).
+
+        Args:
+            status: keep only experiments in this status; None for all.
+
+        Returns:
+            The experiments.
 
         Raises:
             InvalidExperimentError: for an unknown status.
@@ -161,6 +173,12 @@ class ABTestingFramework:
     def running_experiment_for(self, control_version: str) -> Experiment | None:
         """The running experiment whose control is `control_version`, or None.
 
+        Args:
+            control_version: the version serving as control, usually production.
+
+        Returns:
+            The running experiment, or None when there is none.
+
         Raises:
             DatabaseUnavailableError: when the database cannot be reached.
         """
@@ -168,6 +186,9 @@ class ABTestingFramework:
 
     def stop_experiment(self, experiment_id: int) -> Experiment:
         """Stops a running experiment: its traffic returns to control; its logs stay for analysis and promotion.
+
+        Args:
+            experiment_id: the experiment to stop.
 
         Returns:
             The stopped experiment.
@@ -189,6 +210,12 @@ class ABTestingFramework:
 
         Arms ``control`` and ``treatment``; salt and experiment both ``str(experiment_id)``, so the service's
         routing and `route_prediction` agree and every prediction record carries the experiment id.
+
+        Args:
+            experiment_id: the experiment whose split to route by.
+
+        Returns:
+            The split between control and treatment, cached per experiment.
 
         Raises:
             ExperimentNotFoundError: for an unknown id.
@@ -264,6 +291,9 @@ class ABTestingFramework:
 
         Buffers one row per paper of a request an experiment routed (``input_text`` is the cleaned text); requests
         outside experiments and failed requests are not logged. Never touches the database on the caller's thread.
+
+        Args:
+            event: what the service answered for one request, with its route and latency.
         """
         if event.error is not None or event.route.experiment is None:
             return
@@ -288,7 +318,11 @@ class ABTestingFramework:
         )
 
     def flush(self) -> FlushResult:
-        """Writes the buffered prediction logs now; never raises for a database fault (see `FlushResult.error`)."""
+        """Writes the buffered prediction logs now; never raises for a database fault (see `FlushResult.error`).
+
+        Returns:
+            How many rows were written, and the database error if the write failed (the rows stay buffered).
+        """
         return self.logs.flush()
 
     def record_feedback(self, prediction_id: str, true_label: str) -> None:
@@ -313,6 +347,12 @@ class ABTestingFramework:
     def arm_counts(self, experiment_id: int) -> dict[str, dict[str, Any]]:
         """Predictions and feedback logged so far per arm, after flushing the buffer: cheap progress for a status.
 
+        Args:
+            experiment_id: the experiment.
+
+        Returns:
+            Arm (``control``, ``treatment``) → ``{"version", "predictions", "with_feedback"}``.
+
         Raises:
             ExperimentNotFoundError: for an unknown id.
             DatabaseUnavailableError: when the database cannot be reached.
@@ -332,6 +372,9 @@ class ABTestingFramework:
         Per arm: predictions, predictions with feedback, accuracy with its 95 % Wilson interval, macro-F1, p95
         latency. Between arms: a two-sided two-proportion z-test (pooled variance) of the accuracies and the
         difference's 95 % interval. Buffered logs are flushed first so the analysis sees every prediction so far.
+
+        Args:
+            experiment_id: the experiment to analyse.
 
         Returns:
             The analysis (also saved under ``results["analysis"]`` of the experiment).
@@ -359,6 +402,9 @@ class ABTestingFramework:
         better); anything else, inconclusive included, keeps the control and leaves the registry alone. Either way
         the experiment is completed (end date set, decision under ``results["decision"]``) and the decision, with
         its numbers, is sent through `alerts`.
+
+        Args:
+            experiment_id: the experiment to conclude.
 
         Returns:
             The decision with its evidence.

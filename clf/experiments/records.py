@@ -45,7 +45,14 @@ class Experiment:
 
     @classmethod
     def from_row(cls, row: ABTestExperiment) -> Experiment:
-        """The record of a table row."""
+        """The record of a table row.
+
+        Args:
+            row: a row of the ``ab_test_experiments`` table.
+
+        Returns:
+            The experiment, detached from the database session.
+        """
         return cls(
             id=row.id,
             name=row.name,
@@ -59,7 +66,11 @@ class Experiment:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict, dates in ISO 8601."""
+        """A JSON-ready dict, dates in ISO 8601.
+
+        Returns:
+            The experiment's fields, with the status as text.
+        """
         return {
             "id": self.id,
             "name": self.name,
@@ -107,7 +118,11 @@ class PromotionDecision:
     notification: Delivery | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict.
+
+        Returns:
+            The decision's fields, with the outcome and notification as text and the analysis nested.
+        """
         return {
             "experiment_id": self.experiment_id,
             "outcome": self.outcome.value,
@@ -120,7 +135,14 @@ class PromotionDecision:
         }
 
     def announcement(self, experiment: Experiment) -> tuple[str, str]:
-        """The notification's title and message, with the numbers a reader needs to trust the decision."""
+        """The notification's title and message, with the numbers a reader needs to trust the decision.
+
+        Args:
+            experiment: the concluded experiment (its versions, name and split go into the text).
+
+        Returns:
+            The title and the message body.
+        """
         analysis = self.analysis
         kept = experiment.treatment_version if self.outcome is PromotionOutcome.PROMOTED else experiment.control_version
         verb = "promoted" if self.outcome is PromotionOutcome.PROMOTED else "kept"

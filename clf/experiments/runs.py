@@ -111,6 +111,12 @@ class RetrainingRunStore:
     def get(self, run_id: int) -> dict[str, Any]:
         """One run record.
 
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            The run's columns as a dict.
+
         Raises:
             ExperimentError: for an unknown run.
         """

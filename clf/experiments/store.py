@@ -72,7 +72,14 @@ class ExperimentStore:
 
     @contextmanager
     def session(self, doing: str) -> Iterator[Session]:
-        """A transaction (committed on success); `doing` names the operation in a `DatabaseUnavailableError`."""
+        """A transaction (committed on success); `doing` names the operation in a `DatabaseUnavailableError`.
+
+        Args:
+            doing: what the transaction does, e.g. ``"reading experiment 3"``.
+
+        Yields:
+            The session; the schema is created first when missing.
+        """
         self.ensure_schema()
         with unavailable_as_error(self.engine, doing), self._sessions.begin() as session:
             yield session
@@ -81,6 +88,15 @@ class ExperimentStore:
 
     def insert(self, name: str, control: str, treatment: str, traffic_split: float) -> Experiment:
         """Adds a running experiment.
+
+        Args:
+            name: a name for people.
+            control: the control version (usually production).
+            treatment: the version tested against it.
+            traffic_split: share of users routed to the treatment, in (0, 1).
+
+        Returns:
+            The new experiment, with its id and start date.
 
         Raises:
             ExperimentConflictError: when one is already running on `control` (checked by the database's partial
@@ -110,6 +126,12 @@ class ExperimentStore:
     def get(self, experiment_id: int) -> Experiment:
         """The experiment with this id.
 
+        Args:
+            experiment_id: the experiment's id.
+
+        Returns:
+            The experiment.
+
         Raises:
             ExperimentNotFoundError: for an unknown id.
         """
@@ -118,6 +140,12 @@ class ExperimentStore:
 
     def list(self, status: ExperimentStatus | str | None = None) -> list[Experiment]:
         """Every experiment, newest first, optionally only those with `status`.
+
+        Args:
+            status: keep only experiments in this status; None for all.
+
+        Returns:
+            The experiments.
 
         Raises:
             InvalidExperimentError: for an unknown status.
@@ -134,7 +162,14 @@ class ExperimentStore:
             return [Experiment.from_row(row) for row in session.scalars(query)]
 
     def running_for(self, control_version: str) -> Experiment | None:
-        """The running experiment whose control is `control_version`, or None."""
+        """The running experiment whose control is `control_version`, or None.
+
+        Args:
+            control_version: the control version to look for.
+
+        Returns:
+            The running experiment, or None.
+        """
         query = sa.select(ABTestExperiment).where(
             ABTestExperiment.control_version == control_version,
             ABTestExperiment.status == ExperimentStatus.RUNNING.value,
@@ -145,6 +180,12 @@ class ExperimentStore:
 
     def stop(self, experiment_id: int) -> Experiment:
         """Marks a running experiment stopped, with its end date.
+
+        Args:
+            experiment_id: the experiment to stop.
+
+        Returns:
+            The stopped experiment.
 
         Raises:
             ExperimentNotFoundError: for an unknown id.
@@ -160,13 +201,21 @@ class ExperimentStore:
             return Experiment.from_row(row)
 
     def save_results(self, experiment_id: int, **parts: Any) -> None:
-        """Merges `parts` (``analysis=...``, ``decision=...``) into the experiment's results."""
+        """Merges `parts` (``analysis=...``, ``decision=...``) into the experiment's results.
+
+        Args:
+            experiment_id: the experiment.
+            **parts: top-level keys of the results JSON to set; other keys are kept.
+        """
         with self.session(f"saving the results of experiment {experiment_id}") as session:
             row = self._row(session, experiment_id)
             row.results = {**(row.results or {}), **parts}
 
     def claim_completion(self, experiment_id: int) -> tuple[ExperimentStatus, datetime | None]:
         """Marks the experiment completed unless another caller already did.
+
+        Args:
+            experiment_id: the experiment to complete.
 
         Returns:
             Its status and end date before, for `release_completion`.
@@ -186,7 +235,13 @@ class ExperimentStore:
             return previous
 
     def release_completion(self, experiment_id: int, status: ExperimentStatus, end_date: datetime | None) -> None:
-        """Undoes `claim_completion` (the promotion behind it failed)."""
+        """Undoes `claim_completion` (the promotion behind it failed).
+
+        Args:
+            experiment_id: the experiment.
+            status: the status `claim_completion` returned.
+            end_date: the end date `claim_completion` returned.
+        """
         with self.session(f"reopening experiment {experiment_id}") as session:
             row = self._row(session, experiment_id)
             row.status, row.end_date = status.value, end_date
@@ -195,6 +250,10 @@ class ExperimentStore:
 
     def set_true_label(self, prediction_id: str, true_label: str) -> None:
         """Stores the feedback on one logged prediction.
+
+        Args:
+            prediction_id: the ``prediction_id`` of a logged `/predict` answer.
+            true_label: the category the paper actually belongs to.
 
         Raises:
             UnknownPredictionError: when no logged prediction has that id.
@@ -209,7 +268,14 @@ class ExperimentStore:
             )
 
     def counts(self, experiment_id: int) -> dict[str, tuple[int, int]]:
-        """Model version → (predictions, predictions with feedback) logged for the experiment."""
+        """Model version → (predictions, predictions with feedback) logged for the experiment.
+
+        Args:
+            experiment_id: the experiment.
+
+        Returns:
+            One entry per version that answered.
+        """
         logs = PredictionLog
         query = (
             sa.select(logs.model_version, sa.func.count(), sa.func.count(logs.true_label))
@@ -220,7 +286,14 @@ class ExperimentStore:
             return {version: (total, feedback) for version, total, feedback in session.execute(query)}
 
     def outcomes(self, experiment_id: int) -> tuple[dict[str, list[float]], dict[str, tuple[list[str], list[str]]]]:
-        """What an analysis needs, per model version: every latency, and (predicted, true) labels with feedback."""
+        """What an analysis needs, per model version: every latency, and (predicted, true) labels with feedback.
+
+        Args:
+            experiment_id: the experiment.
+
+        Returns:
+            Version → latencies in ms, and version → (predicted labels, true labels) of the predictions with feedback.
+        """
         logs = PredictionLog
         timing = sa.select(logs.model_version, logs.latency_ms).where(logs.experiment_id == experiment_id)
         feedback = sa.select(logs.model_version, logs.predictions, logs.true_label).where(

@@ -38,6 +38,11 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Converts an aware datetime to UTC for storage (without its zone on SQLite).
+
+        Raises:
+            ValueError: for a naive datetime, whose time zone would be a guess.
+        """
         if value is None:
             return None
         if value.tzinfo is None:
@@ -47,13 +52,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Returns stored times as aware UTC datetimes, whatever the database kept."""
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
+    """The current time, timezone-aware UTC.
+
+    Returns:
+        ``datetime.now(UTC)``.
+    """
     return datetime.now(UTC)
 
 

@@ -31,6 +31,9 @@ def build_backbone(
         config_overrides: config fields to change; with ``model_type`` and `random_init`, the architecture is built
             from these alone (e.g. a tiny DistilBERT), without reading `pretrained`'s config.
 
+    Returns:
+        The model, with ``id2label``/``label2id`` and the problem type set in its config.
+
     Raises:
         BackboneLoadError: when the model cannot be found or read.
     """

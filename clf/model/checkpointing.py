@@ -84,11 +84,13 @@ class BackupModelCheckpoint(ModelCheckpoint):
             )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Saves as ModelCheckpoint does, then rewrites ``last`` if this epoch left it holding an older one."""
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer):
             self._save_last_if_stale(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Saves as ModelCheckpoint does, then rewrites ``last`` if this validation left it holding an older one."""
         super().on_validation_end(trainer, pl_module)
         if not self._should_save_on_train_epoch_end(trainer):
             self._save_last_if_stale(trainer)

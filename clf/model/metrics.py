@@ -21,6 +21,14 @@ def summary_metrics(num_labels: int, multi_label: bool, threshold: float = 0.5) 
     """Scalar metrics logged every epoch: ``acc`` and ``f1_macro`` in both modes (``acc`` is exact match there).
 
     Single-label also has ``top3_acc``; multi-label also has ``f1_micro``.
+
+    Args:
+        num_labels: number of classes.
+        multi_label: build the multi-label (one sigmoid per class) metrics instead of the multiclass ones.
+        threshold: probability above which a class counts as predicted, in multi-label mode.
+
+    Returns:
+        The metrics keyed by name, not yet prefixed with the stage.
     """
     if multi_label:
         return MetricCollection(
@@ -40,7 +48,16 @@ def summary_metrics(num_labels: int, multi_label: bool, threshold: float = 0.5) 
 
 
 def per_class_metrics(num_labels: int, multi_label: bool, threshold: float = 0.5) -> MetricCollection:
-    """Precision, recall, F1 for each class, and the confusion matrix (per class in multi-label mode)."""
+    """Precision, recall, F1 for each class, and the confusion matrix (per class in multi-label mode).
+
+    Args:
+        num_labels: number of classes.
+        multi_label: build the multi-label metrics instead of the multiclass ones.
+        threshold: probability above which a class counts as predicted, in multi-label mode.
+
+    Returns:
+        ``precision``, ``recall``, ``f1`` (one value per class) and ``confusion_matrix``.
+    """
     if multi_label:
         kwargs = {"num_labels": num_labels, "threshold": threshold}
         return MetricCollection(

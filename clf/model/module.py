@@ -108,11 +108,26 @@ class ArxivClassifier(L.LightningModule):
         return {label: i for i, label in self.id2label.items()}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Returns the logits, shape ``(batch, num_labels)``."""
+        """Runs the backbone on a tokenized batch.
+
+        Args:
+            input_ids: token ids, shape ``(batch, sequence)``.
+            attention_mask: 1 for real tokens, 0 for padding, same shape.
+
+        Returns:
+            The logits, shape ``(batch, num_labels)``.
+        """
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask).logits
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax over classes, or an independent sigmoid per class in multi-label mode."""
+        """Softmax over classes, or an independent sigmoid per class in multi-label mode.
+
+        Args:
+            logits: the output of `forward`, shape ``(batch, num_labels)``.
+
+        Returns:
+            Probabilities of the same shape; rows sum to 1 in single-label mode.
+        """
         return torch.sigmoid(logits) if self.multi_label else logits.softmax(dim=-1)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -124,6 +139,7 @@ class ArxivClassifier(L.LightningModule):
         return labels.int() if self.multi_label else labels
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Computes the loss of a batch, updates the training metrics and logs ``train/loss``."""
         logits = self(batch["input_ids"], batch["attention_mask"])
         loss = self._loss(logits, batch["labels"])
         self.train_metrics.update(self.probabilities(logits.detach()), self._targets(batch["labels"]))
@@ -131,10 +147,12 @@ class ArxivClassifier(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        """Logs the epoch's training metrics and resets them."""
         self.log_dict(self.train_metrics.compute(), sync_dist=True)
         self.train_metrics.reset()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Logs ``val/loss`` and updates the validation metrics (``val/acc``, ``val/f1_macro``...)."""
         logits = self(batch["input_ids"], batch["attention_mask"])
         loss = self._loss(logits, batch["labels"])
         self.val_metrics.update(self.probabilities(logits), self._targets(batch["labels"]))
@@ -142,6 +160,7 @@ class ArxivClassifier(L.LightningModule):
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Logs ``test/loss`` and updates the summary and per-class test metrics."""
         logits = self(batch["input_ids"], batch["attention_mask"])
         probabilities, targets = self.probabilities(logits), self._targets(batch["labels"])
         self.log(
@@ -152,6 +171,7 @@ class ArxivClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         # compute() gathers the states of every rank, so all ranks see the same numbers.
+        """Logs the test metrics and writes the test report and confusion matrix into the run's log folder."""
         summary = {name: float(value) for name, value in self.test_metrics.compute().items()}
         per_class = {name: value.cpu() for name, value in self.test_per_class.compute().items()}
         self.log_dict(summary)
@@ -174,6 +194,7 @@ class ArxivClassifier(L.LightningModule):
         return self.probabilities(self(batch["input_ids"], batch["attention_mask"]))
 
     def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW (no weight decay on biases and LayerNorm weights) with a linear warmup-then-decay schedule per step."""
         decay, no_decay = [], []
         no_decay_ids = {
             id(p) for module in self.modules() if isinstance(module, nn.LayerNorm) for p in module.parameters()

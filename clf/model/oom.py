@@ -40,7 +40,7 @@ def is_out_of_memory(err: BaseException) -> bool:
     Returns:
         True when halving the batch may help.
 
-    Example:
+    Examples:
         >>> is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
         True
         >>> is_out_of_memory(ValueError("CUDA out of memory"))
@@ -74,7 +74,7 @@ class BatchSetting:
     def effective_batch_size(self) -> int:
         """Samples per optimizer step.
 
-        Example:
+        Examples:
             >>> BatchSetting(8, 2).effective_batch_size
             16
         """
@@ -83,10 +83,13 @@ class BatchSetting:
     def halved(self) -> BatchSetting:
         """Half the batch size (rounded down) and twice the accumulation.
 
+        Returns:
+            The new setting; the effective batch size (batch size × accumulation) stays the same for even sizes.
+
         Raises:
             ValueError: at batch size 1, which cannot be halved.
 
-        Example:
+        Examples:
             >>> BatchSetting(16, 1).halved()
             BatchSetting(batch_size=8, accumulate_grad_batches=2)
         """

@@ -8,7 +8,11 @@ import torch
 
 
 def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX)."""
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX).
+
+    Returns:
+        True when torch or ``/proc/cpuinfo`` reports AVX512-BF16 or AMX-BF16.
+    """
     probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     if probe is not None and probe():
         return True
@@ -23,6 +27,9 @@ def auto_precision(accelerator: str = "auto") -> str:
 
     Args:
         accelerator: the Trainer's accelerator (``auto``, ``cpu``, ``gpu``, ``cuda``).
+
+    Returns:
+        A Lightning ``precision`` value.
     """
     on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     if on_gpu:

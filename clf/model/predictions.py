@@ -27,6 +27,9 @@ def prediction_records(
         multi_label: also list every category above `threshold`.
         threshold: the multi-label decision threshold.
         top_k: how many ranked categories to give.
+
+    Returns:
+        One dict per row, in order.
     """
     k = min(top_k, probabilities.shape[1])
     values, indices = probabilities.float().topk(k, dim=1)
@@ -53,7 +56,22 @@ def write_predictions(
     multi_label: bool = False,
     threshold: float = 0.5,
 ) -> Path:
-    """Writes one JSON line per paper: what identifies it (`papers[i]`) followed by its prediction."""
+    """Writes one JSON line per paper: what identifies it (`papers[i]`) followed by its prediction.
+
+    Args:
+        path: the JSON Lines file to (over)write.
+        papers: one dict per predicted paper (its id, title...), in the order of `probabilities`.
+        probabilities: ``(N, num_labels)`` softmax (or sigmoid, in multi-label mode) outputs.
+        id2label: class index → category.
+        multi_label: also list every category above `threshold`.
+        threshold: the multi-label decision threshold.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: when `papers` and `probabilities` have different lengths.
+    """
     if len(papers) != len(probabilities):
         raise ValueError(f"{len(papers)} papers but {len(probabilities)} predictions")
     predictions = prediction_records(probabilities, id2label, multi_label=multi_label, threshold=threshold)

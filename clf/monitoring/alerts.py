@@ -9,13 +9,14 @@ retries connection errors, timeouts, HTTP 5xx and 429 with exponential backoff a
 cannot be delivered is logged as an error. Posts happen in the calling thread, so a call can block for up to
 ``(max_retries + 1) * timeout_seconds`` plus the backoff waits; call from a background task, not a request handler.
 
->>> from clf.monitoring.alerts import AlertManager
->>> alerts = AlertManager(clock=lambda: 0.0)  # no webhook: alerts are logged only
->>> metrics = {"window_minutes": 5.0, "total": 40, "errors": 4, "error_rate": 0.1, "latency_p95_ms": 80.0}
->>> [alert.title for alert in alerts.check_and_alert(metrics)]
-['High error rate (all versions)']
->>> alerts.check_and_alert(metrics)  # the same alert again within the cooldown is suppressed
-[]
+Examples:
+    >>> from clf.monitoring.alerts import AlertManager
+    >>> alerts = AlertManager(clock=lambda: 0.0)  # no webhook: alerts are logged only
+    >>> metrics = {"window_minutes": 5.0, "total": 40, "errors": 4, "error_rate": 0.1, "latency_p95_ms": 80.0}
+    >>> [alert.title for alert in alerts.check_and_alert(metrics)]
+    ['High error rate (all versions)']
+    >>> alerts.check_and_alert(metrics)  # the same alert again within the cooldown is suppressed
+    []
 """
 
 from __future__ import annotations

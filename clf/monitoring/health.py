@@ -69,7 +69,11 @@ class HealthReport:
         return "healthy" if self.healthy else "unhealthy"
 
     def to_json(self) -> dict[str, Any]:
-        """``{"status", "live_version", "checks": {name: {"ok", "detail", "value"}}}``."""
+        """``{"status", "live_version", "checks": {name: {"ok", "detail", "value"}}}``.
+
+        Returns:
+            ``{"status", "live_version", "checks": {name: {"ok", "detail", "value"}}}``, ready for `json.dumps`.
+        """
         return {
             "status": self.status,
             "live_version": self.live_version,
@@ -110,7 +114,16 @@ def check_model_health(
 def check_predictor(
     predictor: ModelPredictor, latency_threshold_ms: float = 500.0, test_text: str = HEALTH_TEXT
 ) -> dict[str, HealthCheck]:
-    """The checks of one loaded version: ``model_loaded``, ``checkpoint_valid``, ``inference`` and ``latency``."""
+    """The checks of one loaded version: ``model_loaded``, ``checkpoint_valid``, ``inference`` and ``latency``.
+
+    Args:
+        predictor: the loaded version to check.
+        latency_threshold_ms: the ``latency`` check fails when one classification takes longer than this.
+        test_text: the input classified by the ``inference`` check.
+
+    Returns:
+        Check name → its result.
+    """
     inference, latency = check_inference(predictor, test_text, latency_threshold_ms)
     return {
         "model_loaded": HealthCheck(True, f"{predictor.version} loaded from {predictor.model_dir}"),
@@ -121,7 +134,14 @@ def check_predictor(
 
 
 def check_files(model_dir: Path) -> HealthCheck:
-    """The model's files are all there and the weights match the sha256 in ``manifest.json`` (when it has one)."""
+    """The model's files are all there and the weights match the sha256 in ``manifest.json`` (when it has one).
+
+    Args:
+        model_dir: the version's folder (an ``export/`` folder or a registry version).
+
+    Returns:
+        A passing check, or a failing one that names the missing file or the checksum that differs.
+    """
     missing = [name for name in REQUIRED_FILES if not (model_dir / name).is_file()]
     if missing:
         return HealthCheck(False, f"{model_dir}: missing {', '.join(missing)}")
@@ -145,7 +165,17 @@ def check_files(model_dir: Path) -> HealthCheck:
 def check_inference(
     predictor: ModelPredictor, text: str, latency_threshold_ms: float
 ) -> tuple[HealthCheck, HealthCheck]:
-    """Classifies `text` once: the answer must be a known label with a finite probability in [0, 1]."""
+    """Classifies `text` once: the answer must be a known label with a finite probability in [0, 1].
+
+    Args:
+        predictor: the loaded version to check.
+        text: the input to classify.
+        latency_threshold_ms: the latency check fails above this many milliseconds.
+
+    Returns:
+        The ``inference`` check and the ``latency`` check (whose value is the latency in ms); both fail when the
+        model raises.
+    """
     started = time.perf_counter()
     try:
         record = predictor.predict_texts([text])[0]

@@ -60,7 +60,15 @@ class JSONFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        """The record as a JSON object on one line (newlines inside values are escaped)."""
+        """The record as a JSON object on one line (newlines inside values are escaped).
+
+        Args:
+            record: the log record; its ``extra`` fields become keys of the object.
+
+        Returns:
+            The JSON text, with ``timestamp`` (UTC), ``level``, ``logger``, ``message``, the code location, any
+            exception text and the extras.
+        """
         entry: dict[str, Any] = {
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
             "level": record.levelname,
@@ -87,7 +95,14 @@ class JSONFormatter(logging.Formatter):
 
 
 def json_logs_requested(environ: dict[str, str] | None = None) -> bool:
-    """Whether `JSON_LOGS_ENV` asks for JSON logs (``1``, ``true`` or ``yes``, any case)."""
+    """Whether `JSON_LOGS_ENV` asks for JSON logs (``1``, ``true`` or ``yes``, any case).
+
+    Args:
+        environ: the environment to read; None reads `os.environ`.
+
+    Returns:
+        True when JSON logs are asked for.
+    """
     value = (os.environ if environ is None else environ).get(JSON_LOGS_ENV, "")
     return value.strip().lower() in ("1", "true", "yes")
 

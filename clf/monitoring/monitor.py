@@ -203,7 +203,14 @@ class PredictionMonitor:
         return metrics
 
     def prometheus_text(self, window_minutes: float = 5.0) -> str:
-        """`get_metrics(window_minutes)` in Prometheus text exposition format (see `to_prometheus`)."""
+        """`get_metrics(window_minutes)` in Prometheus text exposition format (see `to_prometheus`).
+
+        Args:
+            window_minutes: how far back the windowed metrics look.
+
+        Returns:
+            The metrics as Prometheus text, one ``clf_*`` sample per line.
+        """
         return to_prometheus(self.get_metrics(window_minutes))
 
     def __len__(self) -> int:

@@ -54,12 +54,22 @@ class Comparison:
     improvement: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict.
+
+        Returns:
+            The comparison as nested dicts and lists, ready for `json.dumps`.
+        """
         return asdict(self)
 
 
 def load_samples(test_data: str | Path | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Reads a split file (``{"metadata", "samples"}``) or checks a list of samples.
+
+    Args:
+        test_data: a split file's path, or the samples themselves (dicts with ``text`` and ``label``).
+
+    Returns:
+        The samples.
 
     Raises:
         RegistryError: when there are no samples or one lacks ``text`` or ``label``.
@@ -79,6 +89,14 @@ def load_samples(test_data: str | Path | list[dict[str, Any]]) -> list[dict[str,
 
 def score_version(registry: ModelRegistry, version: str, samples: list[dict[str, Any]]) -> VersionScore:
     """Classifies every sample one at a time with `version` and scores it.
+
+    Args:
+        registry: the registry holding `version`.
+        version: the version to score, e.g. ``v1.2.0``.
+        samples: samples with ``text`` and ``label`` (a category name or a class index).
+
+    Returns:
+        The version's accuracy, macro F1 and per-sample latency.
 
     Raises:
         RegistryError: when a label is not one of the model's classes.

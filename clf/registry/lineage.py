@@ -53,10 +53,20 @@ def collect_metadata(source: Path) -> dict[str, Any]:
 
 
 def now() -> str:
+    """The current UTC time as ISO 8601, to the second (``2025-01-31T12:00:00+00:00``).
+
+    Returns:
+        The timestamp text recorded in lineage and audit entries.
+    """
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def user() -> str:
+    """The login name of whoever runs the command, recorded in audit entries.
+
+    Returns:
+        The login name, or the numeric user id where the system has no name for it (some containers).
+    """
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in some containers

@@ -30,8 +30,11 @@ class Version:
     """A parsed ``vMAJOR.MINOR.PATCH``; ordered by number, so ``v1.10.0`` sorts after ``v1.9.0``."""
 
     major: int
+    """The first number; a major bump increments it and resets the other two to 0."""
     minor: int
+    """The second number; a minor bump (the default) increments it and resets `patch` to 0."""
     patch: int
+    """The third number; a patch bump increments it."""
 
     @classmethod
     def parse(cls, text: str) -> Version:

@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 def read_splits(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
     """The train, val and test samples of a data folder.
 
+    Args:
+        data_dir: a data folder with ``splits/train.json``, ``val.json`` and ``test.json``.
+
+    Returns:
+        Split name → its samples.
+
     Raises:
         RetrainingError: when a split file is missing or malformed, saying which.
     """

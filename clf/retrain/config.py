@@ -48,6 +48,11 @@ class DataSourceConfig:
     """Seed of sampling and of the split of the new papers."""
 
     def validate(self) -> None:
+        """Checks the section's values.
+
+        Raises:
+            RetrainingConfigError: naming the ``data.*`` field that is missing or out of range.
+        """
         if self.source == "snapshot" and not self.snapshot_path:
             raise RetrainingConfigError("data.snapshot_path is required when data.source is snapshot")
         if len(set(self.categories)) < 2:
@@ -82,6 +87,12 @@ class EmailConfig:
     """Socket timeout of the SMTP connection."""
 
     def validate(self) -> None:
+        """Checks the section's values.
+
+        Raises:
+            RetrainingConfigError: naming the ``email.*`` field that is out of range, or when email is enabled without
+                recipients.
+        """
         if not 1 <= self.port <= 65535:
             raise RetrainingConfigError(f"email.port must be in [1, 65535], got {self.port}")
         if self.enabled and not self.recipients:
@@ -102,6 +113,11 @@ class SlackConfig:
     """The webhook URL itself, when it is not a secret (a loopback receiver in tests); wins over `webhook_env`."""
 
     def validate(self) -> None:
+        """Checks the section's values.
+
+        Raises:
+            RetrainingConfigError: when ``slack.webhook_url`` is set but is not an http(s) URL.
+        """
         if self.webhook_url is not None and not self.webhook_url.startswith(("http://", "https://")):
             raise RetrainingConfigError(f"slack.webhook_url must be an http(s) URL, got {self.webhook_url[:12]!r}...")
 
@@ -182,6 +198,12 @@ class RetrainingConfig:
     def from_yaml(cls, path: str | Path) -> RetrainingConfig:
         """Loads and validates ``configs/retraining.yaml`` (or any file of the same shape).
 
+        Args:
+            path: the YAML file.
+
+        Returns:
+            The validated config.
+
         Raises:
             FileNotFoundError: when the file does not exist.
             RetrainingConfigError: naming the field that is wrong.
@@ -199,7 +221,11 @@ class RetrainingConfig:
         return cls.from_dict(values, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values, as they would be written to YAML."""
+        """Plain values, as they would be written to YAML.
+
+        Returns:
+            Nested dicts of the sections' fields.
+        """
         return dataclasses.asdict(self)
 
 

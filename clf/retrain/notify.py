@@ -59,6 +59,10 @@ class Notifier:
         The password comes from the environment variable `EmailConfig.password_env`, read here (at send time) so
         that a rotated secret is picked up without a restart.
 
+        Args:
+            subject: the Subject line.
+            message: the plain-text body.
+
         Returns:
             How it went.
         """
@@ -97,6 +101,11 @@ class Notifier:
     def send_slack(self, subject: str, message: str, level: str = "info") -> str:
         """Posts to the Slack webhook through `AlertManager.send` (with its retries).
 
+        Args:
+            subject: the message's title.
+            message: the message's text.
+            level: ``info``, ``warning`` or ``critical``; sets the message's Slack icon and log level.
+
         Returns:
             ``sent``, ``failed``, ``logged`` (enabled but no URL set) or ``disabled``.
         """
@@ -111,7 +120,14 @@ class Notifier:
 
 
 def summarize(result: RunResult) -> tuple[str, str, str]:
-    """The notification of a run: subject, body (dataset size, metrics, decisions, error) and level."""
+    """The notification of a run: subject, body (dataset size, metrics, decisions, error) and level.
+
+    Args:
+        result: the finished (or failed) run.
+
+    Returns:
+        The subject, the body (one fact per line) and the level: ``critical`` for a failed run.
+    """
     lines = [f"Run {result.run_id}: {result.status.value}"]
     if result.new_data:
         n = result.new_data

@@ -74,7 +74,11 @@ class NewData:
         return len(self.papers)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready summary (without the papers themselves)."""
+        """A JSON-ready summary (without the papers themselves).
+
+        Returns:
+            The production version, training cut-off date and its source, and the counts of new papers.
+        """
         return {
             "production_version": self.production_version,
             "last_training_date": self.last_training_date,
@@ -106,7 +110,11 @@ class GrowthDecision:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict.
+
+        Returns:
+            The decision's fields, with ``decision`` as text.
+        """
         return {**asdict(self), "decision": self.decision.value}
 
 
@@ -134,7 +142,11 @@ class AugmentedDataset:
         return self.data_dir / "splits" / "test.json"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict.
+
+        Returns:
+            The dataset's fields, with the folders as text.
+        """
         return {**asdict(self), "data_dir": str(self.data_dir), "previous_data_dir": str(self.previous_data_dir)}
 
 
@@ -161,7 +173,11 @@ class PromotionOutcome:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict.
+
+        Returns:
+            The outcome's fields, with ``decision`` as text.
+        """
         return {**asdict(self), "decision": self.decision.value}
 
 
@@ -194,7 +210,11 @@ class RunResult:
     notifications: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict.
+
+        Returns:
+            The run's status and each stage's outcome (None for stages not reached), nested.
+        """
         return {
             "run_id": self.run_id,
             "status": self.status.value,

@@ -74,6 +74,9 @@ class RetrainingPipeline:
     def production(self) -> str:
         """The production version.
 
+        Returns:
+            The production version's name, e.g. ``v1.2.0``.
+
         Raises:
             RetrainingError: when nothing is in production yet.
         """
@@ -305,6 +308,11 @@ class RetrainingPipeline:
 
     def send_notification(self, subject: str, message: str, level: str = "info") -> dict[str, str]:
         """Emails and posts to Slack, as configured; never raises.
+
+        Args:
+            subject: the email subject and Slack title.
+            message: the body.
+            level: ``info``, ``warning`` or ``critical``.
 
         Returns:
             Channel → delivery (``sent``, ``failed``, ``logged``, ``disabled``).

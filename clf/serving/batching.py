@@ -78,6 +78,12 @@ class DynamicBatcher:
     def submit(self, texts: list[str]) -> Future[list[dict[str, Any]]]:
         """Queues `texts` as one request; the future resolves to their records, in order.
 
+        Args:
+            texts: the model input texts of one request, classified in one batch with other queued requests' texts.
+
+        Returns:
+            A future resolving to one prediction record per text, or to the exception the model raised.
+
         Raises:
             ServiceClosedError: after `close`.
         """
@@ -89,7 +95,11 @@ class DynamicBatcher:
         return request.future
 
     def close(self, wait: bool = True) -> None:
-        """Stops taking requests; every request already queued is still answered before the worker ends."""
+        """Stops taking requests; every request already queued is still answered before the worker ends.
+
+        Args:
+            wait: block until the worker thread has answered everything queued and ended.
+        """
         with self._lock:
             if self._closed:
                 return

@@ -41,7 +41,14 @@ class TrafficRule(Protocol):
         ...
 
     def route(self, user_id: str | None) -> Route:
-        """The version (and arm) for one request from `user_id` (None for anonymous requests)."""
+        """The version (and arm) for one request from `user_id` (None for anonymous requests).
+
+        Args:
+            user_id: the caller's stable id; None for anonymous requests.
+
+        Returns:
+            The version to answer with, its arm and experiment (if any).
+        """
         ...
 
 
@@ -50,10 +57,18 @@ def stable_bucket(user_id: str, salt: str = "") -> float:
 
     SHA-256 rather than Python's ``hash()``, which is salted per process.
 
-    >>> stable_bucket("alice", "exp-1") == stable_bucket("alice", "exp-1")
-    True
-    >>> 0.0 <= stable_bucket("bob") < 1.0
-    True
+    Args:
+        user_id: the caller's stable id.
+        salt: separates experiments, so one user's buckets in two experiments are independent.
+
+    Returns:
+        The bucket; a user is in the treatment arm when it is below the treatment share.
+
+    Examples:
+        >>> stable_bucket("alice", "exp-1") == stable_bucket("alice", "exp-1")
+        True
+        >>> 0.0 <= stable_bucket("bob") < 1.0
+        True
     """
     digest = hashlib.sha256(f"{salt}\x00{user_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -77,7 +92,14 @@ class SingleVersion:
         return frozenset({self.version})
 
     def route(self, user_id: str | None) -> Route:
-        """Always the same version."""
+        """Always the same version.
+
+        Args:
+            user_id: ignored; every request gets the same version.
+
+        Returns:
+            This rule's version and arm.
+        """
         return Route(self.version, self.arm)
 
 
@@ -121,7 +143,14 @@ class WeightedSplit:
         return frozenset({self.control, self.treatment})
 
     def route(self, user_id: str | None) -> Route:
-        """Treatment when the user's bucket (or a random draw) falls below the share."""
+        """Treatment when the user's bucket (or a random draw) falls below the share.
+
+        Args:
+            user_id: the caller's stable id, which keeps a user in one arm; None draws at random per request.
+
+        Returns:
+            The treatment or control version, with its arm and the experiment.
+        """
         point = self.rng.random() if user_id is None else stable_bucket(user_id, self.salt)
         if point < self.treatment_share:
             return Route(self.treatment, self.treatment_arm, self.experiment)

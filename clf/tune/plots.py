@@ -25,6 +25,13 @@ def write_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     """Writes each plot as ``<name>.html`` (interactive, plotly) and ``<name>.png``; returns the files written.
 
     A plot the study cannot support yet (parameter importance needs two completed trials) is skipped with a log line.
+
+    Args:
+        study: the Optuna study to plot.
+        out_dir: folder of the plots; created when missing.
+
+    Returns:
+        The files written, HTML and PNG of each plot drawn.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

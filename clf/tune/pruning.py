@@ -15,6 +15,7 @@ class StrictPruningCallback(PyTorchLightningPruningCallback):
     """
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Reports the monitored metric to Optuna and prunes, raising `TuneError` when validation did not log it."""
         if not trainer.sanity_checking and self.monitor not in trainer.callback_metrics:
             logged = ", ".join(sorted(k for k in trainer.callback_metrics if k.startswith("val/"))) or "none"
             raise TuneError(

@@ -56,7 +56,14 @@ class Parameter:
             raise SearchSpaceError(f"{where}: a log-scale range must be positive, got low {self.low}")
 
     def suggest(self, trial: optuna.Trial) -> Any:
-        """Draws this parameter's value for `trial`."""
+        """Draws this parameter's value for `trial`.
+
+        Args:
+            trial: the Optuna trial being set up.
+
+        Returns:
+            The value drawn: an int, a float or one of `choices`.
+        """
         if self.kind == "categorical":
             return trial.suggest_categorical(self.key, list(self.choices))
         if self.kind == "int":
@@ -68,6 +75,9 @@ def default_search_space() -> list[Parameter]:
     """Learning rate log-uniform in [1e-5, 5e-5], batch size {8, 16, 32}, warmup steps {100, 500, 1000}.
 
     The same space is written out in ``configs/tune/default.yaml``.
+
+    Returns:
+        The three parameters, in that order.
     """
     return [
         Parameter("model.learning_rate", "float", low=1e-5, high=5e-5, log=True),
@@ -78,6 +88,13 @@ def default_search_space() -> list[Parameter]:
 
 def load_search_space(path: str | Path | None = None) -> list[Parameter]:
     """Reads a search space YAML; `default_search_space` when `path` is None.
+
+    Args:
+        path: YAML mapping each config key (``model.learning_rate``) to its ``type`` (float, int, categorical) and
+            ``low``/``high``/``log``/``step`` or ``choices``; None for the default space.
+
+    Returns:
+        The parameters, in file order.
 
     Raises:
         SearchSpaceError: naming the file and the entry that is malformed.
@@ -113,6 +130,10 @@ def load_search_space(path: str | Path | None = None) -> list[Parameter]:
 
 def check_keys(parameters: list[Parameter], config_keys: Collection[str]) -> None:
     """Checks every searched key exists in the fit config.
+
+    Args:
+        parameters: the search space.
+        config_keys: the dotted keys of the fit config (``model.learning_rate``, ``data.batch_size``...).
 
     Raises:
         SearchSpaceError: naming each unknown key and the closest known ones.

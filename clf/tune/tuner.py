@@ -61,6 +61,10 @@ def tune(
 
     Returns:
         The study folder, holding best_params.json, best.yaml, trials.jsonl and plots/.
+
+    Raises:
+        ValueError: when `n_trials` or `epochs` is below 1, or `timeout` is not positive.
+        FileNotFoundError: when `fit_config` does not exist.
     """
     from clf.model.callbacks import TrainingDivergenceError  # torch and Lightning load only when a study runs
     from clf.model.oom import OutOfMemoryAdvice

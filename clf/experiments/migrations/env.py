@@ -14,7 +14,11 @@ from clf.experiments.tables import Base
 
 
 def run_migrations() -> None:
-    """Migrates the connection in ``config.attributes["connection"]`` inside its transaction."""
+    """Migrates the connection in ``config.attributes["connection"]`` inside its transaction.
+
+    Raises:
+        RuntimeError: in Alembic's offline (SQL script) mode, or when the configuration carries no connection.
+    """
     if context.is_offline_mode():
         raise RuntimeError("the experiment migrations run online only: use clf db upgrade --db URL")
     connection = context.config.attributes.get("connection")

@@ -18,6 +18,7 @@ RUNNING = sa.text("status = 'running'")
 
 
 def upgrade() -> None:
+    """Creates the experiments, prediction logs and retraining runs tables with their indexes."""
     op.create_table(
         "ab_test_experiments",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -75,6 +76,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drops the three tables `upgrade` created."""
     op.drop_table("retraining_runs")
     op.drop_table("prediction_logs")
     op.drop_table("ab_test_experiments")
