@@ -214,7 +214,7 @@ class ArxivDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            collate_fn=PadToLongest(self.tokenizer),
         )
 
     def _load_split(self, split: str) -> tuple[list[dict[str, Any]], bytes]:
@@ -310,3 +310,29 @@ class ArxivDataModule(L.LightningDataModule):
         self.predict_records = records
         log.info("predict: %d papers from %s", len(records), path)
         return self._encode(Dataset.from_dict({"text": texts}), "predict")
+
+
+class PadToLongest:
+    """Collates tokenized samples into a batch padded to its longest sample, as a plain dict of tensors.
+
+    A dict rather than transformers' ``BatchEncoding``: Lightning moves a dict's tensors to the GPU one by one with
+    ``non_blocking=True`` (asynchronous from pinned memory), but calls ``BatchEncoding.to`` without it, which
+    costs a host sync per tensor on every step.
+
+    Args:
+        tokenizer: the tokenizer that encoded the samples (its pad token and padding side are used).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self._pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Pads `features` into one batch.
+
+        Args:
+            features: tokenized samples (``input_ids``, ``attention_mask``, and ``labels`` where known).
+
+        Returns:
+            Name → tensor of shape ``(batch, longest)`` (``labels``: ``(batch,)`` or ``(batch, classes)``).
+        """
+        return dict(self._pad(features))

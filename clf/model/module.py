@@ -43,6 +43,8 @@ class ArxivClassifier(L.LightningModule):
         random_init: build the backbone without pretrained weights (tests, smoke runs).
         config_overrides: backbone config fields to change (e.g. a tiny DistilBERT for tests).
         max_length: the tokenizer's max length (linked from the DataModule), recorded for export and serving.
+        compile: compile the backbone with ``torch.compile`` (dynamic shapes, since batches are padded to their
+            own longest text). The first steps pay for compilation; it pays off on long GPU runs.
 
     Raises:
         ValueError: naming the option that is out of range.
@@ -63,6 +65,7 @@ class ArxivClassifier(L.LightningModule):
         random_init: bool = False,
         config_overrides: dict[str, Any] | None = None,
         max_length: int = 512,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if num_labels < 2:
@@ -97,7 +100,13 @@ class ArxivClassifier(L.LightningModule):
         self.backbone.train()
         if gradient_checkpointing:
             self.backbone.gradient_checkpointing_enable()
-        self.train_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="train/")
+        if compile:
+            # In place (nn.Module.compile), so state_dict keys, checkpoints and the export stay as they are.
+            self.backbone.compile(dynamic=True)
+        # Training batches come from clf's own DataModule; validating them would cost a host sync per step.
+        self.train_metrics = summary_metrics(num_labels, multi_label, threshold, validate_args=False).clone(
+            prefix="train/"
+        )
         self.val_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="val/")
         self.test_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="test/")
         self.test_per_class = per_class_metrics(num_labels, multi_label, threshold)

