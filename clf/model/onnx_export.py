@@ -370,9 +370,13 @@ def _export_fp32(model: Any, tokenizer: Any, path: Path, opset: int) -> None:
     axes = {0: torch.export.Dim("batch", min=1), 1: torch.export.Dim("sequence", min=1)}
     with tempfile.TemporaryDirectory(prefix="clf-onnx-") as scratch:
         raw = Path(scratch) / "model.onnx"
+        exporter_log = logging.getLogger("torch.onnx")
+        level = exporter_log.level
         try:
+            # The exporter's deprecation chatter and its notes on absent torchvision ops are not the user's to act on.
+            exporter_log.setLevel(logging.ERROR)
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not the user's to act on
+                warnings.simplefilter("ignore")
                 torch.onnx.export(
                     LogitsOnly(model),
                     (example["input_ids"], example["attention_mask"]),
@@ -386,6 +390,8 @@ def _export_fp32(model: Any, tokenizer: Any, path: Path, opset: int) -> None:
                 )
         except Exception as err:  # the exporter raises many kinds (torch._dynamo, onnxscript, export errors)
             raise OnnxExportError(f"torch.onnx.export failed for {type(model).__name__}: {err}") from err
+        finally:
+            exporter_log.setLevel(level)
         # The exporter writes weights to a side file; one file is simpler to copy, hash and serve.
         onnx.save_model(onnx.load_model(str(raw)), str(path), save_as_external_data=False)
 
