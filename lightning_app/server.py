@@ -25,6 +25,8 @@ def serve(
     slack_webhook: str | None = None,
     alert_interval_seconds: float = 60.0,
     deploy_interval_seconds: float = 5.0,
+    canary_max_p95_ratio: float = 1.2,
+    canary_p95_slack_ms: float = 10.0,
     experiments_db: str | None = None,
     experiment_sync_seconds: float = 10.0,
     json_logs: bool = False,
@@ -54,6 +56,10 @@ def serve(
         alert_interval_seconds: how often the alert thresholds are checked.
         deploy_interval_seconds: how often rollouts (clf deploy) advance and the rollback monitor looks at
             production. Rollouts and the rollback monitor run only when no --version pins the served version.
+        canary_max_p95_ratio: a canary stage fails when the canary's p95 latency over the stage reaches production's
+            times this (and production's plus --canary-p95-slack-ms).
+        canary_p95_slack_ms: latency a canary may always add to production's p95 (timer noise of fast models, busy
+            machines).
         experiments_db: a SQLAlchemy URL of the A/B experiments database; when set, the running experiment of the
             live version routes users, every routed prediction is logged there, and POST /feedback records true
             labels.
@@ -63,6 +69,7 @@ def serve(
 
     Raises:
         RuntimeError: when FastAPI or uvicorn is not installed.
+        ValueError: when --canary-max-p95-ratio is below 1.
     """
     try:
         import uvicorn
@@ -70,6 +77,7 @@ def serve(
         raise RuntimeError('clf serve needs FastAPI and uvicorn: pip install "clf[serve]"') from err
 
     from clf.deploy.controller import DeploymentController
+    from clf.deploy.gates import CanaryGates
     from clf.monitoring.alerts import AlertManager
     from clf.monitoring.logs import configure_logging
     from clf.serving.service import ClassificationService
@@ -93,7 +101,8 @@ def serve(
     feedback = None
     if version is None:
         # Resumes a rollout left in progress by a previous process before the first request arrives.
-        controller = DeploymentController(service, alerts=alerts)
+        gates = CanaryGates(max_p95_ratio=canary_max_p95_ratio, p95_slack_ms=canary_p95_slack_ms)
+        controller = DeploymentController(service, alerts=alerts, gates=gates)
         periodic.append((deploy_interval_seconds, controller.tick))
     if experiments_db:
         from clf.experiments import ABTestingFramework, ExperimentSync

@@ -20,8 +20,10 @@ metrics of the interrupted stage were in the old process's memory); a blue-green
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from clf.deploy.gates import (
@@ -364,7 +366,11 @@ class DeploymentController:
         window = elapsed / 60
         canary, production = self._metrics(state.candidate, window), self._metrics(state.baseline, window)
         yardstick = production if int(production.get("total") or 0) >= self.gates.min_requests else None
-        result = evaluate_gates(canary, yardstick or state.baseline_metrics or production, self.gates)
+        reference = yardstick or state.baseline_metrics or production
+        # Before the stage ends only errors may cut it short: a p95 over the stage's first few dozen requests is
+        # their third-slowest, noise on a busy machine. Latency is judged over the whole stage.
+        gates = self.gates if elapsed >= state.stage_seconds else replace(self.gates, max_p95_ratio=math.inf)
+        result = evaluate_gates(canary, reference, gates)
         evidence = {state.candidate: canary, state.baseline: production}
         if result.verdict == GateVerdict.FAIL:
             return [self._abort(state, f"stage {state.stage} %: " + "; ".join(result.reasons), evidence)]
@@ -395,9 +401,11 @@ class DeploymentController:
         self._live_since = self.clock()
         if state.baseline and state.baseline != state.candidate:
             self._unload_quietly(state.baseline)
+        # The decision before the idle state: whoever sees the rollout end (clf deploy --wait-seconds) sees why.
+        decision = self._record(Action.PROMOTED, state.candidate, f"passed stages {state.stages}", evidence)
         self.store.save(DeploymentState())
         self._alert(f"{state.candidate} promoted", f"canary passed every stage {state.stages}", "info")
-        return self._record(Action.PROMOTED, state.candidate, f"passed stages {state.stages}", evidence)
+        return decision
 
     def _abort(self, state: DeploymentState, reason: str, metrics: dict[str, Any] | None = None) -> Decision:
         """Withdraws a canary (or a not yet started rollout): all traffic back to the live version."""
@@ -405,9 +413,10 @@ class DeploymentController:
         self._canary_rule = None
         if state.candidate and state.candidate != self.service.live_version:
             self._unload_quietly(state.candidate)
+        decision = self._record(Action.ROLLED_BACK, state.candidate, reason, metrics or {}, state.stage)
         self.store.save(DeploymentState())
         self._alert(f"Rolled back canary {state.candidate}", reason, "critical")
-        return self._record(Action.ROLLED_BACK, state.candidate, reason, metrics or {}, state.stage)
+        return decision
 
     def _apply_stage(self, state: DeploymentState) -> None:
         assert state.candidate is not None and state.baseline is not None

@@ -47,15 +47,19 @@ def test_a_canary_with_injected_errors_is_rolled_back_at_the_first_stage(deploym
     assert any("Rolled back canary v1.1.0" in text for text in deployment.hook.texts)
 
 
-def test_a_slow_canary_is_rolled_back_on_latency(deployment, tiny_registry):
+def test_a_slow_canary_is_rolled_back_on_latency_over_the_whole_stage(deployment, tiny_registry):
     slow = FaultyPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0", delay_s=0.4)
     deployment.service.load("v1.1.0", predictor=slow)
     with Traffic(deployment.url, threads=8) as traffic:
-        request_deployment(tiny_registry, "canary", "v1.1.0", stages=[25, 100], stage_seconds=60.0)
+        request_deployment(tiny_registry, "canary", "v1.1.0", stages=[25, 100], stage_seconds=4.0)
         deployment.wait_until_idle()
     assert traffic.failures == [] and traffic.statuses() == {200}
-    rollback = deployment.store.decisions()[-1]
+    decisions = deployment.store.decisions()
+    started = next(d for d in decisions if d["action"] == Action.STAGE_STARTED and d["stage"] == 25)
+    rollback = decisions[-1]
     assert rollback["action"] == Action.ROLLED_BACK and rollback["stage"] == 25 and "p95" in rollback["reason"]
+    # Latency is judged over the whole stage, not on its first requests (errors still cut a stage short).
+    assert rollback["at"] - started["at"] >= 4.0
     assert tiny_registry.production_version() == "v1.0.0"
 
 
