@@ -270,6 +270,9 @@ def onnx_forward(path: str | Path, device: str = "cpu", threads: int | None = No
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # Idle intra-op threads would otherwise spin for work: with two versions loaded (a canary, blue-green) each
+    # session's spinning threads take the cores the other needs.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         index = int(device.partition(":")[2] or 0)
