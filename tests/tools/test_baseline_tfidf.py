@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -13,22 +12,17 @@ from typing import Any
 import pytest
 
 from clf.data.io import write_samples_json
-from tests.conftest import REPO, load_shared_papers
+from tests.conftest import load_shared_papers
+from tests.helpers.bench import loaded_bench_tool
 
-TOOL = REPO / "tools" / "bench" / "baseline_tfidf.py"
 CATEGORIES = ("cs.CR", "cs.CV", "cs.RO")
 PER_CLASS = 100
 GRID = (1.0, 3.0, 10.0, 30.0)
 
 
 @pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("baseline_tfidf", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def tool() -> Iterator[ModuleType]:
+    yield from loaded_bench_tool("baseline_tfidf")
 
 
 def write_splits(data_dir: Path, splits: dict[str, list[dict[str, Any]]]) -> None:

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from clf.data.cleaning import model_input_text
-from tests.conftest import REPO, load_shared_papers
+from tests.conftest import load_shared_papers
+from tests.helpers.bench import loaded_bench_tool
 from tests.helpers.exports import LABELS
-
-TOOL = REPO / "tools" / "bench" / "inference_latency.py"
 
 
 @pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("inference_latency", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def tool() -> Iterator[ModuleType]:
+    yield from loaded_bench_tool("inference_latency")
 
 
 def test_every_variant_gets_latency_throughput_and_accuracy(

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.bench import loaded_bench_tool
 from tests.helpers.exports import build_registry
-
-TOOL = REPO / "tools" / "bench" / "service_load.py"
 
 
 @pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("service_load", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def tool() -> Iterator[ModuleType]:
+    yield from loaded_bench_tool("service_load")
 
 
 def test_both_modes_answer_every_request_and_the_server_counts_them(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -12,8 +11,8 @@ import pytest
 import torch
 
 from tests.conftest import REPO
+from tests.helpers.bench import loaded_bench_tool
 
-TOOL = REPO / "tools" / "bench" / "train_throughput.py"
 TINY = {"dim": 32, "hidden_dim": 64, "n_layers": 1, "n_heads": 2}
 
 pytestmark = pytest.mark.skipif(
@@ -22,13 +21,8 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_throughput", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+def tool() -> Iterator[ModuleType]:
+    yield from loaded_bench_tool("train_throughput")
 
 
 def test_trainer_pads_to_max_length_and_clf_pads_less_on_the_same_papers(tool: ModuleType, tmp_path: Path) -> None:
