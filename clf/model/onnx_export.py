@@ -44,6 +44,9 @@ INPUT_NAMES = ("input_ids", "attention_mask")
 MAX_FP32_DIFFERENCE = 1e-3
 """Largest probability difference tolerated between the float32 ONNX model and PyTorch: a numerical-noise bound."""
 
+PARITY_BATCH_SIZE = 16
+"""Texts per forward pass in the parity check (dynamic int8 scales depend on what shares a pass)."""
+
 MIN_INT8_AGREEMENT = 0.97
 """Default least share of papers whose top-1 class the int8 model must keep."""
 
@@ -180,7 +183,9 @@ def export_onnx(
             `min_int8_agreement`).
     """
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    from clf.serving.predictor import probabilities_in_sorted_passes
 
     onnxruntime = _onnxruntime()
     started = time.perf_counter()
@@ -203,11 +208,19 @@ def export_onnx(
             files["int8"] = staging / ONNX_FILES["int8"]
             _quantize_int8(files["fp32"], files["int8"])
         encoded = tokenizer(list(parity_texts), truncation=True, max_length=max_length)
-        reference = _batched_probabilities(encoded, tokenizer, _torch_forward(model), multi_label)
-        reports = []
-        for variant, path in files.items():
-            candidate = _batched_probabilities(encoded, tokenizer, onnx_forward(path), multi_label)
-            reports.append(_parity(variant, reference, candidate, min_int8_agreement))
+        pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        num_labels = len(label_map["id2label"])
+
+        def probabilities(forward: Callable[[Any], Any]) -> Any:
+            return probabilities_in_sorted_passes(
+                encoded, pad, forward, num_labels, multi_label=multi_label, batch_size=PARITY_BATCH_SIZE
+            ).numpy()
+
+        reference = probabilities(_torch_forward(model))
+        reports = [
+            _parity(variant, reference, probabilities(onnx_forward(path)), min_int8_agreement)
+            for variant, path in files.items()
+        ]
         failed = [report for report in reports if not report.passed]
         if failed:
             details = "; ".join(
@@ -300,27 +313,6 @@ def _torch_forward(model: Any) -> Callable[[Any], Any]:
             return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits.float()
 
     return forward
-
-
-def _batched_probabilities(
-    encoded: Any, tokenizer: Any, forward: Callable[[Any], Any], multi_label: bool, batch_size: int = 16
-) -> Any:
-    """Probabilities of every encoded text, in length-sorted batches padded to their longest text."""
-    from transformers import DataCollatorWithPadding
-
-    pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-    count = len(encoded["input_ids"])
-    order = sorted(range(count), key=lambda i: len(encoded["input_ids"][i]))
-    rows_out = []
-    for start in range(0, count, batch_size):
-        rows = order[start : start + batch_size]
-        inputs = pad([{key: values[i] for key, values in encoded.items() if key in INPUT_NAMES} for i in rows])
-        logits = forward(inputs)
-        rows_out.append((rows, logits.sigmoid() if multi_label else logits.softmax(dim=-1)))
-    probabilities = torch.empty(count, rows_out[0][1].shape[-1])
-    for rows, values in rows_out:
-        probabilities[rows] = values
-    return probabilities.numpy()
 
 
 def _parity(variant: str, reference: Any, candidate: Any, min_int8_agreement: float) -> ParityReport:

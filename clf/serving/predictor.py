@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -165,24 +166,56 @@ class ModelPredictor:
         """
         import torch
 
-        probabilities = torch.empty(len(texts), len(self.id2label))
         if not texts:
-            return probabilities
+            return torch.empty(0, len(self.id2label))
         with self._tokenizer_lock:
             encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            inputs = self._pad([{key: values[i] for key, values in encoded.items()} for i in rows])
-            logits = self._forward(inputs)
-            probabilities[rows] = (logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)).cpu()
-        return probabilities
+        return probabilities_in_sorted_passes(
+            encoded, self._pad, self._forward, len(self.id2label), multi_label=self.multi_label, batch_size=batch_size
+        )
 
     def _torch_forward(self, inputs: Any) -> Any:
         import torch
 
         with torch.inference_mode():
             return self.model(**inputs.to(self.device)).logits.float()
+
+
+def probabilities_in_sorted_passes(
+    encoded: Any,
+    pad: Callable[[list[dict[str, Any]]], Any],
+    forward: Callable[[Any], Any],
+    num_labels: int,
+    *,
+    multi_label: bool,
+    batch_size: int,
+) -> Any:
+    """Runs tokenized texts through `forward` shortest first, `batch_size` at a time, each pass padded to its longest.
+
+    The path every prediction takes, so that what is measured or checked elsewhere (the ONNX parity check) is what
+    the service computes.
+
+    Args:
+        encoded: the tokenizer's output for the texts (lists of token ids, not yet padded).
+        pad: pads a list of per-text features into one batch (a ``DataCollatorWithPadding``).
+        forward: padded batch → float logits, shape ``(batch, num_labels)``.
+        num_labels: the number of classes.
+        multi_label: sigmoid per class instead of softmax over the classes.
+        batch_size: texts per pass.
+
+    Returns:
+        A ``(texts, num_labels)`` float32 CPU tensor of probabilities, rows in the order of `encoded`.
+    """
+    import torch
+
+    count = len(encoded["input_ids"])
+    probabilities = torch.empty(count, num_labels)
+    order = sorted(range(count), key=lambda i: len(encoded["input_ids"][i]))
+    for start in range(0, count, batch_size):
+        rows = order[start : start + batch_size]
+        logits = forward(pad([{key: values[i] for key, values in encoded.items()} for i in rows]))
+        probabilities[rows] = (logits.sigmoid() if multi_label else logits.softmax(dim=-1)).cpu()
+    return probabilities
 
 
 def _onnx_backend(model_dir: Path, device: str, variant: Literal["auto", "fp32", "int8"]) -> tuple[Any, str]:
