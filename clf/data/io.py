@@ -217,6 +217,22 @@ def read_json(path: Path) -> Any:
             ) from err
 
 
+def sha256_of_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks (model files are hundreds of MB).
+
+    Args:
+        path: the file.
+
+    Returns:
+        The hex digest.
+    """
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def sha256_of_strings(values: Iterable[str]) -> str:
     """A stable content hash of a sequence of strings (order matters).
 

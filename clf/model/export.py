@@ -7,7 +7,6 @@ file with its size and sha256.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
-from clf.data.io import read_json, write_json_atomic
+from clf.data.io import read_json, sha256_of_file, write_json_atomic
 from clf.model.checkpointing import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -106,15 +105,20 @@ def verify_export(path: Path, id2label: dict[int, str]) -> None:
         raise ExportError(f"{path}/label_map.json does not match the model's labels")
 
 
+def describe_file(path: Path) -> dict[str, Any]:
+    """A file's manifest entry.
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``{"name", "bytes", "sha256"}``.
+    """
+    return {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_of_file(path)}
+
+
 def _describe_files(path: Path) -> list[dict[str, Any]]:
-    described = []
-    for file in sorted(p for p in path.iterdir() if p.is_file()):
-        digest = hashlib.sha256()
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        described.append({"name": file.name, "bytes": file.stat().st_size, "sha256": digest.hexdigest()})
-    return described
+    return [describe_file(file) for file in sorted(p for p in path.iterdir() if p.is_file())]
 
 
 class ExportOnFitEnd(L.Callback):

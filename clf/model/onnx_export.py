@@ -11,7 +11,6 @@ export whose parity is out of bounds is refused and leaves the folder as it was.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from clf.data.io import read_json, write_json_atomic
+from clf.model.export import describe_file
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def export_onnx(
             {
                 "opset": opset,
                 "max_length": max_length,
-                "files": {variant: _describe(path) for variant, path in files.items()},
+                "files": {variant: describe_file(path) for variant, path in files.items()},
                 "parity": [report.to_json() for report in reports],
                 "versions": {
                     "torch": torch.__version__,
@@ -402,11 +402,3 @@ def _quantize_int8(source: Path, target: Path) -> None:
         # shape inference and the graph optimisation still run, and they are what make int8 fast.
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(str(prepared), str(target), weight_type=QuantType.QInt8)
-
-
-def _describe(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"name": path.name, "bytes": path.stat().st_size, "sha256": digest.hexdigest()}

@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clf.data.io import DataFileError, read_json
+from clf.data.io import DataFileError, read_json, sha256_of_file
 from clf.model.export import REQUIRED_FILES
 
 if TYPE_CHECKING:
@@ -201,11 +200,7 @@ def _sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _digest_cache:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
         if len(_digest_cache) > 64:
             _digest_cache.clear()
-        _digest_cache[key] = digest.hexdigest()
+        _digest_cache[key] = sha256_of_file(path)
     return _digest_cache[key]
