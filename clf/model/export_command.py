@@ -11,10 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from clf.data.io import read_json
 from clf.registry import ModelRegistry, RegistryError, Version
+from clf.registry.lineage import training_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +65,9 @@ def export(
         raise RegistryError("clf export needs exactly one of --version vX.Y.Z and --model-path EXPORT_DIR")
     if max_samples < 1:
         raise ValueError(f"--max-samples must be at least 1, got {max_samples}")
-    models = ModelRegistry(registry) if version is not None else None
-    if models is not None:
-        assert version is not None
+    models = None
+    if version is not None:
+        models = ModelRegistry(registry)
         if version == "production":
             version = models.production_version()
             if version is None:
@@ -80,7 +79,7 @@ def export(
         folder = Path(str(model_path))
         if not (folder / "label_map.json").is_file():
             raise OnnxExportError(f"--model-path {folder}: no label_map.json; pass a run's export/ folder")
-        metadata = {"version": str(folder), "dataset": {"data_dir": _training_data_dir(folder)}}
+        metadata = {"version": str(folder), "dataset": {"data_dir": training_data_dir(folder)}}
     labels = [str(label) for _, label in sorted(read_json(folder / "label_map.json")["id2label"].items(), key=_index)]
     papers = load_validation_samples(Path(sample_data) if sample_data else None, metadata)
     per_class = max(1, max_samples // len(labels))
@@ -97,16 +96,3 @@ def export(
 
 def _index(item: tuple[str, str]) -> int:
     return int(item[0])
-
-
-def _training_data_dir(export_dir: Path) -> str | None:
-    """The data folder named in the run's config.yaml that `clf fit` copied into its export."""
-    config = export_dir / "config.yaml"
-    if not config.is_file():
-        return None
-    try:
-        data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
-    except yaml.YAMLError:
-        return None
-    data_dir = data.get("init_args", data).get("data_dir") if isinstance(data, dict) else None
-    return str(data_dir) if data_dir else None

@@ -52,6 +52,24 @@ def collect_metadata(source: Path) -> dict[str, Any]:
     }
 
 
+def training_data_dir(export_dir: Path) -> str | None:
+    """The data folder a run trained on, as its ``config.yaml`` (copied into the export by `clf fit`) names it.
+
+    Args:
+        export_dir: a run's export folder.
+
+    Returns:
+        ``data.data_dir`` of the run config, or None without a readable run config.
+    """
+    import yaml
+
+    try:
+        data_dir = _init_args(_read_optional_yaml(export_dir / "config.yaml").get("data")).get("data_dir")
+    except yaml.YAMLError:
+        return None
+    return str(data_dir) if data_dir else None
+
+
 def now() -> str:
     """The current UTC time as ISO 8601, to the second (``2025-01-31T12:00:00+00:00``).
 
