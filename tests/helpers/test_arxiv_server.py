@@ -226,7 +226,9 @@ def test_hang_makes_a_short_timeout_client_time_out(server: ArxivTestServer) -> 
     began = time.monotonic()
     with pytest.raises(requests.exceptions.ReadTimeout):  # not caught by the client's own retries
         list(client.results(db_search(max_results=10)))
-    assert 0.4 < time.monotonic() - began < 1.5
+    # The hang held the answer for the client's whole timeout; that the client gave up before the hang's 5 s were
+    # over is what the ReadTimeout says (a late answer would have been a normal one).
+    assert time.monotonic() - began >= 0.5
     assert len(list(client.results(db_search(max_results=10)))) == 10
 
 
@@ -243,19 +245,19 @@ def test_stop_ends_a_hanging_request_promptly(papers: list[dict]) -> None:
 
     caller = threading.Thread(target=call)
     caller.start()
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 20
     while server.in_flight == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert server.in_flight == 1
 
-    began = time.monotonic()
     server.stop()
-    assert time.monotonic() - began < 1.0
-    caller.join(2)
+    stopped = time.monotonic()
+    caller.join(20)
     assert not caller.is_alive()
     assert isinstance(outcome[0], requests.ConnectionError)  # closed without an answer
     [record] = server.requests
     assert (record.status, record.fault) == (None, Fault.HANG)
+    assert stopped < record.arrived + server.hang_seconds, "stop() waited for the hang to run out"
 
 
 def test_truncated_page_is_cut_mid_entry(server: ArxivTestServer) -> None:
@@ -314,6 +316,23 @@ def test_malformed_answer_is_not_xml(server: ArxivTestServer) -> None:
     server.inject_fault("malformed", match=lambda params: params["start"] == "20")
     with pytest.raises(arxiv.UnexpectedEmptyPageError):
         list(client.results(db_search(max_results=30)))
+
+
+def test_corruption_rewrites_the_normal_answer(server: ArxivTestServer) -> None:
+    normal = fetch(server, start=10).content
+    server.inject_corruption(lambda body: body.replace(b"<entry>", b"<entry>\xff", 1), match=10)
+    server.inject_fault("503", match=10)
+    with pytest.raises(ValueError, match="use inject_corruption"):
+        server.inject_fault("corrupted")
+
+    corrupted, unavailable, healed = (fetch(server, start=10) for _ in range(3))
+
+    # The feed's own <updated> is the time of the request, so compare the bodies without it.
+    unstamped = functools.partial(re.sub, rb"\n  <updated>[^<]*</updated>", b"")
+    assert corrupted.status_code == 200
+    assert unstamped(corrupted.content) == unstamped(normal).replace(b"<entry>", b"<entry>\xff", 1)
+    assert unavailable.status_code == 503 and healed.content.count(b"<entry>") == normal.count(b"<entry>")
+    assert [r.fault for r in server.requests[1:]] == [Fault.CORRUPTED, Fault.UNAVAILABLE, None]
 
 
 def test_faults_apply_in_order_to_matching_requests(server: ArxivTestServer) -> None:
