@@ -91,7 +91,9 @@ def test_requests_are_spaced_by_the_delay(server, tmp_path):
     arrivals = [r.arrived for r in server.requests]
     assert len(arrivals) >= 4
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert min(gaps) >= 0.24, gaps
+    # The pager spaces the starts of its requests by 0.25 s; the server stamps their arrival, which trails each start
+    # by that request's own latency (a few ms, tens on a loaded machine), so a gap may fall short by as much.
+    assert min(gaps) >= 0.25 - 0.05, gaps
 
 
 def test_default_delay_is_polite():
