@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shutil
 import socket
 import threading
@@ -93,20 +94,45 @@ class SmtpSink:
             return list(self.messages)
 
 
+def start_smtp(handler: Any, attempts: int = 5, **settings: Any) -> tuple[Controller, int]:
+    """Starts an aiosmtpd `Controller` for `handler` on a free loopback port; returns it and its port.
+
+    The Controller connects to its own port to check it is up, so it needs a real port, not 0: this probes one and
+    tries another when some other process took it before the Controller could bind it.
+    """
+    for attempt in range(1, attempts + 1):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **settings)
+        try:
+            controller.start()
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE or attempt == attempts:
+                raise
+            continue
+        return controller, port
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 def smtp() -> Iterator[tuple[SmtpSink, int]]:
     """A loopback SMTP server on a free port: (its sink, its port)."""
     sink = SmtpSink()
-    # aiosmtpd's Controller connects to its own port to check it is up, so it needs a real port, not 0.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
+    controller, port = start_smtp(sink)
     try:
         yield sink, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A loopback port held bound but not listening for the test: every connection to it is refused, and no other
+    process can start listening on it meanwhile (as it could on a port probed, then released)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from clf.retrain.config import EmailConfig, SlackConfig
 from clf.retrain.notify import EmailDelivery, Notifier
-from tests.helpers.loopback import free_port
-from tests.retrain.conftest import SmtpSink
+from tests.retrain.conftest import SmtpSink, start_smtp
 
 
 @pytest.fixture
@@ -22,16 +20,9 @@ def smtp_with_login():
         logins.append((auth_data.login, ok))
         return AuthResult(success=ok)
 
-    port = free_port()
-    controller = Controller(
-        sink,
-        hostname="127.0.0.1",
-        port=port,
-        authenticator=authenticate,
-        auth_require_tls=False,
-        auth_exclude_mechanism=["LOGIN"],
+    controller, port = start_smtp(
+        sink, authenticator=authenticate, auth_require_tls=False, auth_exclude_mechanism=["LOGIN"]
     )
-    controller.start()
     try:
         yield sink, port, logins
     finally:
@@ -66,9 +57,9 @@ def test_a_missing_password_fails_without_raising_and_names_the_variable(smtp_wi
     assert logins == [] and sink.messages == []
 
 
-def test_an_unreachable_smtp_server_and_disabled_channels(webhook):
+def test_an_unreachable_smtp_server_and_disabled_channels(webhook, refusing_port):
     slack = SlackConfig(enabled=True, webhook_url=webhook.url)
-    notifier = Notifier(email_config(free_port(), timeout_seconds=2), slack)
+    notifier = Notifier(email_config(refusing_port, timeout_seconds=2), slack)
     assert notifier.send("Retraining failed", "boom", "critical") == {"email": "failed", "slack": "sent"}
     assert webhook.texts == [":rotating_light: *[clf retrain] Retraining failed*\nboom"]
     assert Notifier(EmailConfig(), SlackConfig()).send("s", "m") == {"email": "disabled", "slack": "disabled"}
