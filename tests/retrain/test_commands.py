@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 
@@ -84,16 +85,33 @@ def test_sigterm_ends_the_schedule_cleanly_and_restores_the_handlers(write_confi
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_the_default_wait_is_cut_short_by_sigint(write_config):
+class _SigintDuringTheWait(logging.Handler):
+    """Sends SIGINT (from a SIGALRM) shortly after the schedule announces its wait, however long the run before took."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Next retraining run in"):
+            self.armed = True
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+
+
+def test_the_default_wait_is_cut_short_by_sigint(write_config, caplog):
     path = write_config(schedule_every_hours=1000.0)
-    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    caplog.set_level(logging.INFO, logger="clf.retrain.commands")
+    trigger = _SigintDuringTheWait()
+    logger = logging.getLogger("clf.retrain.commands")
+    logger.addHandler(trigger)
     previous = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     try:
         results = retrain("schedule", retrain_config=path)  # would wait 1000 hours without the signal
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    assert len(results) == 1
+        logger.removeHandler(trigger)
+    assert trigger.armed and len(results) == 1
 
 
 def test_the_function_parses_as_clf_parses_it(write_config, capsys):
