@@ -5,8 +5,15 @@
     GET  /health/ml   200 {"status": "healthy", "checks": {...}} or 503 {"status": "unhealthy", ...}
     GET  /metrics     the prediction monitor's window (?window_minutes=5); Prometheus text with
                       ?format=prometheus or "Accept: text/plain"
-    POST /feedback    {"prediction_id": ..., "true_label": "cs.CL"} (with an experiments database)
+    POST /feedback    {"prediction_id": ..., "true_label": "cs.CL"} with Authorization: Bearer <token>
+                      (with an experiments database)
     GET  /versions    the loaded versions, the live one, the traffic rule and batching counts
+
+Every error is JSON of one shape, ``{"error": "what and how to fix it", "reason": "invalid_encoding"}``
+(`lightning_app.schemas.ErrorResponse`), and falls in one of three classes that are counted apart: the client's
+fault (4xx, ``client_errors`` by reason), shed load (429 with ``Retry-After`` when a version's queue is full, 504
+past ``request_timeout_seconds``), and failures of the model or the server (500), the only ones that error-rate
+alerts, canary gates and the rollback monitor judge.
 
 Why FastAPI and not LitServe: the service's state (loaded versions, traffic rules for canary and A/B splits, the
 prediction monitor) lives in one process and is changed at run time by the deployment layer. LitServe runs the
@@ -18,24 +25,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from clf.monitoring.health import check_model_health
-from clf.monitoring.monitor import PROMETHEUS_CONTENT_TYPE
-from clf.serving.errors import InvalidInputError, ServiceClosedError
+from clf.monitoring.monitor import PROMETHEUS_CONTENT_TYPE, Rejection
+from clf.serving.errors import (
+    ClientErrorReason,
+    DeadlineExceededError,
+    InvalidInputError,
+    OverloadedError,
+    ServiceClosedError,
+)
+from lightning_app.feedback import FeedbackGuard
+from lightning_app.payloads import papers_and_user, read_json, validate
+from lightning_app.schemas import (
+    Feedback,
+    FeedbackRecorded,
+    Liveness,
+    PredictRequest,
+    PredictResponse,
+    error_responses,
+)
 
 if TYPE_CHECKING:
     from clf.monitoring.alerts import AlertManager
     from clf.serving.service import ClassificationService
 
 log = logging.getLogger("clf.serving.http")
+
+_HTTP_REASONS = {404: ClientErrorReason.NOT_FOUND, 405: ClientErrorReason.METHOD_NOT_ALLOWED}
+_ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
 
 
 def create_app(
@@ -51,6 +80,7 @@ def create_app(
     periodic: Sequence[tuple[float, Callable[[], Any]]] = (),
     on_shutdown: Sequence[Callable[[], Any]] = (),
     feedback: Callable[[str, str], Any] | None = None,
+    feedback_guard: FeedbackGuard | None = None,
 ) -> FastAPI:
     """Builds the HTTP application around `service`.
 
@@ -60,24 +90,30 @@ def create_app(
         alert_interval_seconds: how often the alert thresholds are checked.
         alert_window_minutes: the metrics window the alerts look at.
         max_body_bytes: larger request bodies are refused with 413.
-        request_timeout_seconds: a prediction not answered by then gets 504.
+        request_timeout_seconds: a prediction not answered by then gets 504, and is dropped from its queue if its
+            batch has not started.
         health_latency_ms: the latency check's threshold in ``/health/ml``.
         close_service_on_shutdown: stop the service's workers when the server stops.
         periodic: ``(interval_seconds, job)`` pairs run in a worker thread every interval while the server runs
             (experiment sync, rollout watchers); a failing job is logged and runs again at its next turn.
         on_shutdown: run in order when the server stops, before the service closes (flush buffered logs).
         feedback: records the true label of a prediction (``POST /feedback``); without it that endpoint answers
-            404. It raises LookupError for an unknown prediction and ValueError for a bad label.
+            404. It raises LookupError for an unknown prediction, ValueError for a bad label, and `InvalidInputError`
+            for a prediction id that fails its signature check.
+        feedback_guard: the tokens and rate limit of ``POST /feedback``; without one (or without tokens in it) the
+            endpoint refuses everything with 403.
 
     Returns:
         The FastAPI application (``app.state.service`` is the service).
     """
 
     jobs = list(periodic)
+    guard = feedback_guard or FeedbackGuard()
+    monitor = service.monitor
     if alert_manager is not None:
 
         def check_alerts() -> None:
-            alert_manager.check_and_alert(service.monitor.get_metrics(alert_window_minutes))
+            alert_manager.check_and_alert(monitor.get_metrics(alert_window_minutes))
 
         jobs.append((alert_interval_seconds, check_alerts))
 
@@ -99,34 +135,71 @@ def create_app(
 
     app = FastAPI(title="clf", summary="arXiv paper classification", lifespan=lifespan)
     app.state.service = service
+    request_models: dict[str, Any] = {}
+    _publish_request_schemas(app, request_models)
 
-    @app.exception_handler(_TooLarge)
-    async def too_large(_: Request, err: _TooLarge) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=413)
+    # ------------------------------------------------------------------------------------------------ errors
 
     @app.exception_handler(InvalidInputError)
-    async def invalid_input(_: Request, err: InvalidInputError) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=422)
+    async def client_error(_: Request, err: InvalidInputError) -> JSONResponse:
+        monitor.log_rejection(Rejection.CLIENT_ERROR, err.reason)
+        headers = {"WWW-Authenticate": 'Bearer realm="clf"'} if err.status == 401 else {}
+        return _error(err.status, str(err), err.reason, err.retry_after_s, headers)
+
+    @app.exception_handler(OverloadedError)
+    async def overloaded(_: Request, err: OverloadedError) -> JSONResponse:
+        monitor.log_rejection(Rejection.SHED, version=err.version)
+        return _error(429, str(err), "overloaded", err.retry_after_s)
+
+    @app.exception_handler(DeadlineExceededError)
+    async def timed_out(_: Request, err: DeadlineExceededError) -> JSONResponse:
+        monitor.log_rejection(Rejection.TIMEOUT)
+        return _error(504, str(err), "timeout")
 
     @app.exception_handler(ServiceClosedError)
     async def closed(_: Request, err: ServiceClosedError) -> JSONResponse:
-        return JSONResponse({"error": str(err)}, status_code=503)
+        monitor.log_rejection(Rejection.SHED)
+        return _error(503, str(err), "unavailable", 1)
 
-    @app.post("/predict")
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, err: HTTPException) -> JSONResponse:
+        reason = _HTTP_REASONS.get(err.status_code, ClientErrorReason.INVALID_SHAPE)
+        monitor.log_rejection(Rejection.CLIENT_ERROR, reason)
+        return _error(err.status_code, str(err.detail), reason, headers=dict(err.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameter(_: Request, err: RequestValidationError) -> JSONResponse:
+        problem = err.errors()[0]
+        where = ".".join(str(part) for part in problem.get("loc", ()) if part != "query")
+        monitor.log_rejection(Rejection.CLIENT_ERROR, ClientErrorReason.INVALID_PARAMETER)
+        return _error(422, f"{where}: {problem.get('msg')}", ClientErrorReason.INVALID_PARAMETER)
+
+    @app.exception_handler(Exception)
+    async def server_error(_: Request, err: Exception) -> JSONResponse:
+        log.error("request failed inside the service", exc_info=err)
+        monitor.log_rejection(Rejection.SERVER_ERROR)
+        return _error(500, f"internal error ({type(err).__name__}); the service logged it", "server_error")
+
+    # --------------------------------------------------------------------------------------------- endpoints
+
+    @app.post(
+        "/predict",
+        openapi_extra=_request_body(PredictRequest, request_models),
+        responses={200: {"model": PredictResponse}, **error_responses(413, 422, 429, 500, 503, 504)},
+    )
     async def predict(request: Request) -> JSONResponse:
         """Classifies one paper or a list of them; a ``user_id`` routes through the running experiment or split."""
-        payload = await _read_json(request, max_body_bytes)
-        papers, user_id = _papers_and_user(payload)
-        future = service.submit(papers, user_id)
+        papers, user_id = papers_and_user(await read_json(request, max_body_bytes))
+        future = service.submit(papers, user_id, timeout_s=request_timeout_seconds)
         try:
             predictions = await asyncio.wait_for(asyncio.wrap_future(future), request_timeout_seconds)
         except TimeoutError:
-            return JSONResponse({"error": f"no answer within {request_timeout_seconds:.0f} s"}, status_code=504)
-        except ServiceClosedError:
+            raise DeadlineExceededError(request_timeout_seconds) from None
+        except (DeadlineExceededError, ServiceClosedError):
             raise
-        except Exception as err:
-            log.exception("inference failed")
-            return JSONResponse({"error": f"inference failed: {type(err).__name__}: {err}"}, status_code=500)
+        except Exception as err:  # every paper of the request failed inside the model: counted as model errors
+            log.error("inference failed", exc_info=err)
+            return _error(500, f"inference failed: {type(err).__name__}: {err}", "model_error")
         return JSONResponse(
             {
                 "predictions": predictions,
@@ -136,51 +209,66 @@ def create_app(
             }
         )
 
-    @app.post("/feedback")
+    @app.post(
+        "/feedback",
+        openapi_extra=_request_body(Feedback, request_models),
+        responses={200: {"model": FeedbackRecorded}, **error_responses(401, 403, 404, 413, 422, 429, 503)},
+    )
     async def record_feedback(request: Request) -> JSONResponse:
-        """Records the true category of an earlier prediction: ``{"prediction_id", "true_label"}``."""
+        """Records the true category of an earlier prediction: ``{"prediction_id", "true_label"}``, with a token."""
         if feedback is None:
-            return JSONResponse({"error": "feedback needs clf serve --experiments-db URL"}, status_code=404)
-        payload = await _read_json(request, max_body_bytes)
-        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in _FEEDBACK_FIELDS):
-            raise InvalidInputError('send {"prediction_id": "...", "true_label": "cs.CL"}')
+            raise InvalidInputError(
+                "feedback needs clf serve --experiments-db URL", ClientErrorReason.NOT_FOUND, status=404
+            )
+        guard.admit(request.client.host if request.client else "unknown")
+        guard.authorize(request.headers.get("authorization"))
+        body = validate(Feedback, await read_json(request, max_body_bytes))
+        service.prediction_ids.check(body.prediction_id)
         try:
-            await run_in_threadpool(feedback, payload["prediction_id"], payload["true_label"])
+            await run_in_threadpool(feedback, body.prediction_id, body.true_label)
+        except InvalidInputError:
+            raise
         except LookupError as err:
-            return JSONResponse({"error": str(err)}, status_code=404)
+            raise InvalidInputError(str(err), ClientErrorReason.UNKNOWN_PREDICTION, status=404) from None
         except ValueError as err:
-            return JSONResponse({"error": str(err)}, status_code=422)
+            raise InvalidInputError(str(err), ClientErrorReason.INVALID_LABEL) from None
         except Exception as err:
             log.exception("feedback not recorded")
-            return JSONResponse({"error": f"feedback not recorded: {err}"}, status_code=503)
-        return JSONResponse({"recorded": True, "prediction_id": payload["prediction_id"]})
+            return _error(503, f"feedback not recorded: {err}", "unavailable", 5)
+        return JSONResponse({"recorded": True, "prediction_id": body.prediction_id})
 
-    @app.get("/health")
+    @app.get("/health", response_model=Liveness)
     async def liveness() -> dict[str, str]:
         """The process is up (it says nothing about the model: see /health/ml)."""
         return {"status": "ok"}
 
-    @app.get("/health/ml")
+    @app.get("/health/ml", responses={200: {"content": _ANY_JSON}, 503: {"content": _ANY_JSON}})
     async def health_ml() -> JSONResponse:
         """Every model check; 503 when any fails."""
         report = await run_in_threadpool(check_model_health, service, latency_threshold_ms=health_latency_ms)
         return JSONResponse(report.to_json(), status_code=200 if report.healthy else 503)
 
-    @app.get("/metrics")
-    async def metrics(request: Request, window_minutes: float = 5.0, format: str = "json") -> Response:
+    @app.get(
+        "/metrics",
+        responses={
+            200: {"content": {**_ANY_JSON, "text/plain": {"schema": {"type": "string"}}}},
+            **error_responses(422),
+        },
+    )
+    async def metrics(
+        request: Request,
+        window_minutes: float = Query(5.0, gt=0, le=monitor.max_window_minutes),
+        format: Literal["json", "prometheus"] = "json",
+    ) -> Response:
         """The monitor's metrics over the last `window_minutes`, as JSON or Prometheus text."""
-        if window_minutes <= 0:
-            return JSONResponse({"error": "window_minutes must be positive"}, status_code=422)
         accept = request.headers.get("accept", "")
-        if format == "prometheus" or (format == "json" and "text/plain" in accept and "json" not in accept):
-            text = await run_in_threadpool(service.monitor.prometheus_text, window_minutes)
+        if format == "prometheus" or ("text/plain" in accept and "json" not in accept):
+            text = await run_in_threadpool(monitor.prometheus_text, window_minutes)
             return PlainTextResponse(text, media_type=PROMETHEUS_CONTENT_TYPE)
-        if format != "json":
-            return JSONResponse({"error": f"format must be json or prometheus, got {format!r}"}, status_code=422)
         # Off the event loop: a full monitor takes tens of milliseconds to summarise.
-        return JSONResponse(await run_in_threadpool(service.monitor.get_metrics, window_minutes))
+        return JSONResponse(await run_in_threadpool(monitor.get_metrics, window_minutes))
 
-    @app.get("/versions")
+    @app.get("/versions", responses={200: {"content": _ANY_JSON}})
     async def versions() -> dict[str, Any]:
         """What is loaded, how traffic is routed, and how many forward passes each version has run."""
         return {
@@ -193,7 +281,41 @@ def create_app(
     return app
 
 
-_FEEDBACK_FIELDS = ("prediction_id", "true_label")
+def _error(
+    status: int,
+    message: str,
+    reason: str,
+    retry_after_s: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error answer in the one shape every endpoint uses."""
+    body: dict[str, Any] = {"error": message, "reason": str(reason)}
+    headers = dict(headers or {})
+    if retry_after_s is not None:
+        body["retry_after_s"] = retry_after_s
+        headers["Retry-After"] = str(retry_after_s)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _request_body(model: Any, definitions: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of an endpoint that reads its body itself (see `lightning_app.payloads`); the
+    models it refers to are added to `definitions`."""
+    schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+    definitions.update(schema.pop("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _publish_request_schemas(app: FastAPI, definitions: dict[str, Any]) -> None:
+    """Adds the request models that `_request_body` collected in `definitions` to the OpenAPI components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            document.setdefault("components", {}).setdefault("schemas", {}).update(definitions)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _every(interval_seconds: float, job: Callable[[], Any]) -> None:
@@ -204,48 +326,3 @@ async def _every(interval_seconds: float, job: Callable[[], Any]) -> None:
             await run_in_threadpool(job)
         except Exception:
             log.exception("periodic job %r failed", job)
-
-
-async def _read_json(request: Request, max_body_bytes: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-        raise _TooLarge(int(declared), max_body_bytes)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body_bytes:
-            raise _TooLarge(len(body), max_body_bytes)
-    if not body:
-        raise InvalidInputError('empty body; send JSON such as {"title": "...", "abstract": "..."}')
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InvalidInputError(f'the body is not valid JSON ({err}); send {{"title": ..., "abstract": ...}}') from err
-
-
-def _papers_and_user(payload: Any) -> tuple[Any, str | None]:
-    """Splits the three accepted shapes into (papers, user_id)."""
-    user_id = None
-    if isinstance(payload, dict):
-        user_id = payload.get("user_id")
-        if "papers" in payload:
-            papers = payload["papers"]
-            if not isinstance(papers, list):
-                raise InvalidInputError("'papers' must be a list of {'title', 'abstract'} objects")
-        else:
-            papers = {key: value for key, value in payload.items() if key != "user_id"}
-            unknown = sorted(set(papers) - {"title", "abstract", "text"})
-            if unknown:
-                raise InvalidInputError(f"unknown fields {unknown}; a paper has 'title' and 'abstract' (or 'text')")
-    elif isinstance(payload, list):
-        papers = payload
-    else:
-        raise InvalidInputError(f"expected a JSON object or list, got {type(payload).__name__}")
-    if user_id is not None and not isinstance(user_id, (str, int)):
-        raise InvalidInputError(f"'user_id' must be a string, got {type(user_id).__name__}")
-    return papers, None if user_id is None else str(user_id)
-
-
-class _TooLarge(InvalidInputError):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"request body of {size} bytes is over the {limit}-byte limit; send fewer or shorter papers")

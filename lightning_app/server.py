@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 log = logging.getLogger("clf.serving.http")
+
+FEEDBACK_TOKEN_ENV = "CLF_FEEDBACK_TOKEN"
+"""The environment variable that may hold the feedback token (one, or several separated by commas)."""
 
 
 def serve(
@@ -22,13 +27,26 @@ def serve(
     forward_batch_size: int | None = None,
     max_wait_ms: float = 5.0,
     batching: bool = True,
+    max_queue: int | None = None,
+    request_timeout: float = 30.0,
+    max_body_bytes: int = 1_000_000,
     slack_webhook: str | None = None,
     alert_interval_seconds: float = 60.0,
     deploy_interval_seconds: float = 5.0,
     canary_max_p95_ratio: float = 1.2,
     canary_p95_slack_ms: float = 10.0,
+    canary_min_requests: int = 50,
+    rollback_max_error_rate: float = 0.10,
+    rollback_min_requests: int = 20,
+    rollback_window_minutes: float = 5.0,
+    rollback_on_latency: bool = False,
+    rollback_max_p95_ms: float = 500.0,
     experiments_db: str | None = None,
     experiment_sync_seconds: float = 10.0,
+    feedback_token_file: str | None = None,
+    feedback_rate_limit: str = "60/minute",
+    feedback_max_age_hours: float = 720.0,
+    prediction_key_file: str | None = None,
     json_logs: bool = False,
     log_level: str = "INFO",
 ) -> None:
@@ -52,24 +70,45 @@ def serve(
             max_batch_size on a GPU).
         max_wait_ms: how long a partly filled batch waits for more requests.
         batching: gather concurrent requests into shared forward passes (--batching false: one request per pass).
+        max_queue: most papers waiting per version; beyond it requests are shed with 429 and Retry-After (default:
+            4 × max_batch_size, so an accepted request waits at most about four batches).
+        request_timeout: seconds a prediction may take; past it the client gets 504 and the request leaves the
+            queue if its batch has not started.
+        max_body_bytes: larger request bodies are refused with 413.
         slack_webhook: a Slack incoming-webhook URL for alerts (error rate, p95 latency, low confidence).
         alert_interval_seconds: how often the alert thresholds are checked.
         deploy_interval_seconds: how often rollouts (clf deploy) advance and the rollback monitor looks at
             production. Rollouts and the rollback monitor run only when no --version pins the served version.
-        canary_max_p95_ratio: a canary stage fails when the canary's p95 latency over the stage reaches production's
-            times this (and production's plus --canary-p95-slack-ms).
+        canary_max_p95_ratio: a canary stage fails when the canary's model latency p95 over the stage (service time
+            at comparable batch sizes, queue excluded) reaches production's times this (and production's plus
+            --canary-p95-slack-ms).
         canary_p95_slack_ms: latency a canary may always add to production's p95 (timer noise of fast models, busy
             machines).
+        canary_min_requests: canary requests a stage needs before it is judged.
+        rollback_max_error_rate: the rollback monitor rolls production back above this rate of model errors
+            (client errors, shed load and timeouts never count).
+        rollback_min_requests: requests the monitor's window needs before it judges.
+        rollback_window_minutes: the window the rollback monitor judges.
+        rollback_on_latency: also roll production back when its model latency p95 passes --rollback-max-p95-ms.
+            Off by default: overload slows every version alike; the latency alert fires either way.
+        rollback_max_p95_ms: the model latency p95 that rolls production back with --rollback-on-latency.
         experiments_db: a SQLAlchemy URL of the A/B experiments database; when set, the running experiment of the
             live version routes users, every routed prediction is logged there, and POST /feedback records true
             labels.
         experiment_sync_seconds: how often the experiments database is checked for a started or ended experiment.
+        feedback_token_file: a file holding the token(s) POST /feedback requires (one per line; also the
+            CLF_FEEDBACK_TOKEN environment variable, comma-separated). Without any, feedback is refused with 403.
+        feedback_rate_limit: feedback requests allowed per client address, e.g. 60/minute.
+        feedback_max_age_hours: feedback on a prediction older than this is refused.
+        prediction_key_file: the key that signs prediction ids (hex), shared by replicas that take feedback for one
+            another; created when missing. Default: <registry>/secrets/prediction_ids.key.
         json_logs: log one JSON object per line (also CLF_JSON_LOGS=1).
         log_level: DEBUG, INFO, WARNING or ERROR.
 
     Raises:
         RuntimeError: when FastAPI or uvicorn is not installed.
-        ValueError: when --canary-max-p95-ratio is below 1.
+        ValueError: when --canary-max-p95-ratio is below 1, a feedback token is too short, or
+            --feedback-rate-limit does not parse.
     """
     try:
         import uvicorn
@@ -77,13 +116,18 @@ def serve(
         raise RuntimeError('clf serve needs FastAPI and uvicorn: pip install "clf[serve]"') from err
 
     from clf.deploy.controller import DeploymentController
-    from clf.deploy.gates import CanaryGates
+    from clf.deploy.gates import CanaryGates, RollbackThresholds
     from clf.monitoring.alerts import AlertManager
     from clf.monitoring.logs import configure_logging
+    from clf.serving.prediction_ids import PredictionIds
     from clf.serving.service import ClassificationService
     from lightning_app.app import create_app
+    from lightning_app.feedback import FeedbackGuard
 
     configure_logging(json_logs=json_logs, level=log_level)  # replaces the CLI's plain stderr handler too
+    guard = FeedbackGuard(_feedback_tokens(feedback_token_file), rate_limit=feedback_rate_limit)
+    key_file = Path(prediction_key_file) if prediction_key_file else Path(registry) / "secrets" / "prediction_ids.key"
+    prediction_ids = PredictionIds.from_key_file(key_file, max_age_s=feedback_max_age_hours * 3600)
     service = ClassificationService(
         registry,
         version,
@@ -94,6 +138,8 @@ def serve(
         forward_batch_size=forward_batch_size,
         max_wait_ms=max_wait_ms,
         batching=batching,
+        max_queue=max_queue,
+        prediction_ids=prediction_ids,
     )
     alerts = AlertManager(slack_webhook=slack_webhook)
     periodic: list[tuple[float, Callable[[], Any]]] = []
@@ -101,8 +147,17 @@ def serve(
     feedback = None
     if version is None:
         # Resumes a rollout left in progress by a previous process before the first request arrives.
-        gates = CanaryGates(max_p95_ratio=canary_max_p95_ratio, p95_slack_ms=canary_p95_slack_ms)
-        controller = DeploymentController(service, alerts=alerts, gates=gates)
+        gates = CanaryGates(
+            max_p95_ratio=canary_max_p95_ratio, p95_slack_ms=canary_p95_slack_ms, min_requests=canary_min_requests
+        )
+        thresholds = RollbackThresholds(
+            max_error_rate=rollback_max_error_rate,
+            max_p95_latency_ms=rollback_max_p95_ms,
+            min_requests=rollback_min_requests,
+            window_minutes=rollback_window_minutes,
+            rollback_on_latency=rollback_on_latency,
+        )
+        controller = DeploymentController(service, alerts=alerts, gates=gates, rollback_thresholds=thresholds)
         periodic.append((deploy_interval_seconds, controller.tick))
     if experiments_db:
         from clf.experiments import ABTestingFramework, ExperimentSync
@@ -115,19 +170,27 @@ def serve(
             log.exception("experiment sync at start-up failed; retrying every %g s", experiment_sync_seconds)
         periodic.append((experiment_sync_seconds, sync.sync))
         on_shutdown.append(sync.close)
-        feedback = framework.record_feedback
+        feedback = functools.partial(framework.record_feedback, verify=prediction_ids.verify)
+        if not guard.enabled:
+            log.warning(
+                "POST /feedback refuses every request: no token (--feedback-token-file or %s)", FEEDBACK_TOKEN_ENV
+            )
     app = create_app(
         service,
         alert_manager=alerts,
         alert_interval_seconds=alert_interval_seconds,
+        max_body_bytes=max_body_bytes,
+        request_timeout_seconds=request_timeout,
         periodic=periodic,
         on_shutdown=on_shutdown,
         feedback=feedback,
+        feedback_guard=guard,
     )
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True, timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
     log.info(
-        "serving %s on http://%s:%d (%s; batching %s, up to %d texts per step, %d per forward pass)",
+        "serving %s on http://%s:%d (%s; batching %s, up to %d texts per step, %d per forward pass, %d queued at most, "
+        "%g s per request)",
         service.live_version,
         host,
         port,
@@ -135,5 +198,18 @@ def serve(
         "on" if batching else "off",
         service.max_batch_size,
         service.forward_batch_size,
+        service.max_queue,
+        request_timeout,
     )
     server.run()
+
+
+def _feedback_tokens(token_file: str | None) -> list[str]:
+    """The feedback tokens: the file's non-empty lines, and the environment variable's comma-separated values."""
+    tokens = [part.strip() for part in os.environ.get(FEEDBACK_TOKEN_ENV, "").split(",") if part.strip()]
+    if token_file:
+        path = Path(token_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--feedback-token-file {token_file}: file not found")
+        tokens += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return tokens

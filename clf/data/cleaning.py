@@ -40,6 +40,11 @@ _ELLIPSIS = re.compile(r"\.{4,}")
 _EMPTY_BRACKETS = re.compile(r"(?<!\S)(?:\(\s*[,;:]?\s*\)|\[\s*[,;:]?\s*\])")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,;:!?]|\.(?!\.))(?=\s|$)")
 _WHITESPACE = re.compile(r"\s+")
+# Characters that are not prose: C0/C1 controls (NUL included) become spaces; format characters that only steer
+# rendering (bidi embeddings and isolates, zero-width joiners, soft hyphens, the BOM) and lone UTF-16 surrogates,
+# which are not text at all and which tokenizers refuse, go.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
 _SPACE_INSIDE_BRACKETS = re.compile(r"(?<=[(\[]) | (?=[)\]])")
 
 # Formatting commands whose argument is prose; any other command with arguments goes, arguments and all.
@@ -88,7 +93,8 @@ def clean_text(text: str) -> str:
     Formatting commands (`\\textbf{x}`, `\\emph{x}`, `{\\em x}`) keep their text, references (`\\cite{x}`,
     `\\ref{x}`, `\\url{x}`) go, escapes (`\\%`) and accents (`\\'e`) become plain characters, math that is a
     single token (`$k$`, `$100$`, `$95\\%$`) keeps it and other math goes, a LaTeX tie `~` becomes a space,
-    runs of `!?,;` and of four or more dots shrink, and whitespace collapses.
+    runs of `!?,;` and of four or more dots shrink, control characters become spaces, invisible format characters
+    (bidi controls, zero-width spaces, soft hyphens) and lone surrogates go, and whitespace collapses.
 
     Args:
         text: a title or abstract as arXiv serves it.
@@ -96,6 +102,7 @@ def clean_text(text: str) -> str:
     Returns:
         The cleaned text, stripped.
     """
+    text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
     text = _LINE_BREAK.sub(" ", text)
     text = _ESCAPED.sub(lambda m: _ESCAPES[m.group(1)], text)
     text = _UNICODE.sub(lambda m: chr(int(m.group(1), 16)), text)

@@ -8,7 +8,8 @@ writes one into the persisted state (`request_deployment`), the serving process 
                  (registry promote) → WATCHING for watch_seconds: degraded error rate or latency → roll back
     canary       REQUESTED → CANARY at 5 % → 10 % → 25 % → 50 % → 100 %: each stage lasts stage_seconds and needs
                  min_requests canary requests; a failed gate rolls back at once; passing 100 % promotes
-    idle         the rollback monitor: production above 10 % errors or 500 ms p95 → registry rollback, switch,
+    idle         the rollback monitor: production above 10 % model errors (client errors, shed load and timeouts
+                 are never errors; model latency only with --rollback-on-latency) → registry rollback, switch,
                  alert; and the service follows the registry (a `clf registry promote` or `clf deploy rollback`
                  from another shell takes effect on the next tick)
 
@@ -383,7 +384,7 @@ class DeploymentController:
             return []
         if yardstick is not None:
             state.baseline_metrics = yardstick
-        decisions = [self._record(Action.STAGE_PASSED, state.candidate, "gates passed", evidence, state.stage)]
+        decisions = [self._record(Action.STAGE_PASSED, state.candidate, result.summary(), evidence, state.stage)]
         if state.stage_index + 1 == len(state.stages):
             return decisions + [self._promote_canary(state, evidence)]
         state.stage_index += 1

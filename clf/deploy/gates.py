@@ -1,17 +1,27 @@
 """Metric gates: when a canary may go on, and when production must be rolled back.
 
-A canary passes a stage when, over the stage, its error rate is below production's × 1.5 and its p95 latency below
-production's × 1.2. Both have a floor, so that a production error rate of 0 or a 3 ms p95 does not turn one stray
-error or 1 ms of noise into a rollback: the canary may always have `error_rate_floor` errors and
+A canary passes a stage when, over the stage, its error rate is below production's × 1.5 and its **model latency**
+p95 below production's × 1.2. Both have a floor, so that a production error rate of 0 or a 3 ms p95 does not turn
+one stray error or 1 ms of noise into a rollback: the canary may always have `error_rate_floor` errors and
 `p95_slack_ms` more latency.
 
->>> evaluate_gates({"total": 100, "error_rate": 0.0, "latency_p95_ms": 40.0},
-...                {"total": 900, "error_rate": 0.0, "latency_p95_ms": 38.0}, CanaryGates()).verdict
-<GateVerdict.PASS: 'pass'>
+Errors are failures of the model or the server only: client errors, shed load and timeouts are never predictions
+(`PredictionMonitor.log_rejection`). Latency is the model's, not the queue's: the service time of the batches a
+version ran, compared at comparable load — within the batch-size bucket both versions ran most (a canary at 5 % of
+traffic runs small batches, production full ones), or per paper when they share none. End-to-end latency, queue
+included, grows with load whatever the model, so it only raises an alert (`clf.monitoring.alerts`); it rolls
+production back only when the operator opts in (`RollbackThresholds.rollback_on_latency`), and then on model latency.
+
+>>> timing = {"1": {"papers": 60, "p50_ms": 30.0, "p95_ms": 40.0}}
+>>> result = evaluate_gates({"total": 100, "error_rate": 0.0, "model_latency_by_batch": timing},
+...                         {"total": 900, "error_rate": 0.0, "model_latency_by_batch": timing}, CanaryGates())
+>>> result.verdict, result.latency.basis
+(<GateVerdict.PASS: 'pass'>, 'batches of 1 paper')
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -32,10 +42,11 @@ class CanaryGates:
 
     Attributes:
         max_error_ratio: the canary's error rate must stay below production's times this.
-        max_p95_ratio: the canary's p95 latency must stay below production's times this.
+        max_p95_ratio: the canary's model latency p95 must stay below production's times this (at comparable load).
         error_rate_floor: an error rate the canary may always have (production's may be 0).
         p95_slack_ms: latency the canary may always add to production's p95 (timer noise on fast models).
         min_requests: canary requests a stage needs before it is judged.
+        min_latency_samples: papers each version needs in a batch-size bucket before latency is compared there.
     """
 
     max_error_ratio: float = 1.5
@@ -43,6 +54,7 @@ class CanaryGates:
     error_rate_floor: float = 0.01
     p95_slack_ms: float = 10.0
     min_requests: int = 50
+    min_latency_samples: int = 10
 
     def __post_init__(self) -> None:
         if self.max_error_ratio < 1 or self.max_p95_ratio < 1:
@@ -56,16 +68,19 @@ class RollbackThresholds:
     """When the production version is rolled back on its own.
 
     Attributes:
-        max_error_rate: roll back above this error rate.
-        max_p95_latency_ms: roll back above this p95 latency.
+        max_error_rate: roll back above this rate of model (or server) errors.
+        max_p95_latency_ms: with `rollback_on_latency`, roll back above this model latency p95.
         min_requests: requests the window needs before it is judged.
         window_minutes: the metrics window.
+        rollback_on_latency: judge latency at all. Off by default: an overload slows every version alike, and
+            rolling back to an older version does not make it faster; the latency alert still fires.
     """
 
     max_error_rate: float = 0.10
     max_p95_latency_ms: float = 500.0
     min_requests: int = 20
     window_minutes: float = 5.0
+    rollback_on_latency: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,12 +92,82 @@ class GateResult:
         reasons: each breached gate (or what is awaited), in words.
         canary: the canary's metrics over the stage.
         production: production's metrics over the same time.
+        latency: the model latency that was compared, or None when the two could not be compared.
     """
 
     verdict: GateVerdict
     reasons: list[str] = field(default_factory=list)
     canary: dict[str, Any] = field(default_factory=dict)
     production: dict[str, Any] = field(default_factory=dict)
+    latency: LatencyComparison | None = None
+
+    def summary(self) -> str:
+        """One line for the decision log: the verdict's reasons, or which latency it judged when it passed.
+
+        Returns:
+            The reasons joined, or e.g. ``gates passed; model latency p95 at batches of 1 paper 41 ms vs 40 ms``.
+        """
+        if self.verdict != GateVerdict.PASS:
+            return "; ".join(self.reasons)
+        if self.latency is None:
+            return "gates passed; model latency not compared (no timings on both sides)"
+        return f"gates passed; {self.latency}"
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    """Which model latency a gate judged, and the two values.
+
+    Attributes:
+        basis: where the two versions were compared: ``batches of 1 paper``, ``batches of 8-15 papers``, or
+            ``per paper`` (service time divided by batch size) when they ran no common batch size.
+        canary_ms: the canary's p95 there.
+        production_ms: production's p95 there.
+    """
+
+    basis: str
+    canary_ms: float
+    production_ms: float
+
+    def __str__(self) -> str:
+        return f"model latency p95 at {self.basis} {self.canary_ms:.0f} ms vs {self.production_ms:.0f} ms"
+
+
+def compare_model_latency(
+    canary: dict[str, Any], production: dict[str, Any], min_samples: int = 10
+) -> LatencyComparison | None:
+    """The two versions' model latency at comparable load (both in `PredictionMonitor.get_metrics` form).
+
+    Batch service time grows with batch size, and a version's batch sizes follow its share of traffic, so the p95s
+    are compared within one batch-size bucket: the one with the most canary papers among those where each version
+    has at least `min_samples`. Without such a bucket, the per-paper service time is compared instead.
+
+    Args:
+        canary: the candidate's metrics.
+        production: the baseline's metrics.
+        min_samples: papers each needs in a bucket for it to count.
+
+    Returns:
+        The comparison, or None when either side has no timings.
+    """
+    ours, theirs = canary.get("model_latency_by_batch") or {}, production.get("model_latency_by_batch") or {}
+    shared = [
+        label
+        for label in ours
+        if label in theirs
+        and ours[label]["papers"] >= min_samples
+        and theirs[label]["papers"] >= min_samples
+        and ours[label]["p95_ms"] is not None
+        and theirs[label]["p95_ms"] is not None
+    ]
+    if shared:
+        label = max(shared, key=lambda b: (ours[b]["papers"], -int(b.split("-")[0])))
+        papers = "1 paper" if label == "1" else f"{label} papers"
+        return LatencyComparison(f"batches of {papers}", float(ours[label]["p95_ms"]), float(theirs[label]["p95_ms"]))
+    canary_paper, production_paper = canary.get("model_ms_per_paper_p95"), production.get("model_ms_per_paper_p95")
+    if canary_paper is None or production_paper is None:
+        return None
+    return LatencyComparison("per paper", float(canary_paper), float(production_paper))
 
 
 def evaluate_gates(canary: dict[str, Any], production: dict[str, Any], gates: CanaryGates) -> GateResult:
@@ -104,13 +189,15 @@ def evaluate_gates(canary: dict[str, Any], production: dict[str, Any], gates: Ca
     error_rate = float(canary.get("error_rate") or 0.0)
     if error_rate >= error_limit:
         reasons.append(f"canary error rate {error_rate:.1%} is not below {error_limit:.1%}")
-    production_p95 = production.get("latency_p95_ms")
-    canary_p95 = canary.get("latency_p95_ms")
-    if production_p95 is not None and canary_p95 is not None:
-        latency_limit = max(production_p95 * gates.max_p95_ratio, production_p95 + gates.p95_slack_ms)
-        if canary_p95 >= latency_limit:
-            reasons.append(f"canary p95 {canary_p95:.0f} ms is not below {latency_limit:.0f} ms")
-    return GateResult(GateVerdict.FAIL if reasons else GateVerdict.PASS, reasons, canary, production)
+    latency = compare_model_latency(canary, production, gates.min_latency_samples)
+    if latency is not None and gates.max_p95_ratio != math.inf:
+        limit = max(latency.production_ms * gates.max_p95_ratio, latency.production_ms + gates.p95_slack_ms)
+        if latency.canary_ms >= limit:
+            reasons.append(
+                f"canary model latency p95 at {latency.basis} {latency.canary_ms:.0f} ms is not below {limit:.0f} ms "
+                f"(production {latency.production_ms:.0f} ms)"
+            )
+    return GateResult(GateVerdict.FAIL if reasons else GateVerdict.PASS, reasons, canary, production, latency)
 
 
 def production_breaches(metrics: dict[str, Any], thresholds: RollbackThresholds) -> list[str]:
@@ -121,7 +208,8 @@ def production_breaches(metrics: dict[str, Any], thresholds: RollbackThresholds)
         thresholds: the limits and the fewest requests needed to judge.
 
     Returns:
-        One line per breached threshold, e.g. ``error rate 12.0% above 5%``.
+        One line per breached threshold, e.g. ``error rate 12.0% above 5%`` or, with `rollback_on_latency`,
+        ``model latency p95 612 ms above 500 ms``.
     """
     if int(metrics.get("total") or 0) < thresholds.min_requests:
         return []
@@ -129,7 +217,7 @@ def production_breaches(metrics: dict[str, Any], thresholds: RollbackThresholds)
     error_rate = float(metrics.get("error_rate") or 0.0)
     if error_rate > thresholds.max_error_rate:
         breaches.append(f"error rate {error_rate:.1%} above {thresholds.max_error_rate:.0%}")
-    p95 = metrics.get("latency_p95_ms")
-    if p95 is not None and p95 > thresholds.max_p95_latency_ms:
-        breaches.append(f"p95 latency {p95:.0f} ms above {thresholds.max_p95_latency_ms:.0f} ms")
+    p95 = metrics.get("model_latency_p95_ms")
+    if thresholds.rollback_on_latency and p95 is not None and p95 > thresholds.max_p95_latency_ms:
+        breaches.append(f"model latency p95 {p95:.0f} ms above {thresholds.max_p95_latency_ms:.0f} ms")
     return breaches

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -297,6 +298,9 @@ class ABTestingFramework:
         """
         if event.error is not None or event.route.experiment is None:
             return
+        answered = [
+            (text, record) for text, record in zip(event.texts, event.records, strict=True) if not record.get("error")
+        ]
         try:
             experiment_id = int(event.route.experiment)
         except ValueError:
@@ -314,7 +318,7 @@ class ABTestingFramework:
                 event.user_id,
                 created_at,
             )
-            for text, record in zip(event.texts, event.records, strict=True)
+            for text, record in answered
         )
 
     def flush(self) -> FlushResult:
@@ -325,12 +329,20 @@ class ABTestingFramework:
         """
         return self.logs.flush()
 
-    def record_feedback(self, prediction_id: str, true_label: str) -> None:
+    def record_feedback(
+        self,
+        prediction_id: str,
+        true_label: str,
+        verify: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         """Stores the true label of one logged prediction (flushing the buffer first, where it may still wait).
 
         Args:
             prediction_id: the ``prediction_id`` of a prediction record.
             true_label: the correct category, e.g. ``cs.CL``.
+            verify: called with the id and the version and arm it was logged with before anything is stored; it
+                raises to refuse the feedback (the service's `PredictionIds.verify`, which checks the id's
+                signature).
 
         Raises:
             InvalidExperimentError: for an empty label.
@@ -340,6 +352,8 @@ class ABTestingFramework:
         if not isinstance(true_label, str) or not true_label.strip():
             raise InvalidExperimentError(f"true_label must be a category such as 'cs.CL', got {true_label!r}")
         self.flush()
+        if verify is not None:
+            verify(prediction_id, *self.store.prediction_route(prediction_id))
         self.store.set_true_label(prediction_id, true_label.strip())
 
     # -------------------------------------------------------------------------------------------------- analysis

@@ -248,6 +248,27 @@ class ExperimentStore:
 
     # ----------------------------------------------------------------------------------------------- prediction logs
 
+    def prediction_route(self, prediction_id: str) -> tuple[str, str]:
+        """The version and arm a logged prediction was answered by (what its signed id was issued for).
+
+        Args:
+            prediction_id: the ``prediction_id`` of a logged `/predict` answer.
+
+        Returns:
+            ``(model_version, arm)``.
+
+        Raises:
+            UnknownPredictionError: when no logged prediction has that id.
+        """
+        query = sa.select(PredictionLog.model_version, PredictionLog.predictions).where(
+            PredictionLog.id == prediction_id
+        )
+        with self.session(f"looking up prediction {prediction_id}") as session:
+            row = session.execute(query).first()
+        if row is None:
+            raise _unknown(prediction_id)
+        return row[0], str((row[1] or {}).get("arm", ""))
+
     def set_true_label(self, prediction_id: str, true_label: str) -> None:
         """Stores the feedback on one logged prediction.
 
@@ -262,10 +283,7 @@ class ExperimentStore:
         with self.session(f"recording feedback on {prediction_id}") as session:
             updated = session.execute(statement).rowcount
         if not updated:
-            raise UnknownPredictionError(
-                f"no logged prediction has id {prediction_id!r}; give the prediction_id of a /predict answer "
-                "(only requests routed by an experiment are logged)"
-            )
+            raise _unknown(prediction_id)
 
     def counts(self, experiment_id: int) -> dict[str, tuple[int, int]]:
         """Model version → (predictions, predictions with feedback) logged for the experiment.
@@ -327,4 +345,11 @@ def _conflict(control: str, running_id: int | None) -> ExperimentConflictError:
     stop = f"clf ab stop --experiment-id {running_id if running_id is not None else 'ID'}"
     return ExperimentConflictError(
         f"{which} is already running on control {control}; stop it first ({stop}) or conclude it (clf ab promote)"
+    )
+
+
+def _unknown(prediction_id: str) -> UnknownPredictionError:
+    return UnknownPredictionError(
+        f"no logged prediction has id {prediction_id[:70]!r}; give the prediction_id of a /predict answer "
+        "(only requests routed by an experiment are logged)"
     )

@@ -2,7 +2,10 @@
 
 The service logs one record per classified input; `get_metrics` summarises the last few minutes (error rate,
 latency percentiles, confidence) overall and per model version, and `prometheus_text` renders the same for a
-``/metrics`` endpoint:
+``/metrics`` endpoint. Latency comes three ways: end to end (what the client waited), queue wait, and model
+latency (the service time of the batch the paper ran in, also per batch size), so that gates can judge a model
+apart from the load it is under. Requests that never reached a model are counted apart (`log_rejection`): client
+errors by reason, shed load, timeouts; none of them is a prediction or an error of the model.
 
 >>> now = [1_000_000.0]
 >>> monitor = PredictionMonitor(clock=lambda: now[0])
@@ -27,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -56,6 +60,12 @@ class PredictionRecord:
     """Short error description; None for a success."""
     version: str
     """Model version that served the request."""
+    queue_ms: float | None = None
+    """Time the request waited in its version's queue before its batch started; None when not measured."""
+    service_ms: float | None = None
+    """Time its batch spent in the model (the service time, queue wait excluded); None when not measured."""
+    batch_size: int | None = None
+    """Texts in that batch; None when not measured."""
 
 
 class PredictionMonitor:
@@ -96,6 +106,8 @@ class PredictionMonitor:
         self._lock = threading.Lock()
         self._requests_total: dict[str, int] = {}
         self._errors_total: dict[str, int] = {}
+        self._rejections: deque[tuple[float, Rejection, str, str | None]] = deque(maxlen=max_records)
+        self._rejections_total: dict[tuple[Rejection, str, str | None], int] = {}
 
     def log_prediction(
         self,
@@ -106,6 +118,9 @@ class PredictionMonitor:
         version: str,
         error: str | None = None,
         timestamp: float | datetime | None = None,
+        queue_ms: float | None = None,
+        service_ms: float | None = None,
+        batch_size: int | None = None,
     ) -> None:
         """Records one classified input. Safe to call from many threads at once.
 
@@ -120,6 +135,9 @@ class PredictionMonitor:
             error: None for a success, else a short description; an error record has no confidence.
             timestamp: epoch seconds or a datetime (a naive one is local time, as `datetime.timestamp` reads it);
                 None means now, by `clock`.
+            queue_ms: time spent waiting for a batch, in milliseconds, when measured.
+            service_ms: time the batch spent in the model, in milliseconds, when measured.
+            batch_size: texts in that batch, when measured.
 
         Raises:
             ValueError: when a field is malformed (the message names it).
@@ -141,13 +159,50 @@ class PredictionMonitor:
             stamp = float(timestamp)
         else:
             raise ValueError(f"timestamp must be epoch seconds, a datetime or None, got {timestamp!r}")
-        record = PredictionRecord(stamp, input_length, float(latency_ms), confidence, error, version)
+        for name, value in (("queue_ms", queue_ms), ("service_ms", service_ms)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0):
+                raise ValueError(f"{name} must be None or a number >= 0, got {value!r}")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be None or an int >= 1, got {batch_size!r}")
+        record = PredictionRecord(
+            stamp,
+            input_length,
+            float(latency_ms),
+            confidence,
+            error,
+            version,
+            None if queue_ms is None else float(queue_ms),
+            None if service_ms is None else float(service_ms),
+            batch_size,
+        )
         with self._lock:
             self._records.append(record)
             self._requests_total[version] = self._requests_total.get(version, 0) + 1
             if error is not None:
                 self._errors_total[version] = self._errors_total.get(version, 0) + 1
             self._evict(float(self.clock()))
+
+    def log_rejection(self, kind: Rejection | str, reason: str | None = None, version: str | None = None) -> None:
+        """Counts a request that got no prediction through no fault of a model: refused, shed, or timed out.
+
+        None of these is a prediction: they never enter ``total``, ``errors`` or ``error_rate``, so no alert, canary
+        gate or rollback judges a model on them.
+
+        Args:
+            kind: a `Rejection` (``client_error``, ``shed``, ``timeout``, ``server_error``).
+            reason: for a client error, its reason (``invalid_encoding``, ...); the kind itself when None.
+            version: the version it was routed to, when it got that far.
+
+        Raises:
+            ValueError: for an unknown kind.
+        """
+        kind = Rejection(kind)
+        key = (kind, str(reason or kind), version)
+        with self._lock:
+            self._rejections.append((float(self.clock()), *key))
+            self._rejections_total[key] = self._rejections_total.get(key, 0) + 1
 
     def get_metrics(self, window_minutes: float = 5.0) -> dict[str, Any]:
         """Summarises the records of the last `window_minutes`, overall and per version.
@@ -165,7 +220,10 @@ class PredictionMonitor:
             ``avg_confidence``, ``low_confidence_rate``, ``avg_input_length``; the since-start counters
             ``requests_total`` and ``errors_total``; and ``by_version``, mapping each version seen in the window
             to a dict with the same keys (bar ``window_minutes``, ``low_confidence_threshold`` and
-            ``by_version``), its counters being that version's.
+            ``by_version``), its counters being that version's. Requests without a prediction: ``client_errors``
+            (``{"total", "by_reason"}``), ``shed``, ``timeouts`` and ``server_errors`` over the window, and since
+            start ``client_errors_total`` (by reason), ``shed_total``, ``timeouts_total`` and
+            ``server_errors_total``; each version has its own ``shed`` and ``timeouts``.
 
         Raises:
             ValueError: when `window_minutes` is not in (0, `max_window_minutes`].
@@ -181,8 +239,11 @@ class PredictionMonitor:
             records = list(self._records)  # a C-level copy: the filtering below runs without the lock
             requests_total = dict(self._requests_total)
             errors_total = dict(self._errors_total)
+            rejections = list(self._rejections)
+            rejections_total = dict(self._rejections_total)
         cutoff = now - window_minutes * 60.0
         recent = [r for r in records if r.timestamp >= cutoff]
+        refused = [(kind, reason, version) for stamp, kind, reason, version in rejections if stamp >= cutoff]
         by_version: dict[str, list[PredictionRecord]] = {}
         for record in recent:
             by_version.setdefault(record.version, []).append(record)
@@ -192,6 +253,7 @@ class PredictionMonitor:
             **self._summarise(recent),
             "requests_total": sum(requests_total.values()),
             "errors_total": sum(errors_total.values()),
+            **_rejection_counts(refused, rejections_total),
             "by_version": {},
         }
         for version in sorted(by_version):
@@ -199,6 +261,8 @@ class PredictionMonitor:
                 **self._summarise(by_version[version]),
                 "requests_total": requests_total.get(version, 0),
                 "errors_total": errors_total.get(version, 0),
+                "shed": sum(1 for kind, _, v in refused if kind == Rejection.SHED and v == version),
+                "timeouts": sum(1 for kind, _, v in refused if kind == Rejection.TIMEOUT and v == version),
             }
         return metrics
 
@@ -225,6 +289,9 @@ class PredictionMonitor:
         records = self._records
         while records and records[0].timestamp < cutoff:
             records.popleft()
+        rejections = self._rejections
+        while rejections and rejections[0][0] < cutoff:
+            rejections.popleft()
 
     def _summarise(self, records: list[PredictionRecord]) -> dict[str, Any]:
         total = len(records)
@@ -246,7 +313,94 @@ class PredictionMonitor:
                 float((confidences < self.low_confidence_threshold).mean()) if confidences.size else None
             ),
             "avg_input_length": sum(r.input_length for r in records) / total if total else None,
+            **_timing_summary(records),
         }
+
+
+class Rejection(StrEnum):
+    """A request that got no prediction, through no fault of a model (see `PredictionMonitor.log_rejection`)."""
+
+    CLIENT_ERROR = "client_error"
+    """Refused as the client's fault (4xx), counted by its reason."""
+    SHED = "shed"
+    """Refused because the version's queue was full (429)."""
+    TIMEOUT = "timeout"
+    """Not answered by its deadline (504)."""
+    SERVER_ERROR = "server_error"
+    """A fault of the HTTP layer outside any model (500)."""
+
+
+def batch_bucket(batch_size: int) -> str:
+    """The batch-size bucket model latency is compared within: ``1``, ``2-3``, ``4-7``, ``8-15``, ...
+
+    Args:
+        batch_size: texts in one batch.
+
+    Returns:
+        The bucket's label.
+
+    >>> [batch_bucket(n) for n in (1, 2, 3, 8, 64)]
+    ['1', '2-3', '2-3', '8-15', '64-127']
+    """
+    low = 1 << (batch_size.bit_length() - 1)
+    return "1" if low == 1 else f"{low}-{2 * low - 1}"
+
+
+def _percentiles(values: list[float], *quantiles: int) -> list[float | None]:
+    if not values:
+        return [None] * len(quantiles)
+    return [float(v) for v in np.percentile(values, quantiles)]
+
+
+def _timing_summary(records: list[PredictionRecord]) -> dict[str, Any]:
+    """Queue wait and model latency of `records`: overall, per paper, and per batch-size bucket."""
+    timed = [r for r in records if r.service_ms is not None and r.batch_size is not None]
+    queue_p50, queue_p95 = _percentiles([r.queue_ms for r in records if r.queue_ms is not None], 50, 95)
+    model_p50, model_p95 = _percentiles([r.service_ms for r in timed], 50, 95)  # type: ignore[misc]
+    per_paper_p50, per_paper_p95 = _percentiles([r.service_ms / r.batch_size for r in timed], 50, 95)  # type: ignore[operator]
+    buckets: dict[str, list[float]] = {}
+    for record in timed:
+        buckets.setdefault(batch_bucket(record.batch_size), []).append(record.service_ms)  # type: ignore[arg-type]
+    by_batch = {}
+    for label in sorted(buckets, key=lambda b: int(b.split("-")[0])):
+        p50, p95 = _percentiles(buckets[label], 50, 95)
+        by_batch[label] = {"papers": len(buckets[label]), "p50_ms": p50, "p95_ms": p95}
+    return {
+        "queue_p50_ms": queue_p50,
+        "queue_p95_ms": queue_p95,
+        "model_latency_p50_ms": model_p50,
+        "model_latency_p95_ms": model_p95,
+        "model_ms_per_paper_p50": per_paper_p50,
+        "model_ms_per_paper_p95": per_paper_p95,
+        "model_latency_by_batch": by_batch,
+    }
+
+
+def _rejection_counts(
+    window: list[tuple[Rejection, str, str | None]], totals: dict[tuple[Rejection, str, str | None], int]
+) -> dict[str, Any]:
+    by_reason: dict[str, int] = {}
+    for kind, reason, _ in window:
+        if kind == Rejection.CLIENT_ERROR:
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+    reasons_total: dict[str, int] = {}
+    for (kind, reason, _), count in totals.items():
+        if kind == Rejection.CLIENT_ERROR:
+            reasons_total[reason] = reasons_total.get(reason, 0) + count
+
+    def since_start(kind: Rejection) -> int:
+        return sum(count for (k, _, _), count in totals.items() if k == kind)
+
+    return {
+        "client_errors": {"total": sum(by_reason.values()), "by_reason": dict(sorted(by_reason.items()))},
+        "shed": sum(1 for kind, _, _ in window if kind == Rejection.SHED),
+        "timeouts": sum(1 for kind, _, _ in window if kind == Rejection.TIMEOUT),
+        "server_errors": sum(1 for kind, _, _ in window if kind == Rejection.SERVER_ERROR),
+        "client_errors_total": dict(sorted(reasons_total.items())),
+        "shed_total": since_start(Rejection.SHED),
+        "timeouts_total": since_start(Rejection.TIMEOUT),
+        "server_errors_total": since_start(Rejection.SERVER_ERROR),
+    }
 
 
 def _confidence(predictions: Sequence[Mapping[str, Any]] | None) -> float | None:
@@ -282,6 +436,19 @@ _GAUGES = (
     ),
 )
 _LATENCY = ("clf_window_latency_ms", "Latency percentiles in milliseconds over the last {w} minutes.")
+_TIMINGS = (
+    ("clf_window_queue_latency_ms", "queue", "Queue wait percentiles in milliseconds over the last {w} minutes."),
+    (
+        "clf_window_model_latency_ms",
+        "model_latency",
+        "Model latency (batch service time) percentiles in milliseconds over the last {w} minutes.",
+    ),
+)
+_REFUSED = (
+    ("shed_total", "clf_shed_total", "Requests shed with 429 because a version's queue was full."),
+    ("timeouts_total", "clf_timeouts_total", "Requests not answered by their deadline (504)."),
+    ("server_errors_total", "clf_server_errors_total", "Faults of the HTTP layer outside any model (500)."),
+)
 
 
 def to_prometheus(metrics: Mapping[str, Any]) -> str:
@@ -330,6 +497,18 @@ def to_prometheus(metrics: Mapping[str, Any]) -> str:
         ({"version": v, "quantile": str(q / 100)}, m.get(f"latency_p{q}_ms")) for v, m in scopes for q in PERCENTILES
     ]
     lines += _family(name, "gauge", help_text.format(w=_number(window)), samples)
+    for name, prefix, help_text in _TIMINGS:
+        samples = [
+            ({"version": v, "quantile": str(q / 100)}, m.get(f"{prefix}_p{q}_ms")) for v, m in scopes for q in (50, 95)
+        ]
+        lines += _family(name, "gauge", help_text.format(w=_number(window)), samples)
+    reasons = metrics.get("client_errors_total") or {}
+    samples = [({"reason": reason}, count) for reason, count in sorted(reasons.items())]
+    lines += _family(
+        "clf_client_errors_total", "counter", "Requests refused as the client's fault, by reason.", samples
+    )
+    for key, name, help_text in _REFUSED:
+        lines += _family(name, "counter", help_text, [({}, metrics.get(key))])
     return "\n".join(lines) + "\n"
 
 
@@ -340,7 +519,7 @@ def _family(name: str, kind: str, help_text: str, samples: list[tuple[dict[str, 
         if value is None:
             continue
         rendered = ",".join(f'{key}="{_label_value(val)}"' for key, val in labels.items())
-        lines.append(f"{name}{{{rendered}}} {_number(value)}")
+        lines.append(f"{name}{{{rendered}}} {_number(value)}" if rendered else f"{name} {_number(value)}")
     return lines
 
 

@@ -7,35 +7,38 @@
 
 Several versions can be loaded at once; a traffic rule (`clf.serving.routing`) picks the one that answers each
 request, which is how blue-green, canary and A/B experiments share one service. Every answered input is recorded
-in the `PredictionMonitor` with the version that answered it.
+in the `PredictionMonitor` with the version that answered it, its queue wait and its model latency.
+
+Input is validated and cleaned before it is queued (`clf.serving.inputs`), so nothing a client sends can make a
+model fail; each version's queue is bounded (a full one sheds with `OverloadedError`); and a paper that makes the
+model fail fails alone, not the papers that shared its batch.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clf.data.cleaning import model_input_text
 from clf.monitoring.monitor import PredictionMonitor
 from clf.registry import ModelRegistry, RegistryError
-from clf.serving.batching import DynamicBatcher
-from clf.serving.errors import InvalidInputError, ModelLoadError, NoModelError
+from clf.serving.batching import BatchAnswer, DynamicBatcher
+from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelError
+from clf.serving.inputs import Input, paper_texts
+from clf.serving.prediction_ids import PredictionIds
 from clf.serving.predictor import BASE_VERSION, Backend, ModelPredictor
 from clf.serving.routing import Route, SingleVersion, TrafficRule
 
 log = logging.getLogger(__name__)
 
 WARMUP_TEXT = "Warm-up. A short abstract that loads the weights and the tokenizer before the first real request."
-
-Input = str | dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,16 @@ class PredictionEvent:
 
     Attributes:
         texts: the cleaned model input of each paper.
-        records: the returned records (with ``prediction_id``, ``version``, ``arm``); empty when `error` is set.
+        records: the returned records (with ``prediction_id``, ``version``, ``arm``); empty when `error` is set. A
+            paper that failed on its own while others of the request were answered has a record with ``error``.
         route: where the request went (version, arm, experiment).
         user_id: the caller's user id, if given.
         latency_ms: time from submission to answer.
-        error: None, or what went wrong.
+        error: None, or what went wrong when every paper of the request failed.
         timestamp: epoch seconds when the answer was ready.
+        queue_ms: time the request waited for its batch.
+        service_ms: time its batch spent in the model.
+        batch_size: texts in that batch.
     """
 
     texts: list[str]
@@ -59,6 +66,9 @@ class PredictionEvent:
     latency_ms: float
     error: str | None
     timestamp: float
+    queue_ms: float | None = None
+    service_ms: float | None = None
+    batch_size: int | None = None
 
 
 PredictionListener = Callable[[PredictionEvent], None]
@@ -107,9 +117,13 @@ class ClassificationService:
         warmup: run one prediction through each version as it loads, so the first request is not slow.
         backend: ``torch``, or ``onnx`` to run every version with onnxruntime on its ``onnx/`` files (int8 when the
             version has it; see ``clf export``).
+        max_queue: most papers waiting per version; beyond it a request is shed with `OverloadedError` (HTTP 429).
+            By default 4 × `max_batch_size`, so an accepted request waits at most about four batches.
+        prediction_ids: signs the ``prediction_id`` of every answer (`PredictionIds`); a random key of this process
+            by default. Replicas that take feedback for one another must share one key.
 
     Raises:
-        ValueError: when `forward_batch_size` is below 1.
+        ValueError: when `forward_batch_size` or `max_queue` is below 1.
         NoModelError: when the registry is empty and no base model is given.
         RegistryError: for an unknown version, or versions but none in production and no `version` named.
         ModelLoadError: when the chosen model's files do not load.
@@ -131,6 +145,8 @@ class ClassificationService:
         monitor: PredictionMonitor | None = None,
         warmup: bool = True,
         backend: Backend = "torch",
+        max_queue: int | None = None,
+        prediction_ids: PredictionIds | None = None,
     ) -> None:
         device = resolve_device(device)
         on_gpu = device.startswith("cuda")
@@ -140,6 +156,10 @@ class ClassificationService:
             forward_batch_size = max_batch_size if on_gpu else 8
         if forward_batch_size < 1:
             raise ValueError(f"--forward-batch-size must be at least 1, got {forward_batch_size}")
+        if max_queue is None:
+            max_queue = 4 * max_batch_size
+        if max_queue < 1:
+            raise ValueError(f"--max-queue must be at least 1, got {max_queue}")
         self.registry = registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry)
         self.device = device
         self.max_batch_size = max_batch_size
@@ -151,6 +171,8 @@ class ClassificationService:
         self.monitor = monitor if monitor is not None else PredictionMonitor()
         self.warmup = warmup
         self.backend = backend
+        self.max_queue = max_queue
+        self.prediction_ids = prediction_ids or PredictionIds(secrets.token_bytes(32))
         self._lock = threading.RLock()
         self._loaded: dict[str, _Loaded] = {}
         self._listeners: list[PredictionListener] = []
@@ -283,7 +305,9 @@ class ClassificationService:
         """Per loaded version: forward passes run, texts classified, mean texts per pass, and the batching mode.
 
         Returns:
-            Version → ``{"batching", "batches_run", "texts_run", "mean_batch_size"}``.
+            Version → ``{"batching", "batches_run", "texts_run", "mean_batch_size", "queued", "max_queue",
+            "dropped"}`` (``queued``: papers waiting now; ``dropped``: requests taken off the queue unrun, cancelled
+            or past their deadline).
         """
         with self._lock:
             loaded = dict(self._loaded)
@@ -296,6 +320,9 @@ class ClassificationService:
                 "batches_run": batcher.batches_run,
                 "texts_run": batcher.texts_run,
                 "mean_batch_size": mean,
+                "queued": batcher.queued,
+                "max_queue": batcher.max_queue,
+                "dropped": batcher.dropped,
             }
         return stats
 
@@ -330,42 +357,59 @@ class ClassificationService:
         Args:
             inputs: a paper (``{"title", "abstract"}`` or ``{"text"}``), a plain text, or a list of them.
             user_id: routes the request through the traffic rule (sticky per user in a split).
-            timeout: seconds to wait for the answer.
+            timeout: seconds to wait for the answer; a request not started by then is dropped from the queue.
 
         Returns:
-            One record per paper: ``label``, ``probability``, ``top3``, ``version``, ``arm``, a unique
-            ``prediction_id`` (for feedback on it later), and ``experiment_id`` when an experiment routed it.
+            One record per paper: ``label``, ``probability``, ``top3``, ``version``, ``arm``, a signed
+            ``prediction_id`` (for feedback on it later), and ``experiment_id`` when an experiment routed it. A paper
+            that failed on its own (while others were answered) has ``error`` and a None ``label``.
 
         Raises:
             InvalidInputError: for an empty, oversized or malformed paper (nothing is run).
+            OverloadedError: when the routed version's queue is full (nothing is queued).
+            DeadlineExceededError: when no answer came within `timeout`.
+            Exception: what the model raised, when every paper of the request failed.
         """
-        return self.submit(inputs, user_id).result(timeout)
+        future = self.submit(inputs, user_id, timeout_s=timeout)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise DeadlineExceededError(timeout or 0.0) from None
 
-    def submit(self, inputs: Input | Sequence[Input], user_id: str | None = None) -> Future[list[dict[str, Any]]]:
+    def submit(
+        self, inputs: Input | Sequence[Input], user_id: str | None = None, timeout_s: float | None = None
+    ) -> Future[list[dict[str, Any]]]:
         """Like `predict`, but returns at once with a future (what the async HTTP app awaits).
+
+        Cancelling the future drops the request from its version's queue if its batch has not started.
 
         Args:
             inputs: a paper, a plain text, or a list of them (see `predict`).
             user_id: routes the request through the traffic rule.
+            timeout_s: the request's deadline from now: a request whose batch has not started by then is never run
+                and its future fails with `DeadlineExceededError`. None: no deadline.
 
         Returns:
             A future of the records `predict` returns.
 
         Raises:
             InvalidInputError: for an empty, oversized or malformed paper.
+            OverloadedError: when the routed version's queue is full.
         """
         texts = self.texts_of(inputs)
         started = time.perf_counter()
         with self._lock:
             # Routing and queueing under one lock: a swap or unload can never strand a routed request.
             route = self._rule.route(user_id)
-            inner = self._loaded[route.version].batcher.submit(texts)
+            inner = self._loaded[route.version].batcher.submit(texts, timeout_s)
         outer: Future[list[dict[str, Any]]] = Future()
+        outer.add_done_callback(lambda done: inner.cancel() if done.cancelled() else None)
         inner.add_done_callback(functools.partial(self._finish, outer, texts, route, user_id, started))
         return outer
 
     def texts_of(self, inputs: Input | Sequence[Input]) -> list[str]:
-        """The cleaned model input of each paper, validated.
+        """The cleaned model input of each paper, validated (see `clf.serving.inputs.paper_texts`).
 
         Args:
             inputs: a paper, a plain text, or a list of them (see `predict`).
@@ -376,37 +420,7 @@ class ClassificationService:
         Raises:
             InvalidInputError: naming the paper and what is wrong with it.
         """
-        items = [inputs] if isinstance(inputs, (str, dict)) else inputs
-        if not isinstance(items, Sequence) or isinstance(items, (bytes, bytearray)):
-            raise InvalidInputError("send a paper {'title': ..., 'abstract': ...}, a text, or a list of them")
-        if not items:
-            raise InvalidInputError("the request holds no papers; send at least one {'title', 'abstract'}")
-        if len(items) > self.max_inputs:
-            raise InvalidInputError(f"{len(items)} papers in one request; send at most {self.max_inputs}")
-        return [self._text_of(item, index) for index, item in enumerate(items)]
-
-    def _text_of(self, item: Any, index: int) -> str:
-        where = f"paper {index}"
-        if isinstance(item, str):
-            raw = {"text": item}
-        elif isinstance(item, dict):
-            raw = {key: item.get(key) for key in ("title", "abstract", "text") if item.get(key) is not None}
-        else:
-            raise InvalidInputError(
-                f"{where}: expected an object with 'title' and 'abstract', got {type(item).__name__}"
-            )
-        for key, value in raw.items():
-            if not isinstance(value, str):
-                raise InvalidInputError(f"{where}: '{key}' must be a string, got {type(value).__name__}")
-        length = sum(len(value) for value in raw.values())
-        if length > self.max_text_chars:
-            raise InvalidInputError(
-                f"{where}: {length} characters; title + abstract may hold at most {self.max_text_chars}"
-            )
-        text = model_input_text(raw.get("title", ""), raw.get("abstract", ""), raw.get("text"))
-        if not text.strip():
-            raise InvalidInputError(f"{where}: empty text; give a non-empty 'title' and 'abstract'")
-        return text
+        return paper_texts(inputs, max_inputs=self.max_inputs, max_text_chars=self.max_text_chars)
 
     def _finish(
         self,
@@ -415,32 +429,55 @@ class ClassificationService:
         route: Route,
         user_id: str | None,
         started: float,
-        inner: Future[list[dict[str, Any]]],
+        inner: Future[BatchAnswer],
     ) -> None:
+        if inner.cancelled():  # the caller gave up before the batch started: nothing ran, nothing to record
+            return
         latency_ms = (time.perf_counter() - started) * 1000
         error = inner.exception()
-        if error is not None:
-            outer.set_exception(error)
-            message = f"{type(error).__name__}: {error}"
-            self._notify(PredictionEvent(texts, [], route, user_id, latency_ms, message, time.time()))
+        if error is not None:  # a deadline passed in the queue, or the worker failed outside the model
+            _resolve(outer, error=error)
+            if not isinstance(error, DeadlineExceededError):
+                message = f"{type(error).__name__}: {error}"
+                self._notify(PredictionEvent(texts, [], route, user_id, latency_ms, message, time.time()))
             return
+        answer = inner.result()
         tags: dict[str, Any] = {"version": route.version, "arm": route.arm}
         if route.experiment is not None:
             tags["experiment_id"] = route.experiment
-        records = [{**record, **tags, "prediction_id": uuid.uuid4().hex} for record in inner.result()]
-        outer.set_result(records)
-        self._notify(PredictionEvent(texts, records, route, user_id, latency_ms, None, time.time()))
+        records = []
+        failures = [result for result in answer.results if isinstance(result, Exception)]
+        for result in answer.results:
+            if isinstance(result, Exception):
+                failed = {"label": None, "probability": None, "top3": [], "error": _describe(result)}
+                records.append({**failed, **tags, "prediction_id": None})
+            else:
+                records.append({**result, **tags, "prediction_id": self.prediction_ids.issue(route.version, route.arm)})
+        timing = {"queue_ms": answer.queue_ms, "service_ms": answer.service_ms, "batch_size": answer.batch_size}
+        if len(failures) == len(records):
+            _resolve(outer, error=failures[0])
+            event = PredictionEvent(
+                texts, [], route, user_id, latency_ms, _describe(failures[0]), time.time(), **timing
+            )
+        else:
+            _resolve(outer, result=records)
+            event = PredictionEvent(texts, records, route, user_id, latency_ms, None, time.time(), **timing)
+        self._notify(event)
 
     def _notify(self, event: PredictionEvent) -> None:
         """Records `event` in the monitor and hands it to every listener; a fault here never reaches the caller."""
         try:
             for index, text in enumerate(event.texts):
+                record = event.records[index] if event.error is None else {"error": event.error}
                 self.monitor.log_prediction(
                     input_length=len(text),
-                    predictions=event.records[index]["top3"] if event.error is None else None,
+                    predictions=None if "error" in record else record["top3"],
                     latency_ms=event.latency_ms,
                     version=event.route.version,
-                    error=event.error,
+                    error=record.get("error"),
+                    queue_ms=event.queue_ms,
+                    service_ms=event.service_ms,
+                    batch_size=event.batch_size,
                 )
         except Exception:  # the answer is already out; a monitoring fault must not hide it
             log.exception("could not record predictions in the monitor")
@@ -486,6 +523,7 @@ class ClassificationService:
             max_batch_size=self.max_batch_size,
             max_wait_ms=self.max_wait_ms,
             batching=self.batching,
+            max_queue=self.max_queue,
             name=predictor.version,
         )
         with self._lock:
@@ -496,3 +534,19 @@ class ClassificationService:
             batcher.close()
             return existing.predictor
         return predictor
+
+
+def _describe(error: BaseException) -> str:
+    return f"inference failed: {type(error).__name__}: {error}"
+
+
+def _resolve(
+    future: Future[list[dict[str, Any]]], result: list[dict[str, Any]] | None = None, error: BaseException | None = None
+) -> None:
+    """Settles `future` unless its caller already gave up on it (cancelled at its deadline)."""
+    if not future.set_running_or_notify_cancel():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result or [])

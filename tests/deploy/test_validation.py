@@ -13,6 +13,10 @@ from clf.registry import ModelRegistry
 from tests.conftest import load_shared_papers
 from tests.helpers.exports import LABELS
 
+# Tests that are not about latency give it a limit no busy machine reaches: a 2-core CI runner running other
+# processes can take 200 ms over one paper, and that must not fail a test of class diversity.
+ANY_LATENCY = {"max_p95_latency_ms": 60_000.0}
+
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory) -> list[dict]:
@@ -33,7 +37,7 @@ def _rewrite_weights(registry: ModelRegistry, change) -> None:
 
 
 def test_a_working_model_passes_every_check(registry, samples):
-    report = validate_deployment("v2.0.0", registry, samples=samples)
+    report = validate_deployment("v2.0.0", registry, samples=samples, **ANY_LATENCY)
     assert report.passed, report.failures
     checks = {check.name: check for check in report.checks}
     assert set(checks) == {
@@ -58,20 +62,20 @@ def test_a_model_answering_one_class_is_rejected(registry, samples):
         return tensor
 
     _rewrite_weights(registry, bias_to_first_class)
-    report = validate_deployment("v2.0.0", registry, samples=samples)
+    report = validate_deployment("v2.0.0", registry, samples=samples, **ANY_LATENCY)
     assert not report.passed and [c.name for c in report.failures] == ["files_intact", "class_diversity"]
     assert "cs.CV takes 100%" in report.failures[1].detail
 
 
 def test_nan_weights_are_rejected(registry, samples):
     _rewrite_weights(registry, lambda name, t: torch.full_like(t, float("nan")) if "classifier" in name else t)
-    report = validate_deployment("v2.0.0", registry, samples=samples)
+    report = validate_deployment("v2.0.0", registry, samples=samples, **ANY_LATENCY)
     assert "probabilities_valid" in [c.name for c in report.failures]
 
 
 def test_unloadable_weights_are_rejected(registry, samples):
     (registry.version_dir("v2.0.0") / "model.safetensors").write_bytes(b"garbage")
-    report = validate_deployment("v2.0.0", registry, samples=samples)
+    report = validate_deployment("v2.0.0", registry, samples=samples, **ANY_LATENCY)
     assert not report.passed and report.failures[0].name == "loads"
 
 
@@ -88,4 +92,4 @@ def test_without_samples_or_lineage_it_asks_for_sample_data(registry):
 def test_samples_from_a_jsonl_file(registry, samples, tmp_path):
     path = tmp_path / "papers.jsonl"
     path.write_text("".join(json.dumps(s) + "\n" for s in samples))
-    assert validate_deployment("v2.0.0", registry, samples=path).passed
+    assert validate_deployment("v2.0.0", registry, samples=path, **ANY_LATENCY).passed

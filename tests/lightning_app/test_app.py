@@ -53,7 +53,7 @@ def test_predict_a_list_and_a_batch_with_user_id(server):
     [
         ({"title": "", "abstract": ""}, 422, "empty text"),
         ({"title": ["x"], "abstract": "y"}, 422, "'title' must be a string"),
-        ({"titel": "x", "abstract": "y"}, 422, "unknown fields ['titel']"),
+        ({"titel": "x", "abstract": "y"}, 422, "unknown field 'titel'"),
         ([], 422, "no papers"),
         ("just a string", 422, "expected a JSON object or list"),
         ({"papers": "nope"}, 422, "'papers' must be a list"),
@@ -217,6 +217,7 @@ def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_r
     experiment = framework.create_experiment("new head", "v1.0.0", "v1.1.0", 0.5)
     framework.close()
     port = free_port()
+    token = "labelling-team-token-0123456789"
     process = subprocess.Popen(
         [sys.executable, "-m", "clf", "serve", "--port", str(port), "--registry", str(tiny_registry.base_dir)]
         + ["--experiments-db", db],
@@ -224,7 +225,9 @@ def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_r
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "CLF_FEEDBACK_TOKEN": token},
     )
+    auth = {"Authorization": f"Bearer {token}"}
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(url, process)
@@ -237,13 +240,16 @@ def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_r
         again = requests.post(f"{url}/predict", json={**PAPERS[0], "user_id": "user-3"}, timeout=30).json()
         assert (again["arm"], again["version"]) == arms["user-3"]
         prediction_id = again["predictions"][0]["prediction_id"]
-        answer = requests.post(
-            f"{url}/feedback", json={"prediction_id": prediction_id, "true_label": "cs.CV"}, timeout=30
-        )
+        feedback = {"prediction_id": prediction_id, "true_label": "cs.CV"}
+        assert requests.post(f"{url}/feedback", json=feedback, timeout=30).status_code == 401
+        answer = requests.post(f"{url}/feedback", json=feedback, headers=auth, timeout=30)
         assert answer.status_code == 200, answer.text
-        unknown = requests.post(f"{url}/feedback", json={"prediction_id": "nope", "true_label": "cs.CV"}, timeout=30)
-        assert unknown.status_code == 404
-        assert requests.post(f"{url}/feedback", json={"prediction_id": 3}, timeout=30).status_code == 422
+        random_part, issued, tag, _ = prediction_id.split(".")
+        forged = {"prediction_id": f"{random_part}.{issued}.{'f' * 12}.{'f' * 12}", "true_label": "cs.CV"}
+        assert requests.post(f"{url}/feedback", json=forged, headers=auth, timeout=30).status_code == 403
+        moved = {"prediction_id": f"{random_part}.{issued}.{tag}.{'0' * 12}", "true_label": "cs.CV"}
+        assert requests.post(f"{url}/feedback", json=moved, headers=auth, timeout=30).status_code == 404
+        assert requests.post(f"{url}/feedback", json={"prediction_id": 3}, headers=auth, timeout=30).status_code == 422
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)

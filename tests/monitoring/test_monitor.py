@@ -93,7 +93,9 @@ def test_metrics_are_split_per_version(clock: FakeClock) -> None:
     assert (old["low_confidence_rate"], new["low_confidence_rate"]) == (0.0, 1.0)
     assert (old["requests_total"], old["errors_total"]) == (3, 0)
     assert (new["requests_total"], new["errors_total"]) == (2, 1)
-    assert set(old) == set(metrics) - {"window_minutes", "low_confidence_threshold", "by_version"}
+    process_only = {"window_minutes", "low_confidence_threshold", "by_version", "client_errors", "server_errors"}
+    process_only |= {"client_errors_total", "shed_total", "timeouts_total", "server_errors_total"}
+    assert set(old) == set(metrics) - process_only
 
 
 def test_window_counts_only_recent_records_and_old_ones_are_evicted(clock: FakeClock) -> None:
@@ -250,7 +252,7 @@ def test_a_window_longer_than_the_records_kept_is_refused() -> None:
         PredictionMonitor(max_window_minutes=60).get_metrics(window_minutes=90)
 
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\} (\S+)$')
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
@@ -270,7 +272,7 @@ def _parse_prometheus(text: str) -> tuple[dict[str, str], list[tuple[str, dict[s
         assert found, f"not a sample line: {line!r}"
         name, labels, value = found.groups()
         assert name in types, f"{name} has no # TYPE line before its samples"
-        samples.append((name, dict(_LABEL.findall(labels)), float(value)))
+        samples.append((name, dict(_LABEL.findall(labels or "")), float(value)))
     return types, samples
 
 
@@ -285,7 +287,10 @@ def test_prometheus_text_parses_and_matches_the_metrics(clock: FakeClock) -> Non
 
     assert types["clf_requests_total"] == "counter"
     assert types["clf_window_error_rate"] == "gauge"
-    assert all("version" in labels for _, labels, _ in samples)
+    per_version = [
+        labels for name, labels, _ in samples if name.startswith(("clf_window_", "clf_requests", "clf_errors"))
+    ]
+    assert per_version and all("version" in labels for labels in per_version)
     assert values[("clf_requests_total", (("version", "v1.2.0"),))] == 4
     assert values[("clf_errors_total", (("version", "v1.3.0"),))] == 1
     assert values[("clf_window_requests", (("version", "all"),))] == 5
@@ -303,10 +308,15 @@ def test_prometheus_label_values_are_escaped(clock: FakeClock) -> None:
 
     _, samples = _parse_prometheus(to_prometheus(monitor.get_metrics(window_minutes=5)))
 
-    assert r"v1 \"quoted\" \\ and\nnewline" in {labels["version"] for _, labels, _ in samples}
+    assert r"v1 \"quoted\" \\ and\nnewline" in {labels.get("version") for _, labels, _ in samples}
 
 
 def test_prometheus_text_of_an_empty_window_has_only_the_defined_samples(clock: FakeClock) -> None:
     _, samples = _parse_prometheus(PredictionMonitor(clock=clock).prometheus_text())
 
-    assert samples == [("clf_window_requests", {"version": "all"}, 0.0)]
+    assert samples == [
+        ("clf_window_requests", {"version": "all"}, 0.0),
+        ("clf_shed_total", {}, 0.0),
+        ("clf_timeouts_total", {}, 0.0),
+        ("clf_server_errors_total", {}, 0.0),
+    ]

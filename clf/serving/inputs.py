@@ -1,0 +1,101 @@
+"""Client input, checked before it reaches a model: papers in, cleaned model texts out, or a named client error.
+
+Everything a client sends passes through `paper_texts` before it is queued, so nothing a client can send reaches
+the tokenizer in a form that makes the model fail: lone UTF-16 surrogates are refused (they are not text), control
+and invisible format characters are cleaned away by the same `model_input_text` as training data, and shape, count
+and size are checked. Each refusal is an `InvalidInputError` naming the paper, the field and the fix, with a
+`ClientErrorReason`.
+
+>>> paper_texts({"title": "Attention", "abstract": "We propose\\u202e it."}, max_inputs=4, max_text_chars=100)
+['Attention. We propose it.']
+>>> paper_texts({"title": "ab", "abstract": "c \\ud800 d"}, max_inputs=4, max_text_chars=100)
+Traceback (most recent call last):
+...
+clf.serving.errors.InvalidInputError: paper 0: 'abstract' holds a lone UTF-16 surrogate (U+D800) at character 2; \
+send valid Unicode (pair each surrogate or drop it)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clf.data.cleaning import model_input_text
+from clf.serving.errors import ClientErrorReason, InvalidInputError
+
+PAPER_FIELDS = ("title", "abstract", "text")
+"""The fields of a paper: ``title`` and ``abstract``, or an already joined ``text``."""
+
+Input = str | Mapping[str, Any]
+"""One paper: ``{"title", "abstract"}``, ``{"text"}``, or a plain text."""
+
+
+def paper_texts(inputs: Input | Sequence[Input], *, max_inputs: int, max_text_chars: int) -> list[str]:
+    """The cleaned model input of each paper, validated.
+
+    Args:
+        inputs: a paper (``{"title", "abstract"}`` or ``{"text"}``), a plain text, or a list of them.
+        max_inputs: most papers in one request.
+        max_text_chars: most characters in one paper's fields together.
+
+    Returns:
+        One model input text per paper, in order.
+
+    Raises:
+        InvalidInputError: naming the paper and what is wrong with it, with its `ClientErrorReason`.
+    """
+    items = [inputs] if isinstance(inputs, str | Mapping) else inputs
+    if not isinstance(items, Sequence) or isinstance(items, bytes | bytearray):
+        raise InvalidInputError("send a paper {'title': ..., 'abstract': ...}, a text, or a list of them")
+    if not items:
+        raise InvalidInputError(
+            "the request holds no papers; send at least one {'title', 'abstract'}", ClientErrorReason.TOO_MANY_PAPERS
+        )
+    if len(items) > max_inputs:
+        raise InvalidInputError(
+            f"{len(items)} papers in one request; send at most {max_inputs}", ClientErrorReason.TOO_MANY_PAPERS
+        )
+    return [_text_of(item, f"paper {index}", max_text_chars) for index, item in enumerate(items)]
+
+
+def _text_of(item: Any, where: str, max_text_chars: int) -> str:
+    if isinstance(item, str):
+        fields = {"text": item}
+    elif isinstance(item, Mapping):
+        unknown = sorted(str(key) for key in item if key not in PAPER_FIELDS)
+        if unknown:
+            raise InvalidInputError(
+                f"{where}: unknown fields {unknown}; a paper has 'title' and 'abstract' (or 'text')"
+            )
+        fields = {key: item[key] for key in PAPER_FIELDS if item.get(key) is not None}
+    else:
+        raise InvalidInputError(f"{where}: expected an object with 'title' and 'abstract', got {type(item).__name__}")
+    for key, value in fields.items():
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{where}: '{key}' must be a string, got {type(value).__name__}")
+    length = sum(len(value) for value in fields.values())
+    if length > max_text_chars:
+        raise InvalidInputError(
+            f"{where}: {length} characters; title + abstract may hold at most {max_text_chars}",
+            ClientErrorReason.TEXT_TOO_LONG,
+        )
+    for key, value in fields.items():
+        _check_unicode(value, where, key)
+    text = model_input_text(fields.get("title", ""), fields.get("abstract", ""), fields.get("text"))
+    if not text.strip():
+        raise InvalidInputError(
+            f"{where}: empty text once cleaned; give a non-empty 'title' and 'abstract'", ClientErrorReason.EMPTY_TEXT
+        )
+    return text
+
+
+def _check_unicode(value: str, where: str, key: str) -> None:
+    """Refuses a lone surrogate: JSON can carry one (``"\\ud800"``) but it is not a character, and no UTF-8 holds it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidInputError(
+            f"{where}: '{key}' holds a lone UTF-16 surrogate (U+{ord(value[err.start]):04X}) at character "
+            f"{err.start}; send valid Unicode (pair each surrogate or drop it)",
+            ClientErrorReason.INVALID_ENCODING,
+        ) from None

@@ -1,0 +1,134 @@
+"""The HTTP contract: pydantic models of every request and response body, and the JSON error shape.
+
+Request bodies are read by `lightning_app.payloads` (size-limited, strict UTF-8, depth-safe) and then validated
+against these models, so the schema published at ``/openapi.json`` is the one the service enforces; responses are
+documented with them (and checked against them by the schemathesis run in the tests).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class Paper(BaseModel):
+    """One paper to classify: its title and abstract (raw arXiv text, LaTeX and all), or an already joined text."""
+
+    model_config = _STRICT
+
+    title: str = Field("", description="The title.")
+    abstract: str = Field("", description="The abstract.")
+    text: str | None = Field(None, description="Title and abstract already joined; used instead of them when given.")
+
+
+class PaperWithUser(Paper):
+    """One paper, optionally with the caller's user id (which routes it through a running experiment or split)."""
+
+    user_id: str | int | None = Field(None, description="A stable id of the caller: the same user, the same arm.")
+
+
+class PaperBatch(BaseModel):
+    """Several papers in one request, with an optional user id for all of them."""
+
+    model_config = _STRICT
+
+    papers: list[Paper] = Field(description="The papers (at most the service's --max-inputs, 64 by default).")
+    user_id: str | int | None = Field(None, description="A stable id of the caller.")
+
+
+PredictRequest = PaperWithUser | list[Paper] | PaperBatch
+"""What ``POST /predict`` takes: one paper, a list of papers, or ``{"papers": [...], "user_id": ...}``."""
+
+
+class LabelProbability(BaseModel):
+    """One ranked category."""
+
+    label: str
+    probability: float
+
+
+class Prediction(BaseModel):
+    """The answer for one paper. A paper that failed on its own has ``error`` set and no label."""
+
+    label: str | None
+    probability: float | None
+    top3: list[LabelProbability]
+    labels: list[str] | None = Field(None, description="Every category above the threshold (multi-label models).")
+    version: str
+    arm: str
+    prediction_id: str | None = Field(description="Signed id to send feedback on this prediction (POST /feedback).")
+    experiment_id: str | None = None
+    error: str | None = None
+
+
+class PredictResponse(BaseModel):
+    """The answers, in the order of the papers sent."""
+
+    predictions: list[Prediction]
+    version: str
+    arm: str
+    user_id: str | None
+
+
+class Feedback(BaseModel):
+    """The true category of an earlier prediction."""
+
+    model_config = _STRICT
+
+    prediction_id: str = Field(description="The prediction_id of a /predict answer.", max_length=200)
+    true_label: str = Field(description="The category the paper belongs to, e.g. cs.CL.", max_length=100)
+
+
+class FeedbackRecorded(BaseModel):
+    """Feedback stored."""
+
+    recorded: Literal[True]
+    prediction_id: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: what went wrong and how to fix it, and a machine-readable reason."""
+
+    error: str = Field(description="What was wrong, and what to do instead.")
+    reason: str = Field(
+        description="invalid_json, invalid_encoding, too_deep, too_large, invalid_shape, empty_text, too_many_papers, "
+        "text_too_long, invalid_parameter, not_found, method_not_allowed, unauthorized, forbidden, rate_limited, "
+        "unknown_prediction, foreign_prediction, expired_prediction, invalid_label (the client's fault); overloaded, "
+        "timeout, unavailable (busy: retry after Retry-After); model_error, server_error (the service's fault)."
+    )
+    retry_after_s: int | None = Field(None, description="With 429 and 503: seconds to wait, as in Retry-After.")
+
+
+class Liveness(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` entries in the error shape for `statuses`.
+
+    Args:
+        *statuses: HTTP status codes an endpoint can answer with an error.
+
+    Returns:
+        FastAPI's ``responses=`` mapping.
+    """
+    return {status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]} for status in statuses}
+
+
+_DESCRIPTIONS = {
+    400: "The request cannot be read.",
+    401: "No token: this endpoint needs Authorization: Bearer <token>.",
+    403: "A wrong token, a prediction id this service did not issue, or an endpoint switched off.",
+    404: "No such prediction (or endpoint).",
+    413: "The body is over the size limit.",
+    422: "The body or a parameter is invalid; `reason` says how.",
+    429: "Overloaded or rate limited: retry after Retry-After seconds.",
+    500: "The model or the service failed.",
+    503: "The service is shutting down or a dependency is down: retry after Retry-After seconds.",
+    504: "No answer within the request deadline.",
+}
