@@ -320,3 +320,58 @@ def test_prometheus_text_of_an_empty_window_has_only_the_defined_samples(clock: 
         ("clf_timeouts_total", {}, 0.0),
         ("clf_server_errors_total", {}, 0.0),
     ]
+
+
+def test_queue_wait_and_model_latency_are_summarised_apart_and_per_batch_size(clock: FakeClock) -> None:
+    monitor = PredictionMonitor(clock=clock)
+    for queue_ms, service_ms, batch in ((0.0, 10.0, 1), (2.0, 12.0, 1), (400.0, 80.0, 8), (600.0, 90.0, 9)):
+        _log(monitor, queue_ms + service_ms, queue_ms=queue_ms, service_ms=service_ms, batch_size=batch)
+    _log(monitor, 5.0)  # no timings: counted as a prediction, left out of the timing summaries
+
+    metrics = monitor.get_metrics(window_minutes=5)
+
+    assert metrics["total"] == 5 and metrics["latency_p50_ms"] == pytest.approx(14.0)
+    assert metrics["queue_p50_ms"] == pytest.approx(201.0) and metrics["model_latency_p50_ms"] == pytest.approx(46.0)
+    assert metrics["model_latency_by_batch"] == {
+        "1": {"papers": 2, "p50_ms": pytest.approx(11.0), "p95_ms": pytest.approx(11.9)},
+        "8-15": {"papers": 2, "p50_ms": pytest.approx(85.0), "p95_ms": pytest.approx(89.5)},
+    }
+    # Per paper: 10, 12, 10, 10 ms.
+    assert metrics["model_ms_per_paper_p50"] == pytest.approx(10.0)
+    assert metrics["by_version"]["v1.0.0"]["model_latency_by_batch"] == metrics["model_latency_by_batch"]
+
+
+def test_rejections_are_counted_by_kind_and_reason_and_are_never_predictions(clock: FakeClock) -> None:
+    monitor = PredictionMonitor(clock=clock)
+    _log(monitor)
+    for _ in range(3):
+        monitor.log_rejection("client_error", "invalid_encoding")
+    monitor.log_rejection("client_error", "too_deep")
+    monitor.log_rejection("shed", version="v1.0.0")
+    monitor.log_rejection("timeout", version="v1.0.0")
+    monitor.log_rejection("server_error")
+
+    metrics = monitor.get_metrics(window_minutes=5)
+
+    assert (metrics["total"], metrics["errors"], metrics["error_rate"]) == (1, 0, 0.0)
+    assert metrics["client_errors"] == {"total": 4, "by_reason": {"invalid_encoding": 3, "too_deep": 1}}
+    assert (metrics["shed"], metrics["timeouts"], metrics["server_errors"]) == (1, 1, 1)
+    assert (metrics["by_version"]["v1.0.0"]["shed"], metrics["by_version"]["v1.0.0"]["timeouts"]) == (1, 1)
+    clock.advance(6 * 60)
+    later = monitor.get_metrics(window_minutes=5)
+    assert later["client_errors"]["total"] == 0 and later["shed"] == 0
+    assert later["client_errors_total"] == {"invalid_encoding": 3, "too_deep": 1} and later["shed_total"] == 1
+    _, samples = _parse_prometheus(monitor.prometheus_text(window_minutes=5))
+    assert ("clf_client_errors_total", {"reason": "invalid_encoding"}, 3.0) in samples
+    assert ("clf_shed_total", {}, 1.0) in samples
+    with pytest.raises(ValueError, match="is not a valid Rejection"):
+        monitor.log_rejection("model_error")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"queue_ms": -1.0}, {"service_ms": "fast"}, {"batch_size": 0}, {"batch_size": True}],
+)
+def test_malformed_timings_are_refused(fields) -> None:
+    with pytest.raises(ValueError, match=next(iter(fields))):
+        _log(PredictionMonitor(), **fields)

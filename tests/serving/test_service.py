@@ -18,6 +18,7 @@ from clf.serving import (
     NoModelError,
     WeightedSplit,
 )
+from clf.serving.errors import ClientErrorReason, DeadlineExceededError, OverloadedError
 from tests.conftest import load_shared_papers
 from tests.helpers.exports import LABELS
 
@@ -29,6 +30,44 @@ class FailingPredictor(ModelPredictor):
 
     def predict_texts(self, texts, batch_size=32):
         raise RuntimeError("injected inference failure")
+
+
+class PoisonedPredictor(ModelPredictor):
+    """A real model that fails on any batch holding a text with "poison" in it, as a tokenizer bug would."""
+
+    def predict_texts(self, texts, batch_size=32):
+        if any("poison" in text.lower() for text in texts):
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
+        return super().predict_texts(texts, batch_size)
+
+
+class HeldPredictor(ModelPredictor):
+    """A real model whose passes wait for `release` (set it to let them go): a model busy with a long batch."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.release, self.running = threading.Event(), threading.Event()
+
+    def predict_texts(self, texts, batch_size=32):
+        self.running.set()
+        assert self.release.wait(30), "the test never released the model"
+        return super().predict_texts(texts, batch_size)
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def held_service(registry, **settings) -> tuple[ClassificationService, HeldPredictor]:
+    """A service serving v1.1.0 through a `HeldPredictor`; its first request keeps the model busy until released."""
+    service = ClassificationService(registry, max_wait_ms=0, warmup=False, **settings)
+    held = HeldPredictor(registry.version_dir("v1.1.0"), "v1.1.0")
+    service.load("v1.1.0", predictor=held)
+    service.swap("v1.1.0")
+    return service, held
 
 
 @pytest.fixture
@@ -105,12 +144,95 @@ def test_batched_predictions_match_the_registry_model_one_at_a_time(service, tin
         ([PAPERS[0], 42], "paper 1: expected an object"),
         ({"title": "t", "abstract": "a" * 30_000}, "at most 20000"),
         ([PAPERS[0]] * 65, "at most 64"),
+        ({"title": "ab", "abstract": "c \ud800 d"}, "paper 0: 'abstract' holds a lone UTF-16 surrogate"),
+        ({"title": "\u202e\u200b", "abstract": "\x00\x07"}, "paper 0: empty text"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(service, inputs, message):
     with pytest.raises(InvalidInputError, match=message):
         service.predict(inputs)
     assert service.monitor.get_metrics(5)["total"] == 0
+
+
+def test_control_and_bidi_characters_are_cleaned_away_before_the_model(service):
+    clean = {"title": PAPERS[0]["title"], "abstract": PAPERS[0]["abstract"]}
+    dirty = {"title": "\u202e" + clean["title"] + "\x00", "abstract": clean["abstract"].replace(" ", " \u200b\x07", 5)}
+    assert service.texts_of(dirty) == service.texts_of(clean)
+    assert service.predict(dirty)[0]["label"] == service.predict(clean)[0]["label"]
+
+
+def test_refusals_carry_the_reason_they_are_counted_under(service):
+    cases = {
+        ClientErrorReason.INVALID_ENCODING: {"title": "x", "abstract": "\udfff"},
+        ClientErrorReason.EMPTY_TEXT: {"title": " ", "abstract": "$x^2$"},
+        ClientErrorReason.TEXT_TOO_LONG: {"text": "word " * 5000},
+        ClientErrorReason.TOO_MANY_PAPERS: [PAPERS[0]] * 65,
+        ClientErrorReason.INVALID_SHAPE: [{"title": 1}],
+    }
+    for reason, inputs in cases.items():
+        with pytest.raises(InvalidInputError) as refused:
+            service.submit(inputs)
+        assert refused.value.reason == reason and 400 <= refused.value.status < 500
+
+
+def test_one_paper_that_breaks_the_model_fails_alone(service, tiny_registry):
+    service.load("v1.1.0", predictor=PoisonedPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0"))
+    service.swap("v1.1.0")
+    records = service.predict([PAPERS[0], {"title": "Poison", "abstract": "x"}, PAPERS[1]])
+    assert [r["label"] is not None for r in records] == [True, False, True]
+    assert "TextEncodeInput" in records[1]["error"] and records[1]["prediction_id"] is None
+    assert records[0]["prediction_id"] and records[2]["prediction_id"]
+    metrics = service.monitor.get_metrics(5)["by_version"]["v1.1.0"]
+    assert (metrics["total"], metrics["errors"]) == (3, 1)
+    with pytest.raises(TypeError, match="TextEncodeInput"):
+        service.predict({"title": "poison", "abstract": "only"})
+
+
+def test_prediction_ids_are_signed_for_their_version_and_arm(service):
+    record = service.predict(PAPERS[0])[0]
+    service.prediction_ids.verify(record["prediction_id"], record["version"], record["arm"])
+    with pytest.raises(InvalidInputError, match="not issued by this service for v1.0.0 \\(canary\\)"):
+        service.prediction_ids.verify(record["prediction_id"], "v1.0.0", "canary")
+
+
+def test_a_full_queue_sheds_instead_of_queueing_and_nothing_counts_as_an_error(tiny_registry):
+    service, held = held_service(tiny_registry, max_batch_size=2, max_queue=2)
+    running = service.submit(PAPERS[0])
+    wait_until(held.running.is_set)
+    queued = service.submit(PAPERS[1:3])
+    with pytest.raises(OverloadedError, match="v1.1.0 is overloaded") as shed:
+        service.submit(PAPERS[3])
+    assert shed.value.retry_after_s >= 1 and service.batch_stats()["v1.1.0"]["queued"] == 2
+    held.release.set()
+    assert len(running.result(30)) == 1 and len(queued.result(30)) == 2
+    assert service.monitor.get_metrics(5)["errors"] == 0
+    service.close()
+
+
+def test_a_request_past_its_deadline_is_dropped_from_the_queue_unrun(tiny_registry):
+    service, held = held_service(tiny_registry)
+    running = service.submit(PAPERS[0])
+    wait_until(held.running.is_set)
+    with pytest.raises(DeadlineExceededError, match="no answer within 0.05 s"):
+        service.predict(PAPERS[1], timeout=0.05)
+    late = service.submit(PAPERS[2], timeout_s=0.05)
+    time.sleep(0.1)
+    held.release.set()
+    running.result(30)
+    with pytest.raises(DeadlineExceededError):
+        late.result(30)
+    stats = service.batch_stats()["v1.1.0"]
+    assert stats["dropped"] == 2 and stats["texts_run"] == 1
+    metrics = service.monitor.get_metrics(5)
+    assert (metrics["total"], metrics["errors"]) == (1, 0), "a dropped request is neither a prediction nor an error"
+    service.close()
+
+
+def test_every_prediction_records_its_queue_wait_and_model_latency(service):
+    service.predict(PAPERS[:3])
+    metrics = service.monitor.get_metrics(5)
+    assert metrics["model_latency_by_batch"]["2-3"]["papers"] == 3
+    assert metrics["model_latency_p95_ms"] > 0 and metrics["queue_p95_ms"] >= 0
 
 
 def test_every_answer_is_recorded_with_its_version(service):
@@ -152,16 +274,15 @@ def test_hot_swap_under_concurrent_requests_answers_every_request(service):
     with ThreadPoolExecutor(8) as pool:
         for n in range(8):
             pool.submit(client, n)
-        while len(answered) < 40:
-            time.sleep(0.01)
+        wait_until(lambda: len(answered) >= 40 or bool(failures))
         assert service.swap("v1.1.0") == "v1.0.0"
-        service.unload("v1.0.0")
+        service.unload("v1.0.0")  # answers what was queued on v1.0.0 first
         count_at_swap = len(answered)
-        while len(answered) < count_at_swap + 40:
-            time.sleep(0.01)
+        wait_until(lambda: len(answered) >= count_at_swap + 40 or bool(failures))
         stop.set()
     assert failures == []
-    assert {"v1.0.0", "v1.1.0"} <= set(answered) and answered[-1] == "v1.1.0"
+    # Each of the 8 clients may still record one v1.0.0 answer it got just before the unload returned.
+    assert {"v1.0.0", "v1.1.0"} <= set(answered) and answered[count_at_swap:].count("v1.0.0") <= 8
     assert service.loaded_versions == ["v1.1.0"]
     assert service.monitor.get_metrics(5)["total"] == len(answered)
 
