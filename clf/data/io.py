@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -55,6 +56,9 @@ def open_text(path: Path) -> IO[str]:
 def read_jsonl(path: Path, *, skip_partial_last_line: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """Streams the objects of a JSON Lines file (plain or `.gz`) with their 1-based line numbers.
 
+    Lines are split on ``\\n`` only (as `append_jsonl` writes them) and each is decoded as UTF-8 on its own, so a
+    bad byte is reported on its own line.
+
     Args:
         path: the file to read.
         skip_partial_last_line: tolerate a truncated final line, which is what an interrupted append leaves
@@ -64,28 +68,53 @@ def read_jsonl(path: Path, *, skip_partial_last_line: bool = False) -> Iterator[
         ``(line number, object)`` for each non-blank line.
 
     Raises:
-        DataFileError: naming the file and line of a line that is not a JSON object.
+        DataFileError: naming the file and line of a line that is not UTF-8 or not a JSON object (nested too
+            deeply included), or of the first line a corrupt or truncated ``.gz`` file cannot give.
     """
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                # Only the last line of a file can lack its newline.
-                if skip_partial_last_line and not line.endswith("\n"):
-                    return
-                raise _corrupt(path, number, line, err) from err
-            if not isinstance(obj, dict):
-                raise _corrupt(path, number, line, TypeError(f"expected a JSON object, got {type(obj).__name__}"))
-            yield number, obj
+    for number, raw in _numbered_lines(Path(path)):
+        if not raw.strip():
+            continue
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise _corrupt(path, number, raw.decode("utf-8", "replace"), f"not valid UTF-8: {err}") from err
+        try:
+            obj = json.loads(line)
+        # ValueError besides JSONDecodeError: an integer of more than 4,300 digits; RecursionError: nesting
+        # deeper than the decoder's stack.
+        except (ValueError, RecursionError) as err:
+            # Only the last line of a file can lack its newline.
+            if skip_partial_last_line and not line.endswith("\n"):
+                return
+            raise _corrupt(path, number, line, f"not a valid JSON object ({err})") from err
+        if not isinstance(obj, dict):
+            raise _corrupt(
+                path, number, line, f"not a valid JSON object (expected a JSON object, got {type(obj).__name__})"
+            )
+        yield number, obj
 
 
-def _corrupt(path: Path, number: int, line: str, err: Exception) -> DataFileError:
+def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    if not path.is_file():
+        raise DataFileError(f"{path}: file not found. Check the path (absolute, or relative to {Path.cwd()}).")
+    number = 0
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                yield number, raw
+        # What gzip raises on a file cut short (EOFError), a damaged stream (zlib.error) or a bad header or CRC
+        # (BadGzipFile, an OSError).
+        except (EOFError, zlib.error, OSError) as err:
+            raise DataFileError(
+                f"{path}, line {number + 1}: cannot be read ({err}); the file is cut short or damaged there. "
+                "Download or write it again."
+            ) from err
+
+
+def _corrupt(path: Path, number: int, line: str, problem: str) -> DataFileError:
     preview = line.strip()[:80]
     return DataFileError(
-        f"{path}, line {number}: not a valid JSON object ({err}); the line starts {preview!r}. "
+        f"{path}, line {number}: {problem}; the line starts {preview!r}. "
         "Fix or delete that line; the other lines are intact."
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import stat
@@ -80,3 +81,25 @@ def test_missing_and_invalid_json_files_are_named(tmp_path):
     (tmp_path / "h.json").write_text("{nope")
     with pytest.raises(DataFileError, match=r"h\.json: not valid JSON"):
         read_json(tmp_path / "h.json")
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        # Each escaped as another exception before (UnicodeDecodeError, RecursionError, ValueError, EOFError,
+        # BadGzipFile).
+        ("a.jsonl", b'{"i": 1}\n{"i": "\xff"}\n', r"a\.jsonl, line 2: not valid UTF-8"),
+        ("b.jsonl", b'{"i": 1}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n", r"line 2: not a valid JSON object \("),
+        ("c.jsonl", b'{"i": 1}\n{"i": ' + b"9" * 5_000 + b"}\n", r"line 2: not a valid JSON object \(Exceeds"),
+        ("d.jsonl.gz", gzip.compress(b'{"i": 1}\n' * 3)[:-6], r"d\.jsonl\.gz, line 4: cannot be read \("),
+        ("e.jsonl.gz", b'{"i": 1}\n', r"e\.jsonl\.gz, line 1: cannot be read \(Not a gzipped file"),
+    ],
+    ids=["invalid-utf8", "deep-nesting", "huge-integer", "truncated-gzip", "not-gzip"],
+)
+def test_unreadable_lines_are_data_file_errors_naming_the_line(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
+    read = []
+    with pytest.raises(DataFileError, match=message):
+        read.extend(read_jsonl(path))
+    assert all(record == {"i": 1} for _, record in read)
