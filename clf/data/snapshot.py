@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -80,10 +80,9 @@ class SnapshotReader:
         for number, record in read_jsonl(self.path):
             try:
                 yield paper_from_snapshot_record(record)
-            except (KeyError, ValueError, TypeError) as err:
-                field = err.args[0] if isinstance(err, KeyError) else str(err)
+            except SnapshotRecordError as err:
                 raise DataFileError(
-                    f"{self.path}, line {number}: missing or invalid field {field!r}. Each line needs id, title, "
+                    f"{self.path}, line {number}: field {err.field!r} {err.problem}. Each line needs id, title, "
                     "abstract and categories; fix or delete that line."
                 ) from err
 
@@ -146,36 +145,57 @@ def _unique(papers: list[Paper]) -> list[Paper]:
     return list(by_id.values())
 
 
+class SnapshotRecordError(ValueError):
+    """A snapshot record lacks a field it needs or holds a value of the wrong kind in one.
+
+    Args:
+        field: the field at fault, e.g. ``title`` or ``versions``.
+        problem: what is wrong with it, e.g. ``must be a string, got null``.
+
+    Attributes:
+        field: the field at fault.
+        problem: what is wrong with it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"field {field!r} {problem}")
+        self.field = field
+        self.problem = problem
+
+
 def paper_from_snapshot_record(record: dict[str, Any]) -> Paper:
     """Normalises one snapshot line, in either supported format, into a `Paper`.
+
+    Values are checked, not coerced: a title that is ``null`` or a list is an error rather than the text
+    ``"None"``, and dates must parse, so every paper returned is one the rest of the pipeline can use.
 
     Args:
         record: one parsed snapshot line: the public Kaggle metadata format (``id``, ``categories`` as a
             space-separated string, ``versions``) or clf's own (``primary``, a list of categories, ``published``).
 
     Returns:
-        The paper, primary category first.
+        The paper, primary category first; ``published`` and ``updated`` as ``YYYY-MM-DD`` (or empty).
 
     Raises:
-        KeyError: naming a missing required field.
-        ValueError: when a field has an unusable value (e.g. empty categories).
+        SnapshotRecordError: naming the field that is missing or unusable (wrong type, empty id or
+            categories, a date that does not parse, text that is not valid Unicode).
     """
-    arxiv_id = strip_version(str(record["id"]))
-    title, abstract = record["title"], record["abstract"]
-    raw_categories = record["categories"]
-    categories = raw_categories.split() if isinstance(raw_categories, str) else list(raw_categories)
-    if not categories:
-        raise ValueError("categories")
-    primary = record.get("primary") or categories[0]
-    if primary in categories:
-        categories.remove(primary)
-    categories.insert(0, primary)
-    published = record.get("published") or _first_version_date(record.get("versions"))
-    updated = record.get("updated") or record.get("update_date") or published
+    arxiv_id = strip_version(_text(record, "id"))
+    if not arxiv_id:
+        raise SnapshotRecordError("id", "is empty")
+    categories = _categories(record)
+    primary = _optional_text(record, "primary")
+    if primary:
+        _check_category(primary, "primary")
+    else:
+        primary = categories[0]
+    categories = [primary] + [c for c in categories if c != primary]
+    published = _day(record, "published") or _first_version_date(record.get("versions"))
+    updated = _day(record, "updated") or _day(record, "update_date") or published
     return Paper(
         arxiv_id=arxiv_id,
-        title=" ".join(str(title).split()),
-        abstract=" ".join(str(abstract).split()),
+        title=" ".join(_text(record, "title").split()),
+        abstract=" ".join(_text(record, "abstract").split()),
         primary_category=primary,
         categories=categories,
         authors=_authors(record),
@@ -184,20 +204,116 @@ def paper_from_snapshot_record(record: dict[str, Any]) -> Paper:
     )
 
 
-def _first_version_date(versions: Any) -> str:
-    if not versions:
+def _kind(value: Any) -> str:
+    """How a JSON value is named in an error, without printing what may be megabytes of it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:40] + "…")
+    return "an object" if isinstance(value, dict) else "a list"
+
+
+def _valid_text(value: str, field: str) -> str:
+    # json.loads turns an escaped lone surrogate (\ud800) into a str that cannot be written back as UTF-8.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SnapshotRecordError(field, "holds an unpaired UTF-16 surrogate, which is not valid Unicode") from None
+    return value
+
+
+def _text(record: dict[str, Any], field: str) -> str:
+    if field not in record:
+        raise SnapshotRecordError(field, "is missing")
+    value = record[field]
+    if not isinstance(value, str):
+        raise SnapshotRecordError(field, f"must be a string, got {_kind(value)}")
+    return _valid_text(value, field)
+
+
+def _optional_text(record: dict[str, Any], field: str) -> str:
+    """The field's text; an absent or null field, or an empty string, is ``""``."""
+    if record.get(field) is None:
         return ""
-    created = versions[0].get("created", "")
-    return parsedate_to_datetime(created).date().isoformat() if created else ""
+    return _text(record, field)
+
+
+def _check_category(name: str, field: str) -> None:
+    if name.split() != [name]:
+        raise SnapshotRecordError(field, f"must be a category name such as 'cs.CL', got {_kind(name)}")
+
+
+def _categories(record: dict[str, Any]) -> list[str]:
+    if "categories" not in record:
+        raise SnapshotRecordError("categories", "is missing")
+    raw = record["categories"]
+    if isinstance(raw, str):
+        names = _valid_text(raw, "categories").split()
+    elif isinstance(raw, list) and all(isinstance(name, str) for name in raw):
+        names = [_valid_text(name, "categories") for name in raw]
+        for name in names:
+            _check_category(name, "categories")
+    else:
+        raise SnapshotRecordError(
+            "categories", f"must be a list of names or a space-separated string, got {_kind(raw)}"
+        )
+    if not names:
+        raise SnapshotRecordError("categories", "is empty")
+    return list(dict.fromkeys(names))
+
+
+def _day(record: dict[str, Any], field: str) -> str:
+    """The field's date as ``YYYY-MM-DD``; ``""`` when it is absent, null or empty."""
+    value = _optional_text(record, field)
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value).date().isoformat()
+    except ValueError:
+        raise SnapshotRecordError(field, f"must be a date as YYYY-MM-DD, got {_kind(value)}") from None
+
+
+def _first_version_date(versions: Any) -> str:
+    if versions is None or versions == []:
+        return ""
+    if not isinstance(versions, list) or not isinstance(versions[0], dict):
+        raise SnapshotRecordError("versions", f"must be a list of {{version, created}} objects, got {_kind(versions)}")
+    created = versions[0].get("created")
+    if created is None or created == "":
+        return ""
+    field = "versions[0].created"
+    if not isinstance(created, str):
+        raise SnapshotRecordError(field, f"must be a date string, got {_kind(created)}")
+    try:
+        return parsedate_to_datetime(created).date().isoformat()
+    except (ValueError, TypeError, OverflowError):
+        raise SnapshotRecordError(
+            field, f"must be a date like 'Mon, 2 Apr 2007 19:18:42 GMT', got {_kind(created)}"
+        ) from None
 
 
 def _authors(record: dict[str, Any]) -> list[str]:
     parsed = record.get("authors_parsed")
-    if parsed:
-        return [" ".join(part for part in (first, last) if part) for last, first, *_ in parsed]
+    if parsed is not None and parsed != []:
+        if not isinstance(parsed, list) or not all(
+            isinstance(name, list) and len(name) >= 2 and all(isinstance(part, str) for part in name) for name in parsed
+        ):
+            raise SnapshotRecordError(
+                "authors_parsed", f"must be a list of [last, first, …] string lists, got {_kind(parsed)}"
+            )
+        names = [" ".join(part for part in (first, last) if part) for last, first, *_ in parsed]
+        return [_valid_text(name, "authors_parsed") for name in names]
     authors = record.get("authors")
-    if isinstance(authors, list):
-        return [str(a) for a in authors]
-    if isinstance(authors, str) and authors.strip():
+    if authors is None:
+        return []
+    if isinstance(authors, list) and all(isinstance(name, str) for name in authors):
+        return [_valid_text(name, "authors") for name in authors]
+    if isinstance(authors, str):
+        _valid_text(authors, "authors")
         return [a.strip() for a in authors.replace(" and ", ", ").split(",") if a.strip()]
-    return []
+    raise SnapshotRecordError("authors", f"must be a list of names or a string, got {_kind(authors)}")

@@ -98,5 +98,5 @@ def test_corrupt_line_names_file_and_line(tmp_path: Path):
 def test_missing_field_names_file_line_and_field(tmp_path: Path):
     path = tmp_path / "snap.jsonl"
     path.write_text(json.dumps({"id": "1", "title": "t", "categories": "cs.AI"}) + "\n")
-    with pytest.raises(DataFileError, match=r"snap\.jsonl, line 1: missing or invalid field 'abstract'"):
+    with pytest.raises(DataFileError, match=r"snap\.jsonl, line 1: field 'abstract' is missing"):
         list(SnapshotReader(path).iter_papers())
