@@ -101,6 +101,8 @@ class Fault(StrEnum):
     """The normal answer with every entry removed; the header (totalResults) stays true."""
     MALFORMED = "malformed"
     """HTTP 200 with an HTML page that is not well-formed XML."""
+    CORRUPTED = "corrupted"
+    """HTTP 200 with the normal answer passed through the function given to `ArxivTestServer.inject_corruption`."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ class ArxivTestServer(LoopbackHTTPServer):
         self._data_lock = threading.Lock()
         self._recordings, self._legacy = _load_manifest(Path(atom_dir)) if atom_dir is not None else ({}, [])
         self._lock = threading.Lock()
-        self._faults: list[list[Any]] = []  # [Fault, remaining uses, match]
+        self._faults: list[list[Any]] = []  # [Fault, remaining uses, match, corrupting function or None]
         self._log: list[RequestRecord] = []
         self._in_flight = 0
 
@@ -214,18 +216,48 @@ class ArxivTestServer(LoopbackHTTPServer):
             fault = Fault(kind)
         except ValueError:
             raise ValueError(f"kind must be one of {[f.value for f in Fault]}, got {kind!r}") from None
+        if fault is Fault.CORRUPTED:
+            raise ValueError("a corrupted answer needs its corrupting function: use inject_corruption")
+        self._queue(fault, times, match)
+
+    def inject_corruption(
+        self,
+        corrupt: Callable[[bytes], bytes],
+        times: int = 1,
+        match: Callable[[dict[str, str]], bool] | int | None = None,
+    ) -> None:
+        """Answers the next ``times`` API requests that ``match`` with HTTP 200 and ``corrupt(normal body)``.
+
+        Corruptions queue with the faults of `inject_fault` and apply in the order injected.
+
+        Args:
+            corrupt: turns the bytes of the answer the request would have had into the bytes sent instead.
+            times: how many matching requests this corruption applies to.
+            match: as for `inject_fault`.
+        """
+        if not callable(corrupt):
+            raise TypeError(f"corrupt must be a function of the body, got {corrupt!r}")
+        self._queue(Fault.CORRUPTED, times, match, corrupt)
+
+    def _queue(
+        self,
+        fault: Fault,
+        times: int,
+        match: Callable[[dict[str, str]], bool] | int | None,
+        corrupt: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         if times < 1:
             raise ValueError(f"times must be >= 1, got {times}")
         if not (match is None or callable(match) or (isinstance(match, int) and not isinstance(match, bool))):
             raise TypeError(f"match must be None, a callable or an int start offset, got {match!r}")
         with self._lock:
-            self._faults.append([fault, times, match])
+            self._faults.append([fault, times, match, corrupt])
 
     @property
     def pending_faults(self) -> int:
         """How many injected fault uses are still waiting for a matching request."""
         with self._lock:
-            return sum(remaining for _, remaining, _ in self._faults)
+            return sum(remaining for _, remaining, *_ in self._faults)
 
     @property
     def requests(self) -> list[RequestRecord]:
@@ -264,18 +296,20 @@ class ArxivTestServer(LoopbackHTTPServer):
 
     # Answering ---------------------------------------------------------------------------------------------------
 
-    def _take_fault(self, params: dict[str, str]) -> Fault | None:
+    def _take_fault(self, params: dict[str, str]) -> tuple[Fault | None, Callable[[bytes], bytes] | None]:
         with self._lock:
             for entry in self._faults:
-                fault, _, match = entry
+                fault, _, match, corrupt = entry
                 if match is None or (_start_is(params, match) if isinstance(match, int) else match(params)):
                     entry[1] -= 1
                     if entry[1] == 0:
                         self._faults.remove(entry)
-                    return fault
-        return None
+                    return fault, corrupt
+        return None, None
 
-    def _reply(self, params: dict[str, str], fault: Fault | None) -> _Reply | None:
+    def _reply(
+        self, params: dict[str, str], fault: Fault | None, corrupt: Callable[[bytes], bytes] | None = None
+    ) -> _Reply | None:
         """The answer to an API request, or None when the server stopped during a hang."""
         if fault is Fault.UNAVAILABLE:
             return _Reply(503, b"Service Unavailable\n", "text/plain; charset=utf-8")
@@ -291,6 +325,8 @@ class ArxivTestServer(LoopbackHTTPServer):
             return reply._replace(body=_truncate(reply.body))
         if fault is Fault.EMPTY:
             return reply._replace(body=re.sub(rb"\s*<entry>.*?</entry>", b"", reply.body, flags=re.S))
+        if fault is Fault.CORRUPTED and corrupt is not None:
+            return reply._replace(status=200, body=corrupt(reply.body))
         return reply
 
     def _recorded(self, params: dict[str, str]) -> _Reply | None:
@@ -392,8 +428,8 @@ class _Handler(BaseHTTPRequestHandler):
             if split.path != API_PATH:
                 reply = _Reply(404, b"Not Found\n", "text/plain; charset=utf-8")
             else:
-                fault = app._take_fault(params)
-                reply = app._reply(params, fault)
+                fault, corrupt = app._take_fault(params)
+                reply = app._reply(params, fault, corrupt)
         except Exception:
             logger.exception("arXiv test server failed on %s", self.path)
             reply = _Reply(500, b"Internal Server Error\n", "text/plain; charset=utf-8")
