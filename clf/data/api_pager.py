@@ -7,17 +7,24 @@ back-off between retries, a clear reason for each failure, and a strict check th
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import arxiv
 import requests
 from lxml import etree
 
+from clf.data.paper import strip_version
+
 log = logging.getLogger(__name__)
 
+_ATOM = "{http://www.w3.org/2005/Atom}"
+_ARXIV = "{http://arxiv.org/schemas/atom}"
 _OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
+_COUNT = re.compile(r"\s*[0-9]+\s*")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 """HTTP statuses worth another try: rate limiting and server-side trouble."""
 
@@ -40,7 +47,8 @@ class FeedSession(requests.Session):
     """A `requests.Session` that times out, rejects incomplete feeds and remembers the page header.
 
     The `arxiv` client parses with a recovering XML parser, so a feed cut off mid-transfer would look like a short
-    last page; checking the document strictly here turns it into an error the collector retries.
+    last page, and it skips entries without an id or a date without a word (or raises ``ValueError`` on a date it
+    cannot read); checking the document strictly here turns each of these into an error the collector retries.
 
     Args:
         timeout: seconds to wait for the server to answer (connect and each read).
@@ -70,17 +78,39 @@ class FeedSession(requests.Session):
             The response, whatever its status; a 200 answer has been checked to be a whole Atom feed.
 
         Raises:
-            MalformedFeedError: when a 200 answer is not well-formed XML with an Atom ``feed`` root.
+            MalformedFeedError: when the body is cut short or cannot be decoded, or a 200 answer is not a whole
+                Atom feed: see `check_feed`.
         """
         kwargs.setdefault("timeout", self.timeout)
-        response = super().request(method, url, *args, **kwargs)
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        # Raised while reading the body: the connection closed before Content-Length (or the last chunk) arrived,
+        # or a gzip-encoded body does not decompress. Both are a feed that did not arrive whole.
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as err:
+            raise MalformedFeedError(str(url), f"incomplete body: {err}") from err
         self.retry_after = _seconds(response.headers.get("Retry-After"))
         if response.status_code == requests.codes.ok:
-            self.total_results = _total_results(str(url), response.content)
+            self.total_results = check_feed(str(url), response.content)
         return response
 
 
-def _total_results(url: str, content: bytes) -> int | None:
+def check_feed(url: str, content: bytes) -> int:
+    """Checks that an answer is a whole arXiv Atom feed whose every entry becomes a usable paper.
+
+    Args:
+        url: the request URL, named in the error.
+        content: the body of the answer.
+
+    Returns:
+        The feed's ``opensearch:totalResults``.
+
+    Raises:
+        MalformedFeedError: when the body is empty, not well-formed XML, declares a DOCTYPE (arXiv feeds have none,
+            and its entities would not be expanded), has another root than an Atom ``feed``, lacks a numeric
+            ``opensearch:totalResults``, holds an entry outside the Atom namespace, or an entry without an arXiv
+            id, a title, a summary, an ``arxiv:primary_category`` (every category term a bare name), or a
+            ``published`` and ``updated`` date the client can read.
+    """
     if not content.strip():
         raise MalformedFeedError(url, "empty body")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, recover=False)
@@ -88,13 +118,73 @@ def _total_results(url: str, content: bytes) -> int | None:
         root = etree.fromstring(content, parser=parser)
     except etree.XMLSyntaxError as err:
         raise MalformedFeedError(url, f"not well-formed XML: {err}") from err
-    if root.tag != "{http://www.w3.org/2005/Atom}feed":
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise MalformedFeedError(url, "the document declares a DOCTYPE, which arXiv feeds never do")
+    if root.tag != f"{_ATOM}feed":
         raise MalformedFeedError(url, f"root element is {root.tag!r}, not an Atom feed")
+    total = _total_results(url, root)
+    for child in root:
+        # The client reads Atom entries only: one in another namespace would be a paper silently skipped.
+        if isinstance(child.tag, str) and etree.QName(child).localname == "entry" and child.tag != f"{_ATOM}entry":
+            raise MalformedFeedError(url, f"an entry is in namespace {etree.QName(child).namespace!r}, not Atom's")
+    for index, entry in enumerate(root.iterfind(f"{_ATOM}entry"), start=1):
+        _check_entry(url, index, entry)
+    return total
+
+
+def _total_results(url: str, root: Any) -> int:
     total = root.findtext(f"{_OPENSEARCH}totalResults")
-    try:
-        return int(total) if total is not None else None
-    except ValueError:
-        return None
+    if total is None:
+        # Without it a full page would pass for the last one, and the category would be marked exhausted.
+        raise MalformedFeedError(url, "no opensearch:totalResults")
+    if not _COUNT.fullmatch(total):
+        raise MalformedFeedError(url, f"opensearch:totalResults is {total[:40]!r}, not a count")
+    return int(total)
+
+
+def _check_entry(url: str, index: int, entry: Any) -> None:
+    # Read each element as the client does (the text of the first matching child), so that what passes here cannot
+    # be skipped or fail there.
+    entry_id = _child_text(entry, f"{_ATOM}id") or ""
+    # The collector takes the id from after "arxiv.org/abs/", as `arxiv.Result.get_short_id` does.
+    if "arxiv.org/abs/" not in entry_id or not strip_version(entry_id.split("arxiv.org/abs/")[-1]):
+        raise MalformedFeedError(url, f"entry {index} has no arXiv id (<id> is {entry_id[:80]!r})")
+    where = f"entry {index} ({entry_id.strip()[:80]})"
+    if not (_child_text(entry, f"{_ATOM}title") or "").strip():
+        raise MalformedFeedError(url, f"{where} has no title")
+    if entry.find(f"{_ATOM}summary") is None:
+        raise MalformedFeedError(url, f"{where} has no summary")
+    # Without its primary category the client would label the paper with the first category listed.
+    primary = entry.find(f"{_ARXIV}primary_category")
+    terms = [primary.get("term") if primary is not None else None]
+    terms += [c.get("term") for c in entry.iterfind(f"{_ATOM}category") if c.get("term") is not None]
+    if terms[0] is None:
+        raise MalformedFeedError(url, f"{where} has no arxiv:primary_category")
+    bad = next((term for term in terms if term.split() != [term]), None)
+    if bad is not None:
+        raise MalformedFeedError(url, f"{where} has a category term {bad[:40]!r}, not a category name")
+    for tag in ("published", "updated"):
+        text = _child_text(entry, f"{_ATOM}{tag}")
+        if text is None:
+            raise MalformedFeedError(url, f"{where} has no <{tag}> date")
+        try:
+            _atom_datetime(text)
+        except (ValueError, OverflowError):
+            raise MalformedFeedError(url, f"{where}: <{tag}> is {text[:40]!r}, not a readable RFC 3339 date") from None
+
+
+def _child_text(element: Any, tag: str) -> str | None:
+    found = element.find(tag)
+    return found.text if found is not None else None
+
+
+def _atom_datetime(text: str) -> datetime:
+    """Reads an Atom timestamp the way the `arxiv` client's parser does, errors included."""
+    stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC)
 
 
 def _seconds(value: str | None) -> float | None:

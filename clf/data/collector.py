@@ -442,10 +442,11 @@ def paper_from_result(result: arxiv.Result) -> Paper:
         result: one entry of an arXiv API answer.
 
     Returns:
-        The paper, with whitespace in its title and abstract collapsed and dates as ``YYYY-MM-DD``.
+        The paper, with whitespace in its title and abstract collapsed, each category once, and dates as
+        ``YYYY-MM-DD``.
     """
     primary = result.primary_category or (result.categories[0] if result.categories else "")
-    categories = [primary] + [c for c in result.categories if c != primary]
+    categories = list(dict.fromkeys([primary, *result.categories]))  # a category listed twice is kept once
     return Paper(
         arxiv_id=strip_version(result.get_short_id()),
         title=" ".join(result.title.split()),
