@@ -255,3 +255,40 @@ def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_r
         process.communicate(timeout=60)
     counts = ABTestingFramework(db, registry=tiny_registry).arm_counts(experiment.id)
     assert sum(arm["predictions"] for arm in counts.values()) == 31, "every routed prediction reached the database"
+
+
+def test_every_error_has_the_json_shape_and_is_counted(server, monkeypatch):
+    missing = requests.get(f"{server.url}/nowhere", timeout=30)
+    assert (missing.status_code, missing.json()["reason"]) == (404, "not_found")
+    wrong_method = requests.get(f"{server.url}/predict", timeout=30)
+    assert (wrong_method.status_code, wrong_method.json()["reason"]) == (405, "method_not_allowed")
+    for window in ("nan", "inf", "-1", "61", "abc"):
+        answer = requests.get(f"{server.url}/metrics", params={"window_minutes": window}, timeout=30)
+        assert (answer.status_code, answer.json()["reason"]) == (422, "invalid_parameter"), window
+    assert requests.get(f"{server.url}/metrics", params={"format": "xml"}, timeout=30).status_code == 422
+
+    def broken() -> dict:
+        raise RuntimeError("a bug in the service")
+
+    monkeypatch.setattr(server.service, "batch_stats", broken)
+    failed = requests.get(f"{server.url}/versions", timeout=30)
+    assert failed.status_code == 500 and failed.json() == {
+        "error": "internal error (RuntimeError); the service logged it",
+        "reason": "server_error",
+    }
+    metrics = requests.get(f"{server.url}/metrics", timeout=30).json()
+    assert metrics["client_errors"]["by_reason"] == {"invalid_parameter": 6, "method_not_allowed": 1, "not_found": 1}
+    assert (metrics["server_errors"], metrics["errors"], metrics["total"]) == (1, 0, 0)
+
+
+def test_a_paper_the_model_fails_on_is_answered_with_its_error_beside_the_others(server, tiny_registry):
+    from tests.serving.test_service import PoisonedPredictor
+
+    server.service.load("v1.1.0", predictor=PoisonedPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0"))
+    server.service.swap("v1.1.0")
+    mixed = requests.post(f"{server.url}/predict", json=[PAPERS[0], {"title": "poison", "abstract": "x"}], timeout=30)
+    assert mixed.status_code == 200
+    first, poisoned = mixed.json()["predictions"]
+    assert first["label"] and poisoned["label"] is None and "TextEncodeInput" in poisoned["error"]
+    alone = requests.post(f"{server.url}/predict", json={"title": "poison", "abstract": "x"}, timeout=30)
+    assert (alone.status_code, alone.json()["reason"]) == (500, "model_error")
