@@ -339,8 +339,8 @@ def batch_bucket(batch_size: int) -> str:
     Returns:
         The bucket's label.
 
-    >>> [batch_bucket(n) for n in (1, 2, 3, 8, 64)]
-    ['1', '2-3', '2-3', '8-15', '64-127']
+    >>> batch_bucket(1), batch_bucket(3), batch_bucket(8), batch_bucket(64)
+    ('1', '2-3', '8-15', '64-127')
     """
     low = 1 << (batch_size.bit_length() - 1)
     return "1" if low == 1 else f"{low}-{2 * low - 1}"
