@@ -1,9 +1,14 @@
-"""Faults that tests inject into real training runs through ordinary Lightning callbacks."""
+"""Faults that tests inject: into real training runs through ordinary Lightning callbacks, and into real served
+models through `ModelPredictor` subclasses."""
 
 from __future__ import annotations
 
+import threading
+
 import lightning as L
 import torch
+
+from clf.serving import ModelPredictor
 
 
 class InjectOutOfMemory(L.Callback):
@@ -35,3 +40,25 @@ class InjectNaNLoss(L.Callback):
             embeddings = pl_module.backbone.get_input_embeddings().weight
             with torch.no_grad():
                 embeddings[batch["input_ids"][0, 1]] = float("nan")
+
+
+class PoisonedPredictor(ModelPredictor):
+    """A real model that fails on any batch holding a text with "poison" in it, as a tokenizer bug would."""
+
+    def predict_texts(self, texts, batch_size=32):
+        if any("poison" in text.lower() for text in texts):
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
+        return super().predict_texts(texts, batch_size)
+
+
+class HeldPredictor(ModelPredictor):
+    """A real model whose passes wait for `release` (set it to let them go): a model busy with a long batch."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.release, self.running = threading.Event(), threading.Event()
+
+    def predict_texts(self, texts, batch_size=32):
+        self.running.set()
+        assert self.release.wait(30), "the test never released the model"
+        return super().predict_texts(texts, batch_size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,8 +16,9 @@ from clf.serving import ClassificationService
 from lightning_app.app import create_app
 from tests.conftest import REPO, load_shared_papers
 from tests.helpers.exports import LABELS
+from tests.helpers.faults import HeldPredictor, PoisonedPredictor
 from tests.helpers.http_service import LoopbackServer
-from tests.helpers.loopback import free_port
+from tests.helpers.serve_process import ServeProcess
 
 PAPERS = [{"title": p["title"], "abstract": p["abstract"]} for p in load_shared_papers(limit=8)]
 
@@ -107,62 +107,40 @@ def test_versions_endpoint(server):
     assert body["live_version"] == "v1.0.0" and body["loaded_versions"] == ["v1.0.0"]
 
 
-def test_concurrent_requests_are_batched_and_all_answered(server):
+def test_concurrent_requests_are_batched_and_all_answered(server, tiny_registry):
+    held = HeldPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0")
+    held.release.set()
+    server.service.load("v1.1.0", predictor=held)
+    server.service.swap("v1.1.0")
+    held.release.clear()  # from here the model is busy with whatever request comes first
+
+    def queued() -> int:
+        return requests.get(f"{server.url}/versions", timeout=30).json()["batching"]["v1.1.0"]["queued"]
+
     with ThreadPoolExecutor(16) as pool:
-        responses = list(
-            pool.map(lambda i: requests.post(f"{server.url}/predict", json=PAPERS[i % 8], timeout=60), range(64))
-        )
-    assert [r.status_code for r in responses] == [200] * 64
-    stats = requests.get(f"{server.url}/versions", timeout=30).json()["batching"]["v1.0.0"]
-    assert stats["texts_run"] == 64 and stats["batches_run"] < 64 and stats["mean_batch_size"] > 1
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"clf serve exited with {process.returncode}: {process.stderr.read()}")
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError("clf serve did not come up")
+        futures = [
+            pool.submit(requests.post, f"{server.url}/predict", json=PAPERS[i % 8], timeout=60) for i in range(16)
+        ]
+        # The held batch took at most 8 (the CPU default); at least 7 of the others end up waiting behind it.
+        deadline = time.monotonic() + 20
+        while queued() < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held.release.set()
+        responses = [future.result() for future in futures]
+    assert [r.status_code for r in responses] == [200] * 16
+    stats = requests.get(f"{server.url}/versions", timeout=30).json()["batching"]["v1.1.0"]
+    # Those that waited together share a pass: at least one batch of 7 or more, so at most 10 batches for 16.
+    assert stats["texts_run"] == 16 and stats["batches_run"] <= 10 and stats["mean_batch_size"] >= 1.6
 
 
 def test_clf_serve_runs_the_registry_model_with_json_logs_and_stops_on_sigterm(tiny_registry):
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clf",
-            "serve",
-            "--port",
-            str(port),
-            "--registry",
-            str(tiny_registry.base_dir),
-            "--json-logs",
-            "true",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process)
-        answer = requests.post(f"{url}/predict", json=PAPERS[0], timeout=30).json()
+    with ServeProcess(tiny_registry.base_dir, ["--json-logs", "true"]) as process:
+        answer = requests.post(f"{process.url}/predict", json=PAPERS[0], timeout=30).json()
         assert answer["version"] == "v1.0.0"
-        assert requests.get(f"{url}/health/ml", timeout=30).status_code == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        assert requests.get(f"{process.url}/health/ml", timeout=30).status_code == 200
     # uvicorn shuts down gracefully, then re-raises the signal so the exit status tells how the process ended.
-    assert process.returncode in (0, -signal.SIGTERM), stderr
-    lines = [json.loads(line) for line in stderr.splitlines() if line.strip()]
+    assert process.returncode in (0, -signal.SIGTERM), process.stderr
+    lines = [json.loads(line) for line in process.stderr.splitlines() if line.strip()]
     assert lines[-1]["message"].startswith("Finished server process")
     assert any(line["message"].startswith("serving v1.0.0") for line in lines)
     assert all({"timestamp", "level", "logger", "message"} <= set(line) for line in lines)
@@ -216,21 +194,10 @@ def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_r
     framework = ABTestingFramework(db, registry=tiny_registry)
     experiment = framework.create_experiment("new head", "v1.0.0", "v1.1.0", 0.5)
     framework.close()
-    port = free_port()
     token = "labelling-team-token-0123456789"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clf", "serve", "--port", str(port), "--registry", str(tiny_registry.base_dir)]
-        + ["--experiments-db", db],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "CLF_FEEDBACK_TOKEN": token},
-    )
     auth = {"Authorization": f"Bearer {token}"}
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, process)
+    with ServeProcess(tiny_registry.base_dir, ["--experiments-db", db], env={"CLF_FEEDBACK_TOKEN": token}) as process:
+        url = process.url
         arms = {}
         for n in range(30):
             body = requests.post(f"{url}/predict", json={**PAPERS[n % 8], "user_id": f"user-{n}"}, timeout=30).json()
@@ -250,9 +217,6 @@ def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_r
         moved = {"prediction_id": f"{random_part}.{issued}.{tag}.{'0' * 12}", "true_label": "cs.CV"}
         assert requests.post(f"{url}/feedback", json=moved, headers=auth, timeout=30).status_code == 404
         assert requests.post(f"{url}/feedback", json={"prediction_id": 3}, headers=auth, timeout=30).status_code == 422
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
     counts = ABTestingFramework(db, registry=tiny_registry).arm_counts(experiment.id)
     assert sum(arm["predictions"] for arm in counts.values()) == 31, "every routed prediction reached the database"
 
@@ -282,8 +246,6 @@ def test_every_error_has_the_json_shape_and_is_counted(server, monkeypatch):
 
 
 def test_a_paper_the_model_fails_on_is_answered_with_its_error_beside_the_others(server, tiny_registry):
-    from tests.serving.test_service import PoisonedPredictor
-
     server.service.load("v1.1.0", predictor=PoisonedPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0"))
     server.service.swap("v1.1.0")
     mixed = requests.post(f"{server.url}/predict", json=[PAPERS[0], {"title": "poison", "abstract": "x"}], timeout=30)

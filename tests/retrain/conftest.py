@@ -20,6 +20,7 @@ from clf.lightning_cli import run_lightning
 from clf.registry import ModelRegistry
 from clf.retrain.config import RetrainingConfig
 from tests.conftest import REPO, SHARED_DATA
+from tests.helpers.loopback import refusing_port as held_refusing_port
 from tests.helpers.webhook import WebhookReceiver
 
 TINY = str(REPO / "configs" / "tiny.yaml")
@@ -128,11 +129,9 @@ def smtp() -> Iterator[tuple[SmtpSink, int]]:
 
 @pytest.fixture
 def refusing_port() -> Iterator[int]:
-    """A loopback port held bound but not listening for the test: every connection to it is refused, and no other
-    process can start listening on it meanwhile (as it could on a port probed, then released)."""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        yield holder.getsockname()[1]
+    """A loopback port held bound but not listening for the test (see `tests.helpers.loopback.refusing_port`)."""
+    with held_refusing_port() as port:
+        yield port
 
 
 @pytest.fixture

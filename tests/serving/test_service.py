@@ -21,6 +21,7 @@ from clf.serving import (
 from clf.serving.errors import ClientErrorReason, DeadlineExceededError, OverloadedError
 from tests.conftest import load_shared_papers
 from tests.helpers.exports import LABELS
+from tests.helpers.faults import HeldPredictor, PoisonedPredictor
 
 PAPERS = [{"title": p["title"], "abstract": p["abstract"]} for p in load_shared_papers(limit=12)]
 
@@ -30,28 +31,6 @@ class FailingPredictor(ModelPredictor):
 
     def predict_texts(self, texts, batch_size=32):
         raise RuntimeError("injected inference failure")
-
-
-class PoisonedPredictor(ModelPredictor):
-    """A real model that fails on any batch holding a text with "poison" in it, as a tokenizer bug would."""
-
-    def predict_texts(self, texts, batch_size=32):
-        if any("poison" in text.lower() for text in texts):
-            raise TypeError("TextEncodeInput must be Union[TextInputSequence, Tuple[InputSequence, InputSequence]]")
-        return super().predict_texts(texts, batch_size)
-
-
-class HeldPredictor(ModelPredictor):
-    """A real model whose passes wait for `release` (set it to let them go): a model busy with a long batch."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.release, self.running = threading.Event(), threading.Event()
-
-    def predict_texts(self, texts, batch_size=32):
-        self.running.set()
-        assert self.release.wait(30), "the test never released the model"
-        return super().predict_texts(texts, batch_size)
 
 
 def wait_until(condition, timeout: float = 60.0) -> None:
