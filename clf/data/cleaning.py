@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
@@ -105,7 +106,7 @@ def clean_text(text: str) -> str:
     text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
     text = _LINE_BREAK.sub(" ", text)
     text = _ESCAPED.sub(lambda m: _ESCAPES[m.group(1)], text)
-    text = _UNICODE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = _UNICODE.sub(_unicode_char, text)
     text = _ACCENT_BRACED.sub(r"\1", text)
     text = _ACCENT_ARG.sub(r"\1", text)
     text = _ACCENT_BARE.sub(r"\1", text)
@@ -129,6 +130,13 @@ def clean_text(text: str) -> str:
     text = _WHITESPACE.sub(" ", text)
     text = _SPACE_INSIDE_BRACKETS.sub("", text)
     return _SPACE_BEFORE_PUNCT.sub(r"\1", text).strip()
+
+
+def _unicode_char(match: re.Match[str]) -> str:
+    # `\unicode{x...}` can name any code point, so its character is cleaned like a raw one: a control becomes a
+    # space, an invisible one or a surrogate goes, and a number past U+10FFFF (which `chr` refuses) is no character.
+    code = int(match.group(1), 16)
+    return _INVISIBLE.sub("", _CONTROL.sub(" ", chr(code))) if code <= sys.maxunicode else " "
 
 
 def _replace_math(match: re.Match[str]) -> str:

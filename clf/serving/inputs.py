@@ -80,7 +80,7 @@ def _text_of(item: Any, where: str, max_text_chars: int) -> str:
             ClientErrorReason.TEXT_TOO_LONG,
         )
     for key, value in fields.items():
-        _check_unicode(value, where, key)
+        check_unicode(value, f"{where}: '{key}'")
     text = model_input_text(fields.get("title", ""), fields.get("abstract", ""), fields.get("text"))
     if not text.strip():
         raise InvalidInputError(
@@ -89,13 +89,21 @@ def _text_of(item: Any, where: str, max_text_chars: int) -> str:
     return text
 
 
-def _check_unicode(value: str, where: str, key: str) -> None:
-    """Refuses a lone surrogate: JSON can carry one (``"\\ud800"``) but it is not a character, and no UTF-8 holds it."""
+def check_unicode(value: str, field: str) -> None:
+    """Refuses a lone surrogate: JSON can carry one (``"\\ud800"``) but it is not a character, and no UTF-8 holds it.
+
+    Args:
+        value: a string the client sent.
+        field: how the error names it (``paper 0: 'abstract'``, ``'user_id'``).
+
+    Raises:
+        InvalidInputError: `INVALID_ENCODING`, naming the surrogate and where it is.
+    """
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
         raise InvalidInputError(
-            f"{where}: '{key}' holds a lone UTF-16 surrogate (U+{ord(value[err.start]):04X}) at character "
-            f"{err.start}; send valid Unicode (pair each surrogate or drop it)",
+            f"{field} holds a lone UTF-16 surrogate (U+{ord(value[err.start]):04X}) at character {err.start}; send "
+            "valid Unicode (pair each surrogate or drop it)",
             ClientErrorReason.INVALID_ENCODING,
         ) from None
