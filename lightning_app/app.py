@@ -47,7 +47,7 @@ from clf.serving.errors import (
     ServiceClosedError,
 )
 from lightning_app.feedback import FeedbackGuard
-from lightning_app.payloads import papers_and_user, read_json, validate
+from lightning_app.payloads import check_identifier, papers_and_user, read_json, validate
 from lightning_app.schemas import (
     Feedback,
     FeedbackRecorded,
@@ -224,6 +224,7 @@ def create_app(
         guard.authorize(request.headers.get("authorization"))
         body = validate(Feedback, await read_json(request, max_body_bytes))
         service.prediction_ids.check(body.prediction_id)
+        check_identifier(body.true_label, "true_label")
         try:
             await run_in_threadpool(feedback, body.prediction_id, body.true_label)
         except InvalidInputError:

@@ -1,20 +1,22 @@
 """Request bodies, read defensively: size-limited, strict UTF-8, any JSON depth, validated against the contract.
 
 Whatever a client sends, reading it ends in a value of the contract (`lightning_app.schemas`) or in an
-`InvalidInputError` with its reason: ``too_large`` (413), ``invalid_encoding`` (bytes that are not UTF-8),
-``too_deep`` (JSON nested past what the parser can take), ``invalid_json``, ``invalid_shape``. Nothing reaches a
-model before that.
+`InvalidInputError` with its reason: ``too_large`` (413), ``invalid_encoding`` (bytes that are not UTF-8, a lone
+surrogate escape such as ``"\\ud800"``, a control character in an id or a label), ``too_deep`` (JSON nested past what
+the parser can take), ``invalid_json``, ``invalid_shape``. Nothing reaches a model or a database before that.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from clf.serving.errors import ClientErrorReason, InvalidInputError
+from clf.serving.inputs import check_unicode
 from lightning_app.schemas import Paper, PaperBatch, PaperWithUser
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -22,6 +24,7 @@ Model = TypeVar("Model", bound=BaseModel)
 _PAPERS = TypeAdapter(list[Paper])
 _UNION_MEMBERS = {"str", "int", "none"}
 _EXAMPLE = '{"title": "...", "abstract": "..."}'
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 async def read_json(request: Request, max_body_bytes: int) -> Any:
@@ -38,7 +41,9 @@ async def read_json(request: Request, max_body_bytes: int) -> Any:
         InvalidInputError: for a body that is too large, empty, not UTF-8, not JSON, or nested too deep.
     """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+    # isdigit() alone takes Latin-1 superscripts ("²"), which int() refuses; a length that is not ASCII digits is
+    # left to the streaming check below.
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_body_bytes:
         raise _too_large(int(declared), max_body_bytes)
     body = bytearray()
     async for chunk in request.stream():
@@ -119,7 +124,34 @@ def papers_and_user(payload: Any) -> tuple[list[dict[str, str]], str | None]:
             f"expected a JSON object or list, got {_json_type(payload)}; send {_EXAMPLE} or a list of them"
         )
     fields = [paper.model_dump(include={"title", "abstract", "text"}, exclude_none=True) for paper in papers]
-    return fields, None if user_id is None else str(user_id)
+    return fields, None if user_id is None else check_identifier(str(user_id), "user_id")
+
+
+def check_identifier(value: str, field: str) -> str:
+    """`value`, if it is text an id or a label can be: no lone surrogate and no control character (NUL included).
+
+    Paper texts are cleaned instead (`clf.data.cleaning.clean_text`); an id is stored and compared as sent, and
+    neither a tokenizer nor a database takes a surrogate (PostgreSQL refuses NUL too).
+
+    Args:
+        value: the client's string.
+        field: its name in the body.
+
+    Returns:
+        `value`, unchanged.
+
+    Raises:
+        InvalidInputError: `INVALID_ENCODING`, naming the field and the character.
+    """
+    check_unicode(value, f"'{field}'")
+    control = _CONTROL.search(value)
+    if control is not None:
+        raise InvalidInputError(
+            f"'{field}' holds a control character (U+{ord(control.group()):04X}) at character {control.start()}; "
+            "send printable text",
+            ClientErrorReason.INVALID_ENCODING,
+        )
+    return value
 
 
 def validate(model: type[Model], payload: Any) -> Model:
@@ -151,6 +183,12 @@ def _invalid(err: ValidationError) -> InvalidInputError:
     if where.startswith("["):
         where = "papers" + where
     kind = problem["type"]
+    if kind == "string_unicode":  # a lone surrogate in a field name, or in a length-limited field
+        subject = where if where == "the body" else f"'{where}'"
+        return InvalidInputError(
+            f"{subject} holds text that is not Unicode (a lone UTF-16 surrogate such as \\ud800); send valid Unicode",
+            ClientErrorReason.INVALID_ENCODING,
+        )
     if len(parts) < len(problem["loc"]):
         message = f"'{where}' must be a string or an integer"
     elif kind == "extra_forbidden":

@@ -22,7 +22,8 @@ class ClientErrorReason(StrEnum):
     INVALID_JSON = "invalid_json"
     """The body is not JSON (or a number in it is too long to read)."""
     INVALID_ENCODING = "invalid_encoding"
-    """The body is not UTF-8, or a string holds a lone UTF-16 surrogate (``\\ud800``), which is not text."""
+    """The body is not UTF-8, a string holds a lone UTF-16 surrogate (``\\ud800``), which is not text, or an id or
+    label holds a control character (NUL included)."""
     TOO_DEEP = "too_deep"
     """The JSON is nested deeper than any request can be."""
     TOO_LARGE = "too_large"
