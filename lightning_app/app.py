@@ -190,7 +190,9 @@ def create_app(
     async def predict(request: Request) -> JSONResponse:
         """Classifies one paper or a list of them; a ``user_id`` routes through the running experiment or split."""
         papers, user_id = papers_and_user(await read_json(request, max_body_bytes))
-        future = service.submit(papers, user_id, timeout_s=request_timeout_seconds)
+        # Cleaning up to 64 papers of LaTeX is milliseconds of regex work each: off the event loop, which must stay free
+        # to answer /health and shed load while a large request is being checked.
+        future = await run_in_threadpool(service.submit, papers, user_id, request_timeout_seconds)
         try:
             predictions = await asyncio.wait_for(asyncio.wrap_future(future), request_timeout_seconds)
         except TimeoutError:

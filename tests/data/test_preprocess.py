@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,23 @@ def test_clean_text_leaves_no_markup_in_real_corpus(corpus: list[dict[str, Any]]
 
 
 # --- deduplicate_samples ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opener", ["\\(", "\\["])
+def test_clean_text_stays_linear_on_math_that_never_closes(opener: str) -> None:
+    # Openers without a closer once cost a scan to the end of the text each: quadratic, 0.75 s for 20,000 characters,
+    # with the HTTP event loop blocked meanwhile. Eight times the text must cost far less than 64 times the time.
+    def seconds(count: int) -> float:
+        text = opener * count
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            DatasetPreprocessor.clean_text(text)
+            runs.append(time.perf_counter() - started)
+        return min(runs)
+
+    assert seconds(40_000) < 24 * seconds(5_000) + 0.05
+    assert DatasetPreprocessor.clean_text("Let \\(a+b\\) hold, \\( unclosed") == "Let hold, unclosed"
 
 
 def test_dedup_by_id_keeps_first(corpus: list[dict[str, Any]]) -> None:
