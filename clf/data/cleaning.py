@@ -11,7 +11,7 @@ import sys
 
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from clf.data.io import sha256_of_strings
+from clf.io import sha256_of_strings
 
 # Text cleaning. Order matters: escapes are parked in private-use characters so that `\$` is not taken for math
 # and `\{` not for a group; LaTeX link commands go before bare URLs, whose pattern would eat their braces; a tie `~`

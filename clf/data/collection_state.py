@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clf.data.io import DataFileError, read_json, write_json_atomic
+from clf.io import DataFileError, read_json, write_json_atomic
 
 
 @dataclass(frozen=True)

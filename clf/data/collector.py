@@ -29,7 +29,9 @@ import arxiv
 from clf import DEFAULT_CATEGORIES
 from clf.data.api_pager import ArxivApiPager, PageFetchError
 from clf.data.collection_state import CollectionState
-from clf.data.io import (
+from clf.data.paper import Paper, strip_version
+from clf.data.snapshot import DateRange, SnapshotReader
+from clf.io import (
     DataFileError,
     read_jsonl,
     sha256_of_strings,
@@ -37,9 +39,7 @@ from clf.data.io import (
     write_json_atomic,
     write_jsonl_atomic,
 )
-from clf.data.io import append_jsonl as _append_jsonl
-from clf.data.paper import Paper, strip_version
-from clf.data.snapshot import DateRange, SnapshotReader
+from clf.io import append_jsonl as _append_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from clf import DEFAULT_CATEGORIES
 from clf.data.cleaning import model_input_text
 from clf.data.collector import DATASET_FILE, DEFAULT_API_URL, ArxivCollector
-from clf.data.io import DataFileError, read_jsonl
 from clf.data.preprocess import DatasetPreprocessor
 from clf.data.validation import validate_samples
+from clf.io import DataFileError, read_jsonl
 from clf.pretrained import resolve_pretrained
 
 log = logging.getLogger(__name__)

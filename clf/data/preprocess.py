@@ -24,9 +24,9 @@ from sklearn.model_selection import train_test_split
 
 import clf
 from clf.data.cleaning import clean_text, english_ratio, normalised_title_hash
-from clf.data.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_samples_json
 from clf.data.paper import strip_version
 from clf.data.validation import DataValidationError, validate_samples
+from clf.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_samples_json
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from clf.data.io import DataFileError, read_jsonl
 from clf.data.paper import Paper, strip_version
+from clf.io import DataFileError, read_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from clf.data.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic
+from clf.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic
 
 DEFAULT_STAGES = (5, 10, 25, 50, 100)
 """Canary traffic percentages, stage by stage."""

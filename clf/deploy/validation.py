@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clf.data.cleaning import model_input_text
-from clf.data.io import DataFileError, read_json, read_jsonl
+from clf.io import DataFileError, read_json, read_jsonl
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.errors import ModelLoadError
 from clf.serving.predictor import ModelPredictor

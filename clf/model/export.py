@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
-from clf.data.io import read_json, sha256_of_file, write_json_atomic
+from clf.io import read_json, sha256_of_file, write_json_atomic
 from clf.model.checkpointing import load_checkpoint
 
 log = logging.getLogger(__name__)

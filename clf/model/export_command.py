@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from clf.data.io import read_json
+from clf.io import read_json
 from clf.registry import ModelRegistry, RegistryError, Version
 from clf.registry.lineage import training_data_dir
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from clf.data.io import read_json, write_json_atomic
+from clf.io import read_json, write_json_atomic
 from clf.model.export import describe_file
 
 log = logging.getLogger(__name__)

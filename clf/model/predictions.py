@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from clf.data.io import write_jsonl_atomic
+from clf.io import write_jsonl_atomic
 
 
 def prediction_records(

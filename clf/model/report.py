@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from clf.data.io import write_json_atomic, write_text_atomic  # noqa: E402
+from clf.io import write_json_atomic, write_text_atomic  # noqa: E402
 
 
 def write_test_report(

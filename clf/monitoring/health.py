@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clf.data.io import DataFileError, read_json, sha256_of_file
+from clf.io import DataFileError, read_json, sha256_of_file
 from clf.model.export import REQUIRED_FILES
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clf.data.io import read_json
+from clf.io import read_json
 from clf.registry.versions import RegistryError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
-from clf.data.io import DataFileError, read_json
+from clf.io import DataFileError, read_json
 
 RECORDED_PACKAGES = ("torch", "transformers", "lightning", "clf")
 

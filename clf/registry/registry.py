@@ -32,7 +32,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from clf.data.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic, write_text_atomic
+from clf.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic, write_text_atomic
 from clf.registry.lineage import collect_metadata, now, user
 from clf.registry.versions import Bump, RegistryError, Version, next_version
 

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from clf.data.io import DataFileError, read_json, sha256_of_strings, write_jsonl_atomic, write_samples_json
 from clf.data.paper import Paper
 from clf.data.preprocess import (
     PROCESSED_DATASET,
@@ -27,6 +26,7 @@ from clf.data.preprocess import (
     check_no_leakage,
     content_hash,
 )
+from clf.io import DataFileError, read_json, sha256_of_strings, write_jsonl_atomic, write_samples_json
 from clf.retrain.outcomes import AugmentedDataset, RetrainingError
 
 log = logging.getLogger(__name__)

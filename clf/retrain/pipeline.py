@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from clf.data.collector import ArxivCollector, EmptyCategoryError
-from clf.data.io import DataFileError, read_json, write_text_atomic
 from clf.data.paper import Paper, strip_version
 from clf.experiments.database import make_engine
 from clf.experiments.runs import RetrainingRunStore
+from clf.io import DataFileError, read_json, write_text_atomic
 from clf.registry import Bump, ModelRegistry
 from clf.retrain import augment
 from clf.retrain.config import RetrainingConfig

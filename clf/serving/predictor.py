@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from clf.data.io import read_json
+from clf.io import read_json
 from clf.serving.errors import ModelLoadError
 
 if TYPE_CHECKING:

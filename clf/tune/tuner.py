@@ -22,7 +22,7 @@ import optuna
 import sqlalchemy
 import yaml
 
-from clf.data.io import append_jsonl, write_json_atomic, write_text_atomic
+from clf.io import append_jsonl, write_json_atomic, write_text_atomic
 from clf.tune.errors import TuneError
 from clf.tune.search_space import Parameter, check_keys, load_search_space
 

@@ -16,7 +16,7 @@ import arxiv
 import pytest
 
 from clf.data.collector import ArxivCollector, CollectionError, EmptyCategoryError, paper_from_result
-from clf.data.io import DataFileError
+from clf.io import DataFileError
 from tests.conftest import REPO, load_shared_papers
 from tests.helpers.arxiv_server import ArxivTestServer
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from clf.data.datamodule import ArxivDataModule
-from clf.data.io import DataFileError
 from clf.data.validation import DataValidationError
+from clf.io import DataFileError
 from tests.helpers.tiny import build_tiny_tokenizer
 
 CATEGORIES = ["cs.RO", "cs.DB", "cs.CV"]

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from clf import DEFAULT_CATEGORIES
-from clf.data.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_json_atomic, write_jsonl_atomic
 from clf.data.preprocess import (
     DatasetPreprocessor,
     LeakageError,
@@ -20,6 +19,7 @@ from clf.data.preprocess import (
 )
 from clf.data.snapshot import paper_from_snapshot_record
 from clf.data.validation import DataValidationError
+from clf.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_json_atomic, write_jsonl_atomic
 
 INDONESIAN = "0807.4609"
 DUPLICATE_TITLES = ("2506.23629", "2512.01465")  # the one pair of distinct papers in the shared data with one title

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clf.data.io import DataFileError
 from clf.data.snapshot import DateRange, SnapshotReader, paper_from_snapshot_record
+from clf.io import DataFileError
 
 OAI_RECORD = {
     "id": "0704.0001",

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of clf/data/snapshot.py and the JSON Lines reading under it (clf/data/io.py).
+"""Property-based fuzzing of clf/data/snapshot.py and the JSON Lines reading under it (clf/io.py).
 
 The promise: reading a snapshot, in either format, yields valid `Paper`s or raises `DataFileError` whose message
 names the file and the line (and the field, where one is at fault). No other exception escapes, nothing hangs, and a
@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clf.data.io import DataFileError
 from clf.data.paper import Paper, strip_version
 from clf.data.snapshot import DateRange, SnapshotReader
+from clf.io import DataFileError
 from tests.helpers.papers import assert_valid_paper
 
 FAST = settings(

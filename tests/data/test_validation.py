@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 
-from clf.data.io import read_jsonl
 from clf.data.snapshot import paper_from_snapshot_record
 from clf.data.validation import (
     MIN_WORDS,
@@ -16,6 +15,7 @@ from clf.data.validation import (
     validate_sample,
     validate_samples,
 )
+from clf.io import read_jsonl
 
 ALLOWED = ("cs.CL", "cs.LG")
 TEXT = "A perfectly ordinary abstract about parsing sentences with neural networks and graphs."

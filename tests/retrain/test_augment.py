@@ -7,10 +7,10 @@ from collections import Counter
 import pytest
 
 from clf import DEFAULT_CATEGORIES
-from clf.data.io import read_json
 from clf.data.paper import Paper
 from clf.data.preprocess import check_no_leakage
 from clf.data.snapshot import SnapshotReader
+from clf.io import read_json
 from clf.retrain.augment import augment_dataset, read_splits
 from clf.retrain.outcomes import RetrainingError
 from tests.retrain.conftest import NEW_PAPERS, copy_data_dir

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clf.data.io import read_json
 from clf.experiments.runs import RUN_FIELDS
+from clf.io import read_json
 from clf.retrain import (
     LastTrainingDateSource,
     PromotionDecision,

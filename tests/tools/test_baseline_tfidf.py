@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clf.data.io import write_samples_json
+from clf.io import write_samples_json
 from tests.conftest import load_shared_papers
 from tests.helpers.bench import loaded_bench_tool
 

@@ -36,7 +36,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from clf.data.io import DataFileError, read_json
+from clf.io import DataFileError, read_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "baseline_tfidf.json"
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")

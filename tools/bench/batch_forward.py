@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from clf.data.cleaning import model_input_text
-from clf.data.io import open_text
+from clf.io import open_text
 from clf.serving.predictor import ModelPredictor
 
 ROOT = Path(__file__).resolve().parents[2]

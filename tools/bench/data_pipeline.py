@@ -24,8 +24,8 @@ import torch
 from clf import DEFAULT_CATEGORIES
 from clf.data.collector import ArxivCollector
 from clf.data.datamodule import ArxivDataModule
-from clf.data.io import open_text
 from clf.data.preprocess import DatasetPreprocessor
+from clf.io import open_text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "data_pipeline.json"
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from clf.data.cleaning import model_input_text
-from clf.data.io import read_json
+from clf.io import read_json
 from clf.model.onnx_export import export_onnx
 from clf.serving.predictor import ModelPredictor
 

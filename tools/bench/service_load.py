@@ -37,7 +37,7 @@ import numpy as np
 import requests
 import torch
 
-from clf.data.io import open_text
+from clf.io import open_text
 from clf.registry import ModelRegistry
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ import torch
 from transformers import AutoTokenizer
 
 from clf.data.cleaning import model_input_text
-from clf.data.io import read_json
+from clf.io import read_json
 from clf.model.export import export_model
 from clf.model.module import ArxivClassifier
 from clf.serving.predictor import ModelPredictor

@@ -1,4 +1,4 @@
-"""Reading and writing the pipeline's files so that nothing already saved is lost.
+"""Reading and writing files so that nothing already saved is lost: the base helpers every layer uses.
 
 JSON Lines files are append-only and fsynced page by page; JSON files are written to a
 temporary file and renamed over the target, so a crash leaves either the old or the new file.

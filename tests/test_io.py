@@ -1,4 +1,4 @@
-"""Tests for clf/data/io.py: line-numbered reading, fsynced appends, atomic writes."""
+"""Tests for clf/io.py: line-numbered reading, fsynced appends, atomic writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from clf.data.io import (
+from clf.io import (
     DataFileError,
     append_jsonl,
     read_json,
