@@ -1,7 +1,9 @@
 """Deployment: validation, blue-green and canary rollouts with metric gates, automatic rollback, persisted state.
 
-The controller and validation load torch and the serving stack; they are imported on first use, so `clf --help`
-and `clf deploy status` stay fast.
+One class per strategy (`BlueGreenRollout`, `CanaryRollout`, `RollbackWatch`) behind `DeploymentController.tick`;
+everything they remember between ticks is in the saved `DeploymentState`. The controller, the strategies and
+validation load torch and the serving stack; they are imported on first use, so `clf --help` and `clf deploy status`
+stay fast.
 """
 
 from typing import Any
@@ -15,12 +17,18 @@ from clf.deploy.state import (
     DeploymentError,
     DeploymentState,
     DeploymentStore,
+    LiveSince,
     Phase,
+    RefusedRollback,
     check_stages,
 )
 
 _LAZY = {
+    "BlueGreenRollout": "clf.deploy.blue_green",
+    "CanaryRollout": "clf.deploy.canary",
     "DeploymentController": "clf.deploy.controller",
+    "RollbackWatch": "clf.deploy.rollback_watch",
+    "RolloutContext": "clf.deploy.context",
     "ValidationCheck": "clf.deploy.validation",
     "ValidationError": "clf.deploy.validation",
     "ValidationReport": "clf.deploy.validation",
@@ -39,7 +47,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "DEFAULT_STAGES",
     "Action",
+    "BlueGreenRollout",
     "CanaryGates",
+    "CanaryRollout",
     "Decision",
     "DeploymentController",
     "DeploymentError",
@@ -47,8 +57,12 @@ __all__ = [
     "DeploymentStore",
     "GateResult",
     "GateVerdict",
+    "LiveSince",
     "Phase",
+    "RefusedRollback",
     "RollbackThresholds",
+    "RollbackWatch",
+    "RolloutContext",
     "ValidationCheck",
     "ValidationError",
     "ValidationReport",

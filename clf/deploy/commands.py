@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +19,6 @@ from clf.deploy.state import (
     Action,
     Decision,
     DeploymentError,
-    DeploymentState,
     DeploymentStore,
     Phase,
     check_stages,
@@ -64,7 +64,8 @@ def request_deployment(
         if registry.production_version() == version:
             raise DeploymentError(f"{version} is already in production")
         store.save(
-            DeploymentState(
+            replace(
+                state.ended(),  # keeps what the rollback watch remembers
                 phase=Phase.REQUESTED,
                 strategy=strategy,
                 candidate=version,
@@ -98,11 +99,11 @@ def request_rollback(registry: ModelRegistry, reason: str = "") -> Decision:
     with store.locked():
         state = store.load()
         if state.phase in (Phase.REQUESTED, Phase.CANARY):
-            store.save(DeploymentState())
+            store.save(state.ended())
             return store.record(Decision(Action.ROLLED_BACK, state.candidate, f"{reason}; rollout withdrawn"))
         bad = registry.production_version()
         change = registry.rollback(reason=reason)
-        store.save(DeploymentState())
+        store.save(state.ended())
         return store.record(Decision(Action.ROLLED_BACK, bad, f"{reason}; production is now {change.to_version}"))
 
 

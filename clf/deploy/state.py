@@ -4,8 +4,10 @@
     <registry>/deployment/decisions.jsonl  one line per decision, with its reason and the metrics behind it
     <registry>/deployment/state.lock       held around every read-modify-write
 
-The registry's production pointer says what is live; this state says what is on its way. A restarted service
-reads it and resumes the rollout (see `DeploymentController`), so a rollout is never forgotten.
+The registry's production pointer says what is live; this state says what is on its way, and what the rollback
+watch remembers between steps (when the live version went live, the last rollback the registry refused). Nothing a
+strategy decides on lives only in a process's memory: a restarted service, or another process reading the same
+folder, reads this state and decides the same (see `DeploymentController`).
 """
 
 from __future__ import annotations
@@ -93,9 +95,38 @@ class Decision:
         return record
 
 
+@dataclass(frozen=True)
+class LiveSince:
+    """When the live version went live: the rollback watch judges it on what it did since, not before.
+
+    Attributes:
+        version: the live version.
+        at: when it took all traffic (a switch, a promotion, a rollback, or the service following the registry),
+            epoch seconds.
+    """
+
+    version: str
+    at: float
+
+
+@dataclass(frozen=True)
+class RefusedRollback:
+    """A rollback the registry refused (nothing to go back to); it is not tried again for one window.
+
+    Attributes:
+        version: the version that was to be rolled back.
+        at: when, epoch seconds.
+        reason: why it was to be rolled back, and the registry's refusal.
+    """
+
+    version: str
+    at: float
+    reason: str
+
+
 @dataclass
 class DeploymentState:
-    """The rollout in progress (or none).
+    """The rollout in progress (or none), and what the rollback watch remembers.
 
     Attributes:
         phase: where it stands.
@@ -109,6 +140,8 @@ class DeploymentState:
         watch_seconds: how long green is watched after a blue-green switch.
         baseline_metrics: the production version's metrics from the last stage, the yardstick once production no
             longer takes traffic (the 100 % stage, the blue-green watch).
+        live: when the live version went live (None until a controller first saw it).
+        refused_rollback: the last rollback the registry refused, if any.
         updated_at: the last change, epoch seconds.
     """
 
@@ -122,12 +155,33 @@ class DeploymentState:
     stage_seconds: float = 3600.0
     watch_seconds: float = 600.0
     baseline_metrics: dict[str, Any] = field(default_factory=dict)
+    live: LiveSince | None = None
+    refused_rollback: RefusedRollback | None = None
     updated_at: float = field(default_factory=time.time)
 
     @property
     def stage(self) -> int | None:
         """The current canary stage's traffic percentage."""
         return self.stages[self.stage_index] if self.phase == Phase.CANARY and self.stages else None
+
+    def ended(self) -> DeploymentState:
+        """The idle state that follows this one: the rollout forgotten, what the rollback watch remembers kept.
+
+        Returns:
+            A new idle state with this one's `live` and `refused_rollback`.
+        """
+        return DeploymentState(live=self.live, refused_rollback=self.refused_rollback)
+
+    def went_live(self, version: str, at: float) -> None:
+        """Records that `version` took all traffic at `at` (a refused rollback of another version is forgotten).
+
+        Args:
+            version: the version now live.
+            at: when, epoch seconds.
+        """
+        self.live = LiveSince(version, at)
+        if self.refused_rollback is not None and self.refused_rollback.version != version:
+            self.refused_rollback = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict.
@@ -152,6 +206,10 @@ class DeploymentState:
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in record.items() if key in known}
         values["phase"] = Phase(values.get("phase", Phase.IDLE))
+        for name, kind in (("live", LiveSince), ("refused_rollback", RefusedRollback)):
+            if values.get(name) is not None:
+                nested = {f.name for f in fields(kind)}
+                values[name] = kind(**{key: value for key, value in values[name].items() if key in nested})
         return cls(**values)
 
 
