@@ -37,7 +37,6 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from clf.monitoring.health import check_model_health
 from clf.monitoring.monitor import PROMETHEUS_CONTENT_TYPE, Rejection
 from clf.serving.errors import (
     ClientErrorReason,
@@ -46,6 +45,7 @@ from clf.serving.errors import (
     OverloadedError,
     ServiceClosedError,
 )
+from clf.serving.health import check_model_health
 from lightning_app.feedback import FeedbackGuard
 from lightning_app.payloads import check_identifier, papers_and_user, read_json, validate
 from lightning_app.schemas import (

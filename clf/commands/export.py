@@ -11,8 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
+from clf.artifact import ArtifactError, ModelArtifact
 from clf.io import read_json
-from clf.registry import ModelRegistry, RegistryError, Version
+from clf.registry import ModelRegistry, RegistryError
 from clf.registry.lineage import training_data_dir
 
 log = logging.getLogger(__name__)
@@ -68,19 +69,16 @@ def export(
     models = None
     if version is not None:
         models = ModelRegistry(registry)
-        if version == "production":
-            version = models.production_version()
-            if version is None:
-                raise RegistryError(f"{models.base_dir}: no version is in production yet; name one with --version")
-        version = str(Version.parse(version))
+        version, folder = models.resolve(version)
         metadata = models.get_metadata(version)
-        folder = models.version_dir(version)
     else:
         folder = Path(str(model_path))
-        if not (folder / "label_map.json").is_file():
-            raise OnnxExportError(f"--model-path {folder}: no label_map.json; pass a run's export/ folder")
+        try:
+            ModelArtifact.open(folder, verify=False)
+        except ArtifactError as err:
+            raise OnnxExportError(f"--model-path {folder}: {err}") from err
         metadata = {"version": str(folder), "dataset": {"data_dir": training_data_dir(folder)}}
-    labels = [str(label) for _, label in sorted(read_json(folder / "label_map.json")["id2label"].items(), key=_index)]
+    labels = ModelArtifact.open(folder, verify=False).label_map.labels
     papers = load_validation_samples(Path(sample_data) if sample_data else None, metadata)
     per_class = max(1, max_samples // len(labels))
     texts = [text for text, _ in balanced_sample(papers, labels, per_class)][:max_samples]
@@ -92,7 +90,3 @@ def export(
         summary["version"] = version
     print(json.dumps(summary, indent=2))
     return summary
-
-
-def _index(item: tuple[str, str]) -> int:
-    return int(item[0])

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from clf.data.cleaning import model_input_text
+from clf.inference.predictor import ModelPredictor
 from clf.io import DataFileError, read_json, read_jsonl
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.errors import ModelLoadError
-from clf.serving.predictor import ModelPredictor
 
 
 class ValidationError(ValueError):
@@ -116,7 +116,7 @@ def validate_deployment(
         RegistryError: for an unknown version.
         ValidationError: when no sample papers are given and none can be found.
     """
-    from clf.monitoring.health import check_files
+    from clf.serving.health import check_files
 
     registry = registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry)
     metadata = registry.get_metadata(version)

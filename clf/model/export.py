@@ -1,8 +1,9 @@
-"""Export the best model of a run in transformers format, ready for the registry and for serving.
+"""Export the best model of a run as a model artifact (`clf.artifact`), ready for the registry and for serving.
 
-``export/`` holds ``model.safetensors`` and ``config.json`` (with id2label / label2id), the tokenizer files,
-``label_map.json``, ``metrics.json``, the resolved ``config.yaml`` of the run, and ``manifest.json`` listing every
-file with its size and sha256.
+This module writes what needs torch — the transformers weights (safetensors) and the tokenizer — into a staging
+folder, checks that the weights reload with the trained labels, and hands the folder to `clf.artifact.complete`,
+which adds the label map, metrics, lineage (data and split hashes), the run's config, the model card and the
+manifest. The staging folder then replaces ``export/`` in one rename.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
-from clf.io import read_json, sha256_of_file, write_json_atomic
+from clf.artifact import ArtifactError, LabelMap, collect_lineage, complete
 from clf.model.checkpointing import load_checkpoint
 
 log = logging.getLogger(__name__)
-
-REQUIRED_FILES = ("config.json", "model.safetensors", "label_map.json", "tokenizer_config.json")
 
 
 class ExportError(RuntimeError):
@@ -36,8 +35,9 @@ def export_model(
     *,
     metrics: dict[str, Any] | None = None,
     run_config: Path | None = None,
+    data_dir: str | Path | None = None,
 ) -> Path:
-    """Writes `module`'s backbone, `tokenizer` and the label map to `out_dir`, replacing it atomically.
+    """Writes `module`'s backbone and `tokenizer` as a model artifact in `out_dir`, replacing it atomically.
 
     Args:
         module: an `ArxivClassifier` (anything with ``backbone``, ``id2label`` and ``hparams``).
@@ -45,6 +45,7 @@ def export_model(
         out_dir: the export folder.
         metrics: metrics to record in ``metrics.json``.
         run_config: the run's resolved config file, copied as ``config.yaml``.
+        data_dir: the run's data folder, whose dataset and split hashes go into the lineage.
 
     Returns:
         The export folder.
@@ -59,22 +60,18 @@ def export_model(
     module.backbone.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     hparams = module.hparams
-    write_json_atomic(
-        staging / "label_map.json",
-        {
-            "id2label": {str(i): label for i, label in module.id2label.items()},
-            "label2id": {label: i for i, label in module.id2label.items()},
-            "multi_label": bool(hparams.get("multi_label", False)),
-            "threshold": float(hparams.get("threshold", 0.5)),
-            "max_length": int(hparams.get("max_length", 512)),
-            "pretrained": str(hparams.get("pretrained", "")),
-        },
+    label_map = LabelMap(
+        module.id2label,
+        multi_label=bool(hparams.get("multi_label", False)),
+        threshold=float(hparams.get("threshold", 0.5)),
+        max_length=int(hparams.get("max_length", 512)),
+        pretrained=str(hparams.get("pretrained", "")),
     )
-    write_json_atomic(staging / "metrics.json", metrics or {})
-    if run_config is not None and Path(run_config).is_file():
-        shutil.copyfile(run_config, staging / "config.yaml")
-    verify_export(staging, module.id2label)
-    write_json_atomic(staging / "manifest.json", {"files": _describe_files(staging)})
+    _check_reload(staging, label_map.id2label)
+    try:
+        complete(staging, label_map, metrics=metrics, lineage=collect_lineage(data_dir), run_config=run_config)
+    except ArtifactError as err:
+        raise ExportError(str(err)) from err
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
@@ -83,42 +80,12 @@ def export_model(
     return out_dir
 
 
-def verify_export(path: Path, id2label: dict[int, str]) -> None:
-    """Checks the required files exist and the model reloads (weights only) with the same label map.
-
-    Args:
-        path: the export folder.
-        id2label: the trained model's class index → category.
-
-    Raises:
-        ExportError: naming the missing file or the mismatch.
-    """
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if missing:
-        raise ExportError(f"{path}: export is missing {', '.join(missing)}")
+def _check_reload(path: Path, id2label: dict[int, str]) -> None:
+    """The saved weights reload (weights only) with the trained labels."""
     model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
     reloaded = {int(i): label for i, label in model.config.id2label.items()}
     if reloaded != id2label:
         raise ExportError(f"{path}: reloaded id2label {reloaded} differs from the trained one {id2label}")
-    label_map = read_json(path / "label_map.json")
-    if {int(i): label for i, label in label_map["id2label"].items()} != id2label:
-        raise ExportError(f"{path}/label_map.json does not match the model's labels")
-
-
-def describe_file(path: Path) -> dict[str, Any]:
-    """A file's manifest entry.
-
-    Args:
-        path: the file.
-
-    Returns:
-        ``{"name", "bytes", "sha256"}``.
-    """
-    return {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_of_file(path)}
-
-
-def _describe_files(path: Path) -> list[dict[str, Any]]:
-    return [describe_file(file) for file in sorted(p for p in path.iterdir() if p.is_file())]
 
 
 class ExportOnFitEnd(L.Callback):
@@ -154,7 +121,8 @@ class ExportOnFitEnd(L.Callback):
         log_dir = trainer.log_dir
         run_config = Path(log_dir) / "config.yaml" if log_dir else None
         out_dir = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "export"
-        self.exported = self._export(pl_module, trainer.datamodule.tokenizer, out_dir, summary, run_config)
+        data_dir = getattr(trainer.datamodule, "data_dir", None)
+        self.exported = self._export(pl_module, trainer.datamodule.tokenizer, out_dir, summary, run_config, data_dir)
         trainer.strategy.barrier("clf-export")
 
     @rank_zero_only
@@ -165,5 +133,6 @@ class ExportOnFitEnd(L.Callback):
         out_dir: Path,
         summary: dict[str, Any],
         run_config: Path | None,
+        data_dir: Path | None,
     ) -> Path:
-        return export_model(pl_module, tokenizer, out_dir, metrics=summary, run_config=run_config)
+        return export_model(pl_module, tokenizer, out_dir, metrics=summary, run_config=run_config, data_dir=data_dir)

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,22 +24,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from clf.io import read_json, write_json_atomic
-from clf.model.export import describe_file
+from clf.artifact import ONNX_DIR, ONNX_FILES, ArtifactError, ModelArtifact
+from clf.artifact import ONNX_REPORT_FILE as REPORT_FILE
+from clf.artifact.artifact import describe
+from clf.inference import ModelLoadError, ModelPredictor
+from clf.inference.onnx_runtime import INPUT_NAMES, onnxruntime_module
+from clf.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-ONNX_DIR = "onnx"
-"""The subfolder of a model folder that holds its ONNX files."""
-
-ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-"""The file of each ONNX variant inside `ONNX_DIR`."""
-
-REPORT_FILE = "onnx_export.json"
-"""The export report inside `ONNX_DIR`: files, sha256, parity, opset, versions."""
-
-INPUT_NAMES = ("input_ids", "attention_mask")
-"""The ONNX graph's inputs, int64 tensors of shape (batch, sequence)."""
+__all__ = ["ONNX_DIR", "ONNX_FILES", "REPORT_FILE", "OnnxExport", "OnnxExportError", "ParityReport", "export_onnx"]
 
 MAX_FP32_DIFFERENCE = 1e-3
 """Largest probability difference tolerated between the float32 ONNX model and PyTorch: a numerical-noise bound."""
@@ -116,43 +110,6 @@ class OnnxExport:
         }
 
 
-def _onnxruntime() -> Any:
-    """The onnxruntime module, or an error that says how to install it."""
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise OnnxExportError(
-            "ONNX export and serving need onnx, onnxruntime and onnxscript: pip install 'clf[onnx]'"
-        ) from err
-    return onnxruntime
-
-
-def onnx_model_path(model_dir: str | Path, variant: Literal["auto", "fp32", "int8"] = "auto") -> Path:
-    """The ONNX file of a model folder: the int8 one for ``auto`` when it exists, else float32.
-
-    Args:
-        model_dir: a registry version or export folder that went through `export_onnx`.
-        variant: ``fp32``, ``int8``, or ``auto``.
-
-    Returns:
-        The path of the ONNX file.
-
-    Raises:
-        OnnxExportError: when the folder has no such ONNX file, naming the command that makes it.
-    """
-    folder = Path(model_dir) / ONNX_DIR
-    if variant == "auto":
-        variant = "int8" if (folder / ONNX_FILES["int8"]).is_file() else "fp32"
-    path = folder / ONNX_FILES[variant]
-    if not path.is_file():
-        quantize = " --quantize int8" if variant == "int8" else ""
-        raise OnnxExportError(
-            f"{Path(model_dir)} has no {variant} ONNX model ({path} is missing). Export it first: clf export "
-            f"--version vX.Y.Z --format onnx{quantize} (or --model-path {Path(model_dir)} for an export folder)."
-        )
-    return path
-
-
 def export_onnx(
     model_dir: str | Path,
     parity_texts: Sequence[str],
@@ -183,21 +140,19 @@ def export_onnx(
             `min_int8_agreement`).
     """
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
-    from clf.serving.predictor import probabilities_in_sorted_passes
-
-    onnxruntime = _onnxruntime()
-    started = time.perf_counter()
-    model_dir = Path(model_dir)
     if not parity_texts:
         raise OnnxExportError("no sample texts for the parity check; pass --sample-data with labelled papers")
-    label_map = read_json(model_dir / "label_map.json")
-    multi_label = bool(label_map.get("multi_label", False))
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    positions = getattr(model.config, "max_position_embeddings", 512)
-    max_length = min(int(label_map.get("max_length") or 512), positions)
+    try:
+        onnxruntime = onnxruntime_module()
+        artifact = ModelArtifact.open(model_dir)
+        reference_model = ModelPredictor(model_dir, "torch")
+    except (ArtifactError, ModelLoadError) as err:
+        raise OnnxExportError(str(err)) from err
+    started = time.perf_counter()
+    model_dir = artifact.path
+    model, tokenizer = reference_model.model, reference_model.tokenizer
+    max_length = artifact.max_length
     staging = model_dir / (ONNX_DIR + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -207,20 +162,20 @@ def export_onnx(
         if quantize == "int8":
             files["int8"] = staging / ONNX_FILES["int8"]
             _quantize_int8(files["fp32"], files["int8"])
-        encoded = tokenizer(list(parity_texts), truncation=True, max_length=max_length)
-        pad = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-        num_labels = len(label_map["id2label"])
+        texts = list(parity_texts)
 
-        def probabilities(forward: Callable[[Any], Any]) -> Any:
-            return probabilities_in_sorted_passes(
-                encoded, pad, forward, num_labels, multi_label=multi_label, batch_size=PARITY_BATCH_SIZE
-            ).numpy()
+        def probabilities(predictor: ModelPredictor) -> Any:
+            return predictor.predict_probabilities(texts, batch_size=PARITY_BATCH_SIZE).numpy()
 
-        reference = probabilities(_torch_forward(model))
-        reports = [
-            _parity(variant, reference, probabilities(onnx_forward(path)), min_int8_agreement)
-            for variant, path in files.items()
-        ]
+        # Both sides are the service's own path (`ModelPredictor`): what is checked here is what `clf serve` runs.
+        reference = probabilities(reference_model)
+        reports = []
+        for variant, path in files.items():
+            try:
+                candidate = ModelPredictor(model_dir, variant, backend="onnx", onnx_file=path)
+            except ModelLoadError as err:
+                raise OnnxExportError(str(err)) from err
+            reports.append(_parity(variant, reference, probabilities(candidate), min_int8_agreement))
         failed = [report for report in reports if not report.passed]
         if failed:
             details = "; ".join(
@@ -234,7 +189,7 @@ def export_onnx(
             {
                 "opset": opset,
                 "max_length": max_length,
-                "files": {variant: describe_file(path) for variant, path in files.items()},
+                "files": {variant: describe(path) for variant, path in files.items()},
                 "parity": [report.to_json() for report in reports],
                 "versions": {
                     "torch": torch.__version__,
@@ -262,57 +217,6 @@ def export_onnx(
             report.samples,
         )
     return result
-
-
-def onnx_forward(path: str | Path, device: str = "cpu", threads: int | None = None) -> Callable[[Any], Any]:
-    """An onnxruntime session on `path` as a function from padded tokenizer output to logits.
-
-    Args:
-        path: the ONNX file.
-        device: ``cpu``, or ``cuda``/``cuda:N`` to use onnxruntime's CUDA provider where it is installed.
-        threads: intra-op threads; by default torch's thread count, so both backends use the same cores.
-
-    Returns:
-        A function taking a mapping with ``input_ids`` and ``attention_mask`` (torch tensors or arrays) and
-        returning float32 logits as a torch tensor.
-
-    Raises:
-        OnnxExportError: when `path` does not load as an ONNX model.
-    """
-    onnxruntime = _onnxruntime()
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    # Idle intra-op threads would otherwise spin for work: with two versions loaded (a canary, blue-green) each
-    # session's spinning threads take the cores the other needs.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        index = int(device.partition(":")[2] or 0)
-        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
-    try:
-        session = onnxruntime.InferenceSession(str(path), options, providers=providers)
-    except Exception as err:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile kinds
-        raise OnnxExportError(f"{path} does not load as an ONNX model: {err}") from err
-
-    def forward(inputs: Any) -> Any:
-        feed = {name: np.asarray(_to_numpy(inputs[name]), dtype=np.int64) for name in INPUT_NAMES}
-        return torch.from_numpy(session.run(None, feed)[0]).float()
-
-    return forward
-
-
-def _to_numpy(value: Any) -> Any:
-    return value.cpu().numpy() if hasattr(value, "cpu") else value
-
-
-def _torch_forward(model: Any) -> Callable[[Any], Any]:
-
-    def forward(inputs: Any) -> Any:
-        with torch.inference_mode():
-            return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits.float()
-
-    return forward
 
 
 def _parity(variant: str, reference: Any, candidate: Any, min_int8_agreement: float) -> ParityReport:

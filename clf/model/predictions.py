@@ -8,44 +8,8 @@ from typing import Any
 
 import torch
 
+from clf.inference.passes import prediction_records
 from clf.io import write_jsonl_atomic
-
-
-def prediction_records(
-    probabilities: torch.Tensor,
-    id2label: dict[int, str],
-    *,
-    multi_label: bool = False,
-    threshold: float = 0.5,
-    top_k: int = 3,
-) -> list[dict[str, Any]]:
-    """One record per row of `probabilities`: ``label``, ``probability``, ``top3`` (and ``labels`` in multi-label).
-
-    Args:
-        probabilities: ``(N, num_labels)`` softmax (or sigmoid, in multi-label mode) outputs.
-        id2label: class index → category.
-        multi_label: also list every category above `threshold`.
-        threshold: the multi-label decision threshold.
-        top_k: how many ranked categories to give.
-
-    Returns:
-        One dict per row, in order.
-    """
-    k = min(top_k, probabilities.shape[1])
-    values, indices = probabilities.float().topk(k, dim=1)
-    records = []
-    for row, (top_values, top_indices) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
-        record: dict[str, Any] = {
-            "label": id2label[top_indices[0]],
-            "probability": round(top_values[0], 6),
-            f"top{top_k}": [
-                {"label": id2label[i], "probability": round(p, 6)} for i, p in zip(top_indices, top_values, strict=True)
-            ],
-        }
-        if multi_label:
-            record["labels"] = [id2label[i] for i, p in enumerate(probabilities[row].tolist()) if p >= threshold]
-        records.append(record)
-    return records
 
 
 def write_predictions(

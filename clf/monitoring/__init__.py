@@ -12,7 +12,7 @@
 """
 
 from clf.monitoring.alerts import Alert, AlertKind, AlertLevel, AlertManager, AlertThresholds, Delivery
-from clf.monitoring.health import HealthCheck, HealthReport, check_model_health
+from clf.monitoring.health import HealthCheck, HealthReport
 from clf.monitoring.logs import JSONFormatter, configure_logging
 from clf.monitoring.monitor import PROMETHEUS_CONTENT_TYPE, PredictionMonitor, PredictionRecord, to_prometheus
 
@@ -29,7 +29,6 @@ __all__ = [
     "JSONFormatter",
     "PredictionMonitor",
     "PredictionRecord",
-    "check_model_health",
     "configure_logging",
     "to_prometheus",
 ]

@@ -3,7 +3,8 @@
     clf registry create --model-path runs/quickstart/export --version v1.0.0
     clf registry promote v1.0.0 --reason "first release"
 
-`ModelRegistry` imports torch and transformers only when a model is loaded or compared.
+`ModelRegistry` is storage: it stores, resolves, points, audits and rolls back model artifacts; it never loads a
+model and never imports torch (`clf.inference` loads, `clf.evaluation` compares).
 """
 
 from clf.registry.registry import (

@@ -3,7 +3,10 @@
     registry = ModelRegistry("models/classification")
     registry.create_version("runs/quickstart/export", "v1.0.0")
     registry.promote_to_production("v1.0.0", reason="first release")
-    model, tokenizer, metadata = registry.load_version("v1.0.0")
+    version, folder = registry.resolve("production")       # ("v1.0.0", Path(".../arxiv_v1.0.0"))
+
+The registry is storage: it checks, copies, names, points, audits and rolls back model artifacts (`clf.artifact`),
+and never loads a model (`clf.inference.ModelPredictor.from_registry` does).
 
 On disk::
 
@@ -32,6 +35,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from clf.artifact import REQUIRED_FILES, ArtifactError, ModelArtifact
 from clf.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic, write_text_atomic
 from clf.registry.lineage import collect_metadata, now, user
 from clf.registry.versions import Bump, RegistryError, Version, next_version
@@ -41,7 +45,6 @@ log = logging.getLogger(__name__)
 FOLDER_PREFIX = "arxiv_"
 POINTER = "production"
 POINTER_FILE = "production.txt"
-RECORDED_PACKAGES = ("torch", "transformers", "lightning", "clf")
 
 
 class VersionExistsError(RegistryError):
@@ -184,8 +187,6 @@ class ModelRegistry:
             IncompleteExportError: listing the files the export lacks.
             VersionExistsError: when the version is already registered.
         """
-        from clf.model.export import REQUIRED_FILES  # imports torch; the registry's reads stay light
-
         if version is not None:
             version = str(Version.parse(version))
         source = Path(model_path)
@@ -197,11 +198,15 @@ class ModelRegistry:
                 f"--model-path {source}: not a complete export, missing {', '.join(missing)}. "
                 "Re-export the run (clf fit writes runs/<name>/export/)."
             )
+        try:
+            artifact = ModelArtifact.open(source)
+        except ArtifactError as err:
+            raise IncompleteExportError(f"--model-path {source}: {err}") from err
         # The copy and the lineage (which reads the dataset and asks git) happen before the lock is taken, so other
         # processes are not kept waiting for them; only naming and registering the version need the lock.
         staging = self.base_dir / f".incoming.{os.getpid()}.{uuid.uuid4().hex}.tmp"
         shutil.copytree(source, staging)
-        record = collect_metadata(source)
+        record = collect_metadata(artifact)
         try:
             with self._transaction() as state:
                 if version is None:
@@ -300,47 +305,28 @@ class ModelRegistry:
             write_json_atomic(folder / "metadata.json", record)
         return record
 
-    def load_version(self, version: str) -> tuple[Any, Any, dict[str, Any]]:
-        """Loads a version's model (safetensors weights only), tokenizer and metadata.
+    def resolve(self, version: str) -> tuple[str, Path]:
+        """The version a name stands for and its folder: ``production`` → the production version.
 
         Args:
-            version: a registered ``vX.Y.Z``, or ``production``.
+            version: ``vX.Y.Z`` or ``production``.
 
         Returns:
-            ``(model, tokenizer, metadata)``; the model is in eval mode.
+            ``(version, folder)``.
 
         Raises:
-            RegistryError: for ``production`` when no version is in production yet.
+            RegistryError: for ``production`` when no version is in production yet, or a name that is not
+                ``vX.Y.Z``.
             UnknownVersionError: listing the known versions.
             MissingVersionFolderError: when the version's folder was deleted.
         """
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         if version == POINTER:
             current = self.production_version()
             if current is None:
                 raise RegistryError(f"{self.base_dir}: no version is in production yet; promote one first")
             version = current
-        folder = self._existing_dir(version)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True)
-        model.eval()
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        return model, tokenizer, read_json(folder / "metadata.json")
-
-    def compare_versions(self, v1: str, v2: str, test_data: str | Path | list[dict[str, Any]]) -> Any:
-        """Accuracy, macro-F1 and latency of two versions on the same samples; see `clf.registry.compare`.
-
-        Args:
-            v1: the reference version.
-            v2: the candidate version.
-            test_data: a split file, a JSON Lines file of labelled papers, or the papers themselves.
-
-        Returns:
-            The comparison (`clf.registry.compare.Comparison`).
-        """
-        from clf.registry.compare import compare_versions
-
-        return compare_versions(self, v1, v2, test_data)
+        version = str(Version.parse(version))
+        return version, self._existing_dir(version)
 
     def archive_version(self, version: str, reason: str = "") -> dict[str, Any]:
         """Marks a version as archived: kept on disk with its metadata, but set aside (e.g. it failed to beat

@@ -1,5 +1,6 @@
 """Serving: loaded model versions, dynamic batching, traffic rules, and the ClassificationService over them."""
 
+from clf.inference.predictor import BASE_VERSION, ModelPredictor
 from clf.serving.batching import DynamicBatcher
 from clf.serving.errors import (
     InvalidInputError,
@@ -8,7 +9,6 @@ from clf.serving.errors import (
     ServiceClosedError,
     ServingError,
 )
-from clf.serving.predictor import BASE_VERSION, ModelPredictor
 from clf.serving.routing import Route, SingleVersion, TrafficRule, WeightedSplit, stable_bucket
 from clf.serving.service import ClassificationService, PredictionEvent, PredictionListener
 

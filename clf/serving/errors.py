@@ -15,6 +15,19 @@ from __future__ import annotations
 import math
 from enum import StrEnum
 
+from clf.inference.errors import ModelLoadError
+
+__all__ = [
+    "ClientErrorReason",
+    "DeadlineExceededError",
+    "InvalidInputError",
+    "ModelLoadError",
+    "NoModelError",
+    "OverloadedError",
+    "ServiceClosedError",
+    "ServingError",
+]
+
 
 class ClientErrorReason(StrEnum):
     """Why a request was refused as the client's fault; the ``reason`` of the JSON error and of ``client_errors``."""
@@ -83,10 +96,6 @@ class InvalidInputError(ValueError):
         self.reason = ClientErrorReason(reason)
         self.status = status
         self.retry_after_s = retry_after_s
-
-
-class ModelLoadError(ServingError):
-    """A model folder that is missing, incomplete, or whose weights do not load."""
 
 
 class NoModelError(ServingError):

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clf.inference.predictor import BASE_VERSION, Backend, ModelPredictor
 from clf.monitoring.monitor import PredictionMonitor
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import BatchAnswer, DynamicBatcher
 from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelError
 from clf.serving.inputs import Input, paper_texts
 from clf.serving.prediction_ids import PredictionIds
-from clf.serving.predictor import BASE_VERSION, Backend, ModelPredictor
 from clf.serving.routing import Route, SingleVersion, TrafficRule
 
 log = logging.getLogger(__name__)

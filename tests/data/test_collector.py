@@ -333,3 +333,15 @@ def test_a_larger_request_later_continues_the_same_file(server, papers, tmp_path
     got = api_collector(server, tmp_path).collect_papers_by_category("cs.DB", 50)
     assert [p.arxiv_id for p in got] == expected_ids(papers, "cs.DB")[:50]
     assert not first_pass & set(server.served_starts()), "pages saved by the first run were fetched again"
+
+
+def test_the_arxiv_client_still_takes_a_session():
+    """clf.data.api_pager hands the arxiv client a session with timeouts and feed checks through its `_session`
+    attribute, the client's only seam; this fails first when a release of arxiv renames it."""
+    import arxiv
+
+    from clf.data.api_pager import ArxivApiPager, FeedSession
+
+    pager = ArxivApiPager("http://127.0.0.1:9/api/query", 10, 0.0, 0, 0.0, 0.0, 1.0)
+    assert isinstance(pager._client, arxiv.Client) and isinstance(pager._client._session, FeedSession)
+    assert "_session" in vars(arxiv.Client(page_size=1, delay_seconds=0, num_retries=0))

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from clf.artifact import seal
 from clf.deploy import ValidationError, validate_deployment
 from clf.registry import ModelRegistry
 from tests.conftest import load_shared_papers
@@ -32,8 +33,10 @@ def registry(tmp_path, trained_export) -> ModelRegistry:
 
 
 def _rewrite_weights(registry: ModelRegistry, change) -> None:
+    """Changes the weights and seals the artifact again, as an export of such a model would be."""
     path = registry.version_dir("v2.0.0") / "model.safetensors"
     save_file({name: change(name, tensor) for name, tensor in load_file(path).items()}, path)
+    seal(path.parent)
 
 
 def test_a_working_model_passes_every_check(registry, samples):
@@ -63,8 +66,8 @@ def test_a_model_answering_one_class_is_rejected(registry, samples):
 
     _rewrite_weights(registry, bias_to_first_class)
     report = validate_deployment("v2.0.0", registry, samples=samples, **ANY_LATENCY)
-    assert not report.passed and [c.name for c in report.failures] == ["files_intact", "class_diversity"]
-    assert "cs.CV takes 100%" in report.failures[1].detail
+    assert not report.passed and [c.name for c in report.failures] == ["class_diversity"]
+    assert "cs.CV takes 100%" in report.failures[0].detail
 
 
 def test_nan_weights_are_rejected(registry, samples):
@@ -77,6 +80,10 @@ def test_unloadable_weights_are_rejected(registry, samples):
     (registry.version_dir("v2.0.0") / "model.safetensors").write_bytes(b"garbage")
     report = validate_deployment("v2.0.0", registry, samples=samples, **ANY_LATENCY)
     assert not report.passed and report.failures[0].name == "loads"
+    assert "model.safetensors: sha256 differs from the manifest" in report.failures[0].detail
+    seal(registry.version_dir("v2.0.0"))  # a model sealed with garbage weights still does not load
+    report = validate_deployment("v2.0.0", registry, samples=samples, **ANY_LATENCY)
+    assert report.failures[0].name == "loads" and "does not load" in report.failures[0].detail
 
 
 def test_size_and_latency_limits_apply(registry, samples):

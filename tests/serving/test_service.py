@@ -102,7 +102,11 @@ def test_each_paper_gets_label_probability_top3_version_and_arm(service):
 
 
 def test_batched_predictions_match_the_registry_model_one_at_a_time(service, tiny_registry):
-    model, tokenizer, _ = tiny_registry.load_version("v1.0.0")
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tiny_registry.version_dir("v1.0.0")
+    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
     texts = service.texts_of(PAPERS)
     batched = service.predict(PAPERS)
     for text, record in zip(texts, batched, strict=True):

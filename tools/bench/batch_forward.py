@@ -25,7 +25,7 @@ import torch
 
 from clf.data.cleaning import model_input_text
 from clf.io import open_text
-from clf.serving.predictor import ModelPredictor
+from clf.inference.predictor import ModelPredictor
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SNAPSHOT = ROOT.parent / "shared" / "data" / "arxiv" / "papers.jsonl.gz"

@@ -34,7 +34,7 @@ import torch
 from clf.data.cleaning import model_input_text
 from clf.io import read_json
 from clf.model.onnx_export import export_onnx
-from clf.serving.predictor import ModelPredictor
+from clf.inference.predictor import ModelPredictor
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")

@@ -26,7 +26,7 @@ from clf.data.cleaning import model_input_text
 from clf.io import read_json
 from clf.model.export import export_model
 from clf.model.module import ArxivClassifier
-from clf.serving.predictor import ModelPredictor
+from clf.inference.predictor import ModelPredictor
 from clf.serving.service import ClassificationService
 
 LABELS = {i: label for i, label in enumerate(["cs.AI", "cs.CL", "cs.CV", "cs.LG", "cs.RO"])}
