@@ -37,7 +37,8 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from clf.monitoring.monitor import PROMETHEUS_CONTENT_TYPE, Rejection
+from clf.monitoring.monitor import Rejection
+from clf.monitoring.prometheus import PROMETHEUS_CONTENT_TYPE
 from clf.serving.errors import (
     ClientErrorReason,
     DeadlineExceededError,

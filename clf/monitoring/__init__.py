@@ -14,7 +14,8 @@
 from clf.monitoring.alerts import Alert, AlertKind, AlertLevel, AlertManager, AlertThresholds, Delivery
 from clf.monitoring.health import HealthCheck, HealthReport
 from clf.monitoring.logs import JSONFormatter, configure_logging
-from clf.monitoring.monitor import PROMETHEUS_CONTENT_TYPE, PredictionMonitor, PredictionRecord, to_prometheus
+from clf.monitoring.monitor import PredictionMonitor, PredictionRecord
+from clf.monitoring.prometheus import PROMETHEUS_CONTENT_TYPE, to_prometheus
 
 __all__ = [
     "PROMETHEUS_CONTENT_TYPE",
