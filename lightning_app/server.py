@@ -7,7 +7,10 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from clf.deploy.gates import RollbackThresholds
 
 log = logging.getLogger("clf.serving.http")
 
@@ -32,6 +35,7 @@ def serve(
     max_body_bytes: int = 1_000_000,
     slack_webhook: str | None = None,
     alert_interval_seconds: float = 60.0,
+    rollouts: bool | None = None,
     deploy_interval_seconds: float = 5.0,
     canary_max_p95_ratio: float = 1.2,
     canary_p95_slack_ms: float = 10.0,
@@ -77,8 +81,12 @@ def serve(
         max_body_bytes: larger request bodies are refused with 413.
         slack_webhook: a Slack incoming-webhook URL for alerts (error rate, p95 latency, low confidence).
         alert_interval_seconds: how often the alert thresholds are checked.
-        deploy_interval_seconds: how often rollouts (clf deploy) advance and the rollback monitor looks at
-            production. Rollouts and the rollback monitor run only when no --version pins the served version.
+        rollouts: run the deployment controller here: carry out `clf deploy blue-green|canary` requests on
+            --registry, follow its production version (`clf registry promote`, `clf deploy rollback` from another
+            shell), and roll production back on its own (the rollback monitor). Default: on, off with --version (a
+            pinned version is never swapped away). --rollouts false serves the version it starts with until
+            restarted: a worker beside the one that runs rollouts. The start-up log says which it is.
+        deploy_interval_seconds: how often rollouts advance and the rollback monitor looks at production.
         canary_max_p95_ratio: a canary stage fails when the canary's model latency p95 over the stage (service time
             at comparable batch sizes, queue excluded) reaches production's times this (and production's plus
             --canary-p95-slack-ms).
@@ -107,9 +115,14 @@ def serve(
 
     Raises:
         RuntimeError: when FastAPI or uvicorn is not installed.
-        ValueError: when --canary-max-p95-ratio is below 1, a feedback token is too short, or
-            --feedback-rate-limit does not parse.
+        ValueError: when --rollouts true is given with --version, --canary-max-p95-ratio is below 1, a feedback
+            token is too short, or --feedback-rate-limit does not parse.
     """
+    if rollouts and version is not None:
+        raise ValueError(
+            f"--rollouts true cannot be combined with --version {version}: rollouts move the served version with the "
+            "registry; drop --version to run them, or drop --rollouts true to serve the pinned version"
+        )
     try:
         import uvicorn
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -145,20 +158,22 @@ def serve(
     periodic: list[tuple[float, Callable[[], Any]]] = []
     on_shutdown: list[Callable[[], Any]] = []
     feedback = None
-    if version is None:
+    thresholds = RollbackThresholds(
+        max_error_rate=rollback_max_error_rate,
+        max_p95_latency_ms=rollback_max_p95_ms,
+        min_requests=rollback_min_requests,
+        window_minutes=rollback_window_minutes,
+        rollback_on_latency=rollback_on_latency,
+    )
+    run_rollouts = version is None if rollouts is None else rollouts
+    if run_rollouts:
         # Resumes a rollout left in progress by a previous process before the first request arrives.
         gates = CanaryGates(
             max_p95_ratio=canary_max_p95_ratio, p95_slack_ms=canary_p95_slack_ms, min_requests=canary_min_requests
         )
-        thresholds = RollbackThresholds(
-            max_error_rate=rollback_max_error_rate,
-            max_p95_latency_ms=rollback_max_p95_ms,
-            min_requests=rollback_min_requests,
-            window_minutes=rollback_window_minutes,
-            rollback_on_latency=rollback_on_latency,
-        )
         controller = DeploymentController(service, alerts=alerts, gates=gates, rollback_thresholds=thresholds)
         periodic.append((deploy_interval_seconds, controller.tick))
+    log.info("%s", _rollouts_line(run_rollouts, version, registry, deploy_interval_seconds, thresholds))
     if experiments_db:
         from clf.experiments import ABTestingFramework, ExperimentSync
 
@@ -202,6 +217,28 @@ def serve(
         request_timeout,
     )
     server.run()
+
+
+def _rollouts_line(
+    enabled: bool, version: str | None, registry: str, interval: float, thresholds: RollbackThresholds
+) -> str:
+    """The start-up log line saying what this process does, or does not do, about rollouts and rollbacks."""
+    if enabled:
+        latency = (
+            f" or a model latency p95 above {thresholds.max_p95_latency_ms:g} ms"
+            if thresholds.rollback_on_latency
+            else " (latency only with --rollback-on-latency true)"
+        )
+        return (
+            f"rollouts on: every {interval:g} s this process carries out clf deploy blue-green/canary requests on "
+            f"{registry}, follows its production version, and rolls production back above "
+            f"{thresholds.max_error_rate:.0%} model errors over {thresholds.window_minutes:g} min{latency}"
+        )
+    why = f"--version {version} pins the served version" if version is not None else "--rollouts false"
+    return (
+        f"rollouts off ({why}): this process carries out no clf deploy request on {registry}, does not follow its "
+        "production version and rolls nothing back on its own; one clf serve on that registry must run with rollouts on"
+    )
 
 
 def _feedback_tokens(token_file: str | None) -> list[str]:

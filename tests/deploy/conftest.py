@@ -7,12 +7,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import requests
 
 from clf.deploy import CanaryGates, DeploymentController, DeploymentStore, Phase, RollbackThresholds
-from clf.monitoring import AlertManager
+from clf.monitoring import AlertManager, PredictionMonitor
+from clf.registry import ModelRegistry
 from clf.serving import ClassificationService, ModelPredictor
 from lightning_app.app import create_app
 from tests.conftest import load_shared_papers
@@ -112,6 +114,42 @@ class Deployment:
 
 GATES = CanaryGates(min_requests=10, p95_slack_ms=60.0)
 ROLLBACK = RollbackThresholds(min_requests=10, window_minutes=1.0)
+
+
+class Clock:
+    """A clock that moves only when told to; it starts at the real time, so decisions read sensibly.
+
+    Give it to the controller and to the service's monitor (`service_on`): predictions are stamped with it and
+    windows measured on it, so a test decides exactly which predictions a window holds, however slowly the
+    machine runs.
+    """
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def service_on(registry: ModelRegistry | str, clock: Clock, **kwargs: Any) -> ClassificationService:
+    """A service whose monitor runs on `clock` (no batching wait); `kwargs` go to `ClassificationService`."""
+    return ClassificationService(registry, max_wait_ms=1, monitor=PredictionMonitor(clock=clock), **kwargs)
+
+
+def answer(service: ClassificationService, n: int, start: int = 0) -> None:
+    """`n` predictions from users ``u-<start>``..., each of which must succeed."""
+    for i in range(start, start + n):
+        service.predict(PAPERS[i % 16], user_id=f"u-{i}")
+
+
+def fail(service: ClassificationService, n: int) -> None:
+    """`n` predictions on a version whose model fails: each one a model error in the monitor."""
+    for i in range(n):
+        with pytest.raises(RuntimeError, match="injected inference failure"):
+            service.predict(PAPERS[i % 16])
 
 
 @pytest.fixture

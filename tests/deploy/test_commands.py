@@ -12,7 +12,9 @@ from clf.deploy import (
     DeploymentError,
     DeploymentState,
     DeploymentStore,
+    LiveSince,
     Phase,
+    RefusedRollback,
     check_stages,
     deployment_status,
     request_deployment,
@@ -74,6 +76,25 @@ def test_state_survives_a_round_trip_and_ignores_unknown_keys(tmp_path):
     store.state_path.write_text(json.dumps(record))
     loaded = store.load()
     assert (loaded.phase, loaded.stage, loaded.candidate) == (Phase.CANARY, 100, "v2.0.0")
+
+
+def test_what_the_rollback_watch_remembers_survives_a_round_trip_and_every_command(tiny_registry):
+    store = DeploymentStore(tiny_registry.base_dir)
+    live, refused = LiveSince("v1.0.0", 100.0), RefusedRollback("v1.0.0", 200.0, "nothing to roll back to")
+    store.save(DeploymentState(live=live, refused_rollback=refused))
+    assert (store.load().live, store.load().refused_rollback) == (live, refused)
+    request_deployment(tiny_registry, "canary", "v1.1.0")
+    assert (store.load().live, store.load().refused_rollback) == (live, refused)
+    request_rollback(tiny_registry, "withdrawn")
+    state = store.load()
+    assert state.phase == Phase.IDLE and (state.live, state.refused_rollback) == (live, refused)
+
+
+def test_a_state_file_from_before_the_rollback_watch_kept_anything_still_loads(tmp_path):
+    store = DeploymentStore(tmp_path)
+    store.state_path.write_text(json.dumps({"phase": "canary", "candidate": "v2.0.0", "stages": [10, 100]}))
+    state = store.load()
+    assert (state.phase, state.stage, state.live, state.refused_rollback) == (Phase.CANARY, 10, None, None)
 
 
 def test_cli_status_canary_and_rollback(tiny_registry, trained_export, capsys, tmp_path):
