@@ -1,4 +1,5 @@
-"""Tests for clf/lightning_cli.py: real `clf fit|test|predict` runs of the tiny config on CPU."""
+"""Tests for clf/lightning_cli.py: real `clf fit|test|predict` runs of the tiny config on CPU, through the same
+`clf.training.TrainingSession` that `clf.training.fit` runs (tests/training/ covers the Python side)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def test_fit_writes_checkpoints_tensorboard_and_an_export_that_reloads(tmp_path,
     assert len(logged["val/acc"]) == 2, "validation accuracy once per epoch"
 
     export = run / "export"
+    assert cli.result.export_dir == export and cli.result.best_checkpoint == run / "checkpoints" / "best.ckpt"
     label_map = json.loads((export / "label_map.json").read_text())
     assert label_map["id2label"] == {str(i): label for i, label in cli.datamodule.id_to_label.items()}
     assert label_map["max_length"] == 64
