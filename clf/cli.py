@@ -214,8 +214,44 @@ def registry(
     return result
 
 
-CONFIG_OPTIONS = {"tune": "--fit_config", "retrain": "--retrain_config"}
-"""Commands whose `--config` names their own config file rather than a YAML of their options."""
+def old_config_form(command: str, options: Sequence[str]) -> str | None:
+    """A hint for a command line written before `--config` meant a YAML of the command's own options everywhere.
+
+    `clf tune --config FIT.yaml` used to tune a fit config (now ``--fit_config``); `clf retrain --retrain_config FILE`
+    used to read the retraining settings (now ``--config``, as for every command).
+
+    Args:
+        command: the subcommand.
+        options: its arguments, after the subcommand's name.
+
+    Returns:
+        What to write instead, or None when `options` are not in an old form.
+    """
+    if command == "retrain" and any(o == "--retrain_config" or o.startswith("--retrain_config=") for o in options):
+        return "--retrain_config is gone: pass the retraining settings with --config FILE (see configs/retraining.yaml)"
+    if command != "tune":
+        return None
+    for index, option in enumerate(options):
+        path = option.partition("=")[2] if option.startswith("--config=") else None
+        if option == "--config" and index + 1 < len(options):
+            path = options[index + 1]
+        if path and _is_fit_config(Path(path)):
+            return (
+                f"--config {path} is a fit config; `clf tune --config` now reads a YAML of clf tune's own options "
+                f"(fit_config, n_trials, ...), as for every command. Tune it with: clf tune --fit_config {path}"
+            )
+    return None
+
+
+def _is_fit_config(path: Path) -> bool:
+    import yaml
+
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(values, dict) and "fit_config" not in values and bool({"trainer", "model", "data"} & set(values))
+
 
 POSITIONAL_OPTIONS = {
     "registry": ("--action", "--version"),
@@ -313,11 +349,10 @@ def main(args: Sequence[str] | None = None) -> None:
             lightning(args)
         else:
             options = args[1:]
-            if name in CONFIG_OPTIONS:
-                # jsonargparse keeps --config for YAML files of a command's own options; for `clf tune` it names
-                # the fit config being tuned, as it does for `clf fit`, and for `clf retrain` retraining.yaml.
-                own = CONFIG_OPTIONS[name]
-                options = [own if a == "--config" else a.replace("--config=", f"{own}=", 1) for a in options]
+            hint = old_config_form(name, options)
+            if hint:
+                print(f"clf {name}: error: {hint}", file=sys.stderr)
+                sys.exit(2)
             options = positional_args(name, options)
             CLI(COMMANDS[name], args=options, as_positional=False, prog=f"clf {name}")
     except (ValueError, OSError, RuntimeError) as err:

@@ -9,8 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from jsonargparse import CLI, capture_parser
 
-from clf.cli import COMMANDS, LIGHTNING_COMMANDS, main, normalize_option_names
+from clf.cli import COMMANDS, LIGHTNING_COMMANDS, main, normalize_option_names, old_config_form
 from tests.conftest import REPO
 
 
@@ -33,8 +34,9 @@ def test_command_help_comes_from_signature_and_docstring(name, capsys):
     shown = capsys.readouterr().out
     function = COMMANDS[name]
     assert inspect.getdoc(function).splitlines()[0] in " ".join(shown.split())
-    for parameter in inspect.signature(function).parameters:
-        assert f"--{parameter}" in shown
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind is not parameter.VAR_KEYWORD:  # `**settings` are the fields of the class they build
+            assert f"--{parameter.name}" in shown
 
 
 def test_dashes_and_underscores_are_the_same_option():
@@ -59,6 +61,12 @@ def readme_commands() -> list[list[str]]:
     return commands
 
 
+def options_of(name: str) -> set[str]:
+    """The options `clf NAME` accepts, from the parser jsonargparse builds for it (``--config`` included)."""
+    parser = capture_parser(lambda: CLI(COMMANDS[name], args=[], as_positional=False))
+    return {option for action in parser._actions for option in action.option_strings}
+
+
 def test_readme_commands_use_commands_and_options_that_exist():
     commands = readme_commands()
     assert {words[1] for words in commands} == set(COMMANDS), "every command should be shown in the README"
@@ -70,14 +78,10 @@ def test_readme_commands_use_commands_and_options_that_exist():
             made_by_an_earlier_command = config.startswith("runs/")  # e.g. the best.yaml of `clf tune`
             assert made_by_an_earlier_command or (REPO / config).is_file(), f"README: {' '.join(words)}"
             continue
-        parameters = set(inspect.signature(COMMANDS[name]).parameters)
-        if name in ("tune", "retrain"):
-            parameters.add(
-                "config"
-            )  # `clf tune|retrain --config` names their own config (--fit_config, --retrain_config)
+        accepted = options_of(name)
         for word in words[2:]:
             if word.startswith("--"):
-                assert word[2:].split("=")[0].replace("-", "_") in parameters, f"README: {' '.join(words)}"
+                assert "--" + word[2:].split("=")[0].replace("-", "_") in accepted, f"README: {' '.join(words)}"
 
 
 def test_collect_then_preprocess_end_to_end(shared_papers_path, tmp_path):
@@ -129,3 +133,20 @@ def test_lightning_commands_have_help(name, capsys):
     assert exited.value.code == 0
     shown = capsys.readouterr().out
     assert "--config" in shown and "--model.pretrained" in shown and "--data.data_dir" in shown
+
+
+def test_old_config_forms_get_a_hint_and_new_ones_pass(tmp_path):
+    fit = REPO / "configs" / "tiny.yaml"
+    study = tmp_path / "study.yaml"
+    study.write_text(f"fit_config: {fit}\nn_trials: 2\n")
+    hint = old_config_form("tune", ["--config", str(fit)])
+    assert hint and f"clf tune --fit_config {fit}" in hint
+    assert old_config_form("tune", [f"--config={fit}"]) == hint
+    assert "--config FILE" in old_config_form("retrain", ["--action", "run", "--retrain_config", "x.yaml"])
+    for command, options in [
+        ("tune", ["--config", str(study)]),
+        ("tune", ["--fit_config", str(fit)]),
+        ("retrain", ["--config", str(REPO / "configs" / "retraining.yaml")]),
+        ("fit", ["--config", str(fit)]),
+    ]:
+        assert old_config_form(command, options) is None, (command, options)

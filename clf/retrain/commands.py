@@ -1,11 +1,12 @@
 """`clf retrain run|schedule|history`: the retraining pipeline from the command line.
 
     clf retrain run --config configs/retraining.yaml              # one run; exit status 1 when it failed (cron)
-    clf retrain run --dry_run true                                 # detect and decide only
+    clf retrain run --config configs/retraining.yaml --growth_threshold 0.2 --dry_run true   # detect and decide only
     clf retrain schedule --config configs/retraining.yaml          # every schedule_every_hours until SIGTERM/SIGINT
     clf retrain history --limit 20                                 # the recorded runs, newest first
 
-(`--config` is mapped onto `--retrain_config` by clf's entry point, as `clf tune` maps it onto `--fit_config`.)
+Every field of `RetrainingConfig` is an option (``--growth_threshold``, ``--data.source``, ``--email.port``, ...);
+``--config`` reads them, and these commands' own options, from YAML, as for every other command.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ class RetrainingRunFailed(RetrainingError):
 
 def retrain(
     action: Literal["run", "schedule", "history"],
-    retrain_config: str = "configs/retraining.yaml",
     dry_run: bool = False,
     max_runs: int | None = None,
     limit: int = 20,
     status: Literal["completed", "skipped", "failed", "running"] | None = None,
+    **settings: Any,
 ) -> Any:
     """Retrain on new arXiv papers: run once, run on a schedule, or list past runs.
 
@@ -43,11 +44,12 @@ def retrain(
     Args:
         action: run (one pass: detect, decide, retrain, compare, promote or archive, notify), schedule (a pass every
             schedule_every_hours until SIGTERM or SIGINT), history (recorded runs, newest first).
-        retrain_config: the retraining config file (see configs/retraining.yaml and docs/RETRAINING.md).
         dry_run: for run and schedule: detect new papers and decide, but train, record and send nothing.
         max_runs: for schedule: stop after this many passes.
         limit: for history: at most this many runs.
         status: for history: only runs with this status.
+        **settings: the fields of `RetrainingConfig` (see configs/retraining.yaml and docs/RETRAINING.md), each its
+            own option: ``--growth_threshold 0.2``, ``--data.source api``, ``--email.enabled true``.
 
     Returns:
         What was printed, as Python objects.
@@ -55,7 +57,8 @@ def retrain(
     Raises:
         RetrainingRunFailed: for `run`, when the run failed (after printing its JSON).
     """
-    config = RetrainingConfig.from_yaml(retrain_config)
+    # jsonargparse reads this call to build the options: each RetrainingConfig field becomes one.
+    config = RetrainingConfig(**settings)
     if action == "history":
         from clf.experiments.database import make_engine
         from clf.experiments.runs import RetrainingRunStore

@@ -1,6 +1,6 @@
 """`RetrainingPipeline`: detect new papers, decide, retrain, compare with production, promote or archive, notify.
 
-    pipeline = RetrainingPipeline(RetrainingConfig.from_yaml("configs/retraining.yaml"))
+    pipeline = RetrainingPipeline(RetrainingConfig(registry="models/classification", growth_threshold=0.2))
     result = pipeline.run_pipeline()      # RunResult; its retraining_runs row ends completed, skipped or failed
 
 Each step is a public method so it can be run and tested on its own; `run_pipeline` chains them, retries the
@@ -24,7 +24,7 @@ from clf.data.collector import ArxivCollector, EmptyCategoryError
 from clf.data.paper import Paper, strip_version
 from clf.experiments.database import make_engine
 from clf.experiments.runs import RetrainingRunStore
-from clf.io import DataFileError, read_json, write_text_atomic
+from clf.io import DataFileError, read_json
 from clf.registry import Bump, ModelRegistry
 from clf.retrain import augment
 from clf.retrain.config import RetrainingConfig
@@ -198,8 +198,9 @@ class RetrainingPipeline:
     def train_new_version(self, dataset: AugmentedDataset, current_version: str) -> str:
         """Trains the next minor version with `current_version`'s config on `dataset` and registers it.
 
-        The config is the version's ``config.yaml`` (the resolved fit config of its run) with the data folder, the
-        run folder (``<runs_dir>/<version>``) and the logger's folder pointed at this run, plus `fit_overrides`.
+        The config is the version's ``config.yaml`` (the resolved fit config of its run), trained by
+        `clf.training.fit` on the augmented data (its tokenized cache rebuilt) with `fit_overrides` applied, every
+        output in ``<runs_dir>/<version>/``.
 
         Args:
             dataset: the augmented dataset.
@@ -212,9 +213,7 @@ class RetrainingPipeline:
             RetrainingError: when the version has no config.yaml.
             Exception: whatever the fit raises; nothing is registered then.
         """
-        import yaml
-
-        from clf.lightning_cli import run_lightning
+        from clf import training  # torch and Lightning load when a run trains, not for `clf retrain history`
 
         version = self.registry.next_version(Bump.MINOR)
         source = self.registry.version_dir(current_version) / "config.yaml"
@@ -223,21 +222,23 @@ class RetrainingPipeline:
                 f"{source} is missing: {current_version} was not registered from a `clf fit` export, so its training "
                 "config is unknown; retrain it by hand with `clf fit --config ...`"
             )
-        config = yaml.safe_load(source.read_text(encoding="utf-8"))
         run_dir = Path(self.config.runs_dir) / version
         if run_dir.exists():
             shutil.rmtree(run_dir)  # left by a failed attempt: the version was never registered
-        run_dir.mkdir(parents=True)
-        _point_config_at(config, dataset.data_dir, run_dir)
-        fit_config = run_dir / "fit_config.yaml"
-        write_text_atomic(fit_config, yaml.safe_dump(config, sort_keys=False))
+        # The old cache holds the old splits' tokens.
+        overrides = {**self.config.fit_overrides, "data.data_dir": str(dataset.data_dir), "data.cache_dir": None}
 
         log.info("Training %s from %s's config on %s into %s", version, current_version, dataset.data_dir, run_dir)
         started = time.perf_counter()
-        run_lightning(["fit", "--config", str(fit_config), *self.config.fit_overrides])
+        run = training.fit(source, overrides, run_dir=run_dir)
         seconds = time.perf_counter() - started
         metadata = {"retraining": {"run_id": self._run_id, "retrained_from": current_version, **dataset.to_json()}}
-        self.registry.create_version(run_dir / "export", version, metadata=metadata)
+        if run.export_dir is None:
+            raise RetrainingError(
+                f"training {version} exported no model into {run_dir / 'export'}; remove export.enabled: false from "
+                "--fit_overrides"
+            )
+        self.registry.create_version(run.export_dir, version, metadata=metadata)
         training_metrics = self.registry.get_metadata(version).get("metrics") or {}
         self._record(
             standalone=True,
@@ -410,20 +411,3 @@ class RetrainingPipeline:
             except (DataFileError, FileNotFoundError, KeyError, TypeError):
                 return None
         return [s for part in splits.values() for s in part]
-
-
-def _point_config_at(config: dict[str, Any], data_dir: Path, run_dir: Path) -> None:
-    """Points a resolved fit config at the new data and run folder, so nothing of the old run is reused."""
-    trainer = config.setdefault("trainer", {})
-    trainer["default_root_dir"] = str(run_dir)
-    logger = trainer.get("logger")
-    if isinstance(logger, dict) and isinstance(logger.get("init_args"), dict) and "save_dir" in logger["init_args"]:
-        logger["init_args"]["save_dir"] = str(run_dir / "logs")
-    data = config.setdefault("data", {})
-    data_args = data.setdefault("init_args", {}) if "class_path" in data else data
-    data_args["data_dir"] = str(data_dir)
-    data_args["cache_dir"] = None  # the old cache holds the old splits' tokens
-    for key, default in (("checkpoint", "checkpoints"), ("export", "export")):
-        section = config.get(key)
-        if isinstance(section, dict) and section.get("dirpath"):
-            section["dirpath"] = str(run_dir / default)

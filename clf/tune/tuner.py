@@ -1,22 +1,23 @@
 """`clf tune`: an Optuna study over any fit config, with pruning and shared storage.
 
-    clf tune --config configs/quickstart.yaml --n_trials 20      # --config is short for --fit_config
-    clf tune --config configs/quickstart.yaml --storage postgresql+psycopg://user@db/optuna --study_name sweep1
+    clf tune --fit_config configs/quickstart.yaml --n_trials 20
+    clf tune --fit_config configs/quickstart.yaml --storage postgresql+psycopg://user@db/optuna --study_name sweep1
+    clf tune --config study.yaml --n_trials 5      # a YAML of these options (`clf tune ... --print_config` writes one)
 
-Each trial is an ordinary `clf fit` run in ``<output_dir>/<study>/trial_NNNN/`` with its own TensorBoard logs. The
-study lives in a SQLite file by default (``<output_dir>/<study>/study.db``) or in any SQLAlchemy database, so
-several `clf tune` workers on several machines share it, and an interrupted study resumes. At the end:
-``best_params.json``, ``best.yaml`` (the base config with the best values, ready for `clf fit --config`), and plots.
+Each trial is a `clf.training.fit` of the fit config with the trial's values, in ``<output_dir>/<study>/trial_NNNN/``
+with its own checkpoints and TensorBoard logs. The study lives in a SQLite file by default
+(``<output_dir>/<study>/study.db``) or in any SQLAlchemy database, so several `clf tune` workers on several machines
+share it, and an interrupted study resumes. At the end: ``best_params.json``, ``best.yaml`` (the fit config with the
+best values, ready for `clf fit --config`), and plots.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import optuna
 import sqlalchemy
@@ -46,7 +47,7 @@ def tune(
     """Search hyperparameters of a fit config with Optuna (TPE sampler, median pruning).
 
     Args:
-        fit_config: the fit config to tune (any file under configs/); `clf tune --config X` is the same.
+        fit_config: the fit config to tune (any file under configs/, or a run's config.yaml).
         search_space: YAML of config keys to search (see configs/tune/default.yaml); the default space when unset.
         n_trials: trials this worker runs (workers sharing a study each run their own; a resumed study adds these).
         timeout: stop starting trials after this many seconds.
@@ -66,7 +67,9 @@ def tune(
         ValueError: when `n_trials` or `epochs` is below 1, or `timeout` is not positive.
         FileNotFoundError: when `fit_config` does not exist.
     """
-    from clf.model.callbacks import TrainingDivergenceError  # torch and Lightning load only when a study runs
+    # torch and Lightning load only when a study runs, not for `clf --help`.
+    from clf import training
+    from clf.model.callbacks import TrainingDivergenceError
     from clf.model.oom import OutOfMemoryAdvice
 
     if n_trials < 1 or epochs < 1:
@@ -75,12 +78,12 @@ def tune(
         raise ValueError(f"--timeout must be > 0 seconds, got {timeout}")
     base = Path(fit_config)
     if not base.is_file():
-        raise FileNotFoundError(f"--config {fit_config}: file not found")
+        raise FileNotFoundError(f"--fit_config {fit_config}: file not found")
     name = study_name or base.stem
     study_dir = Path(output_dir) / name
     study_dir.mkdir(parents=True, exist_ok=True)
     parameters = load_search_space(search_space)
-    check_keys(parameters, _config_keys(base))
+    check_keys(parameters, training.config_keys(base))
     study = optuna.create_study(
         study_name=name,
         storage=_storage(storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"),
@@ -101,14 +104,6 @@ def tune(
     )
     _write_results(study, base, study_dir)
     return study_dir
-
-
-def _config_keys(base: Path) -> set[str]:
-    """Every key of the fit config, from the parser itself (classes instantiated, nothing trained)."""
-    from clf.lightning_cli import run_lightning  # Lightning loads when a study runs, not for `clf --help`
-
-    cli = run_lightning(["--config", str(base), "--export.enabled", "false"], run=False)
-    return set(cli.config.keys())
 
 
 def _storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
@@ -144,46 +139,26 @@ class _Objective:
         self.epochs, self.monitor, self.mode = epochs, monitor, "max" if direction == "maximize" else "min"
 
     def __call__(self, trial: optuna.Trial) -> float:
-        values = {p.key: p.suggest(trial) for p in self.parameters}
-        run_dir = self.study_dir / f"trial_{trial.number:04d}"
-        logger = {
-            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-            "init_args": {"save_dir": str(run_dir), "name": "", "version": ""},
-        }
-        args = [
-            "--config",
-            str(self.base),
-            "--trainer.default_root_dir",
-            str(run_dir),
-            "--trainer.max_epochs",
-            str(self.epochs),
-            "--trainer.logger",
-            json.dumps(logger),
-            "--checkpoint.monitor",
-            self.monitor,
-            "--checkpoint.mode",
-            self.mode,
-            "--early_stopping.monitor",
-            self.monitor,
-            "--early_stopping.mode",
-            self.mode,
-            "--export.enabled",
-            "false",
-        ]
-        for key, value in values.items():
-            args += [f"--{key}", json.dumps(value)]
-        from clf.lightning_cli import run_lightning
+        from clf import training
         from clf.tune.pruning import StrictPruningCallback
 
-        cli = run_lightning(args, run=False)
+        overrides = {
+            **{p.key: p.suggest(trial) for p in self.parameters},
+            "trainer.max_epochs": self.epochs,
+            "checkpoint.monitor": self.monitor,
+            "checkpoint.mode": self.mode,
+            "early_stopping.monitor": self.monitor,
+            "early_stopping.mode": self.mode,
+            "export.enabled": False,
+        }
         pruning = StrictPruningCallback(trial, monitor=self.monitor)
-        cli.trainer.callbacks.append(pruning)
-        cli.fit(cli.model, cli.datamodule)
+        run = training.fit(
+            self.base, overrides, run_dir=self.study_dir / f"trial_{trial.number:04d}", callbacks=[pruning]
+        )
         pruning.check_pruned()
-        best = cli.trainer.checkpoint_callback.best_model_score
-        if best is None:
+        if run.best_score is None:
             raise TuneError(f"trial {trial.number}: no {self.monitor} was recorded; is validation running?")
-        return float(best)
+        return run.best_score
 
 
 class _TrialLog:
@@ -223,9 +198,9 @@ def _write_results(study: optuna.Study, base: Path, study_dir: Path) -> None:
         study_dir / "best_params.json",
         {"params": best.params, "value": best.value, "trial": best.number, "study_name": study.study_name},
     )
-    merged = yaml.safe_load(base.read_text()) or {}
-    for key, value in best.params.items():
-        _set_nested(merged, key.split("."), value)
+    from clf import training
+
+    merged = training.merge_overrides(base, best.params)
     header = f"# {base} with the best values of study {study.study_name!r} (trial {best.number}, {best.value:.4f})\n"
     write_text_atomic(study_dir / "best.yaml", header + yaml.safe_dump(merged, sort_keys=False))
     from clf.tune.plots import write_plots
@@ -239,10 +214,3 @@ def _write_results(study: optuna.Study, base: Path, study_dir: Path) -> None:
         best.params,
         study_dir / "best.yaml",
     )
-
-
-def _set_nested(config: dict[str, Any], path: list[str], value: Any) -> None:
-    node = config
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-    node[path[-1]] = value

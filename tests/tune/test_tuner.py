@@ -14,8 +14,9 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from clf import training
+from clf.cli import main
 from clf.data.datamodule import ArxivDataModule
-from clf.lightning_cli import run_lightning
 from clf.tune.errors import TuneError
 from clf.tune.search_space import SearchSpaceError
 from clf.tune.tuner import tune
@@ -71,27 +72,47 @@ def test_three_trials_save_best_params_a_runnable_best_yaml_and_plots(tmp_path, 
     assert [t["number"] for t in trials] == [0, 1, 2] and all(t["state"] == "COMPLETE" for t in trials)
     assert best["value"] == max(t["value"] for t in trials)
     for number in range(3):
-        events = EventAccumulator(str(study_dir / f"trial_{number:04d}"))
+        events = EventAccumulator(str(study_dir / f"trial_{number:04d}" / "logs" / "tiny" / "version_0"))
         events.Reload()
         assert "val/acc" in events.Tags()["scalars"]
+        assert (study_dir / f"trial_{number:04d}" / "checkpoints" / "best.ckpt").is_file()
+        assert not (study_dir / f"trial_{number:04d}" / "export").exists(), "trials export nothing"
     for name in ("optimization_history", "param_importances", "parallel_coordinate"):
         assert (study_dir / "plots" / f"{name}.html").stat().st_size > 1000
         assert (study_dir / "plots" / f"{name}.png").stat().st_size > 1000
 
     best_yaml = yaml.safe_load((study_dir / "best.yaml").read_text())
     assert best_yaml["model"]["learning_rate"] == best["params"]["model.learning_rate"]
-    cli = run_lightning(
-        [
-            "fit",
-            "--config",
-            str(study_dir / "best.yaml"),
-            "--trainer.default_root_dir",
-            str(tmp_path / "best_run"),
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path / "logs"),
-        ]
+    assert best_yaml["data"] == yaml.safe_load(tiny_config.read_text())["data"], "the rest is the base config"
+    run = training.fit(study_dir / "best.yaml", run_dir=tmp_path / "best_run")
+    assert run.global_step > 0 and run.model.hparams.learning_rate == best["params"]["model.learning_rate"]
+
+
+def test_config_is_a_yaml_of_the_commands_own_options_and_flags_override_it(tmp_path, tiny_config):
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "fit_config": str(tiny_config),
+                "search_space": space(tmp_path, FAST_SPACE),
+                "n_trials": 5,
+                "epochs": 1,
+                "study_name": "from_yaml",
+                "output_dir": str(tmp_path / "tune"),
+            }
+        )
     )
-    assert cli.trainer.global_step > 0 and cli.model.hparams.learning_rate == best["params"]["model.learning_rate"]
+    main(["tune", "--config", str(study), "--n-trials", "1"])
+    trials = (tmp_path / "tune" / "from_yaml" / "trials.jsonl").read_text().splitlines()
+    assert len(trials) == 1, "--n-trials on the command line overrides the YAML's 5"
+    assert json.loads(trials[0])["state"] == "COMPLETE"
+
+
+def test_a_fit_config_passed_as_config_gets_the_new_spelling(tiny_config, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["tune", "--config", str(tiny_config), "--n-trials", "1"])
+    assert exited.value.code == 2
+    assert f"Tune it with: clf tune --fit_config {tiny_config}" in capsys.readouterr().err
 
 
 def test_the_timeout_stops_the_study(tmp_path, tiny_config):
@@ -219,7 +240,7 @@ def test_two_workers_share_one_postgresql_study(tmp_path, tiny_config):
             "-m",
             "clf",
             "tune",
-            "--config",
+            "--fit-config",
             str(tiny_config),
             "--search-space",
             space(tmp_path, FAST_SPACE),
