@@ -160,7 +160,8 @@ class RolloutContext:
         Returns:
             The ``rolled_back`` decision.
         """
-        self.service.set_traffic_rule(None)
+        if state.candidate in self.service.traffic_rule.versions:  # the canary's split; an experiment's stays
+            self.service.set_traffic_rule(None)
         if state.candidate and state.candidate != self.service.live_version:
             self.unload_quietly(state.candidate)
         decision = self.record(Action.ROLLED_BACK, state.candidate, reason, metrics, state.stage)

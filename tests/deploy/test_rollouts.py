@@ -26,7 +26,7 @@ def test_a_healthy_canary_walks_every_stage_and_is_promoted(deployment, tiny_reg
     assert decisions[-1]["action"] == Action.PROMOTED
     assert all("v1.1.0" in d["metrics"] for d in decisions if d["action"] == Action.STAGE_PASSED)
     assert {arm for _, _, arm in traffic.answers} >= {"production", "canary"}
-    assert any("promoted" in text for text in deployment.hook.texts)
+    deployment.wait_for(lambda: any("promoted" in text for text in deployment.hook.texts))
 
 
 def test_a_canary_with_injected_errors_is_rolled_back_at_the_first_stage(deployment, tiny_registry):
@@ -44,7 +44,7 @@ def test_a_canary_with_injected_errors_is_rolled_back_at_the_first_stage(deploym
     assert "error rate" in rollback["reason"] and rollback["metrics"]["v1.1.0"]["errors"] >= GATES.min_requests
     assert tiny_registry.production_version() == "v1.0.0" and deployment.service.loaded_versions == ["v1.0.0"]
     assert {status for status, _, _ in traffic.answers[after:]} == {200}, "after the rollback every request succeeds"
-    assert any("Rolled back canary v1.1.0" in text for text in deployment.hook.texts)
+    deployment.wait_for(lambda: any("Rolled back canary v1.1.0" in text for text in deployment.hook.texts))
 
 
 def test_a_slow_canary_is_rolled_back_on_latency_over_the_whole_stage(deployment, tiny_registry):
@@ -120,12 +120,13 @@ def test_the_rollback_monitor_rolls_production_back_on_an_error_rate(deployment,
     with Traffic(deployment.url) as traffic:
         broken.armed.set()
         deployment.wait_for(lambda: deployment.service.live_version == "v1.0.0")
+    # The alert is the rollback's last step: once it is in, so is everything before it.
+    deployment.wait_for(lambda: any("Rolled back v1.1.0" in text for text in deployment.hook.texts))
     assert traffic.failures == []
     rollback = deployment.store.decisions()[-1]
     assert rollback["action"] == Action.ROLLED_BACK and "error rate" in rollback["reason"]
     assert tiny_registry.production_version() == "v1.0.0"
     assert tiny_registry.history()[-1].reason == rollback["reason"].split("; now serving")[0]
-    assert any("Rolled back v1.1.0" in text for text in deployment.hook.texts)
 
 
 def test_a_restart_in_the_middle_of_a_canary_resumes_its_stage(tiny_registry):
