@@ -61,6 +61,9 @@ class DeploymentController:
         clock: epoch seconds; a test seam.
         resume: pick up the persisted rollout now.
 
+    Raises:
+        ValueError: when `max_stage_extension` is below 1.
+
     Attributes:
         canary: the canary strategy.
         blue_green: the blue-green strategy.
