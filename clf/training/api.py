@@ -43,7 +43,8 @@ def fit(
             "trainer.max_epochs": 2}``; a nested dict as a value merges like a YAML section.
         run_dir: put every output of the run here (``trainer.default_root_dir``, ``checkpoints/``, ``export/``, the
             logger's files under ``logs/``) whatever folders the config names.
-        ckpt_path: resume from a checkpoint: a path, ``last`` or ``best`` of this run's checkpoint folder.
+        ckpt_path: resume from a checkpoint: a path, ``last`` or ``best`` of this run's checkpoint folder. None
+            trains from scratch, even from a resumed run's config.yaml (whose ``ckpt_path`` key is replaced).
         callbacks: further callbacks for this run only, e.g. a pruning callback; they survive out-of-memory retries.
 
     Returns:

@@ -194,6 +194,7 @@ class TrainingSession(LightningCLI):
         super().instantiate_classes()
 
     def _run_subcommand(self, subcommand: str) -> None:
+        # LightningCLI runs the stage from __init__; a parse-only request has nothing built to run it on.
         if self._request is not None and not self._request.instantiate:
             return
         super()._run_subcommand(subcommand)
@@ -370,7 +371,8 @@ def _apply(parser: LightningArgumentParser, config: Namespace, changes: dict[str
     if not changes:
         return config
     try:
-        return parser.parse_object(changes, namespace=config)
+        # Positional: the base config is `cfg_base` before jsonargparse 4.50 and `namespace` since.
+        return parser.parse_object(changes, config)
     except ArgumentError as err:
         known = list(config.keys())
         hints = []
