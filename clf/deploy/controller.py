@@ -90,7 +90,7 @@ class DeploymentController:
         self.watch = RollbackWatch(self.context, self.rollback_thresholds)
         self.canary = CanaryRollout(self.context, self.gates, max_stage_extension)
         self.blue_green = BlueGreenRollout(self.context, self.gates, self.watch)
-        with self.store.locked():
+        with self.store.locked():  # the rollback watch judges the live version from when it went live
             state = self.store.load()
             if self.watch.adopt(state):
                 self.store.save(state)
