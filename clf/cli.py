@@ -16,20 +16,21 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
 from jsonargparse import CLI
 
 from clf import DEFAULT_CATEGORIES, __version__
+from clf.commands.export import export
+from clf.commands.reproduce import reproduce
 from clf.data.collector import DEFAULT_API_URL, ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
 from clf.deploy.commands import deploy
 from clf.experiments.commands import ab, db
-from clf.model.export_command import export
 from clf.retrain.commands import retrain
 from clf.tune.tuner import tune
-from lightning_app.server import serve
 
 log = logging.getLogger("clf")
 
@@ -209,7 +210,9 @@ def registry(
     else:
         if other is None or test_data is None:
             raise RegistryError("clf registry compare needs --other vX.Y.Z and --test-data SPLIT_FILE")
-        result = models.compare_versions(version, other, test_data).to_json()
+        from clf.evaluation import compare_versions  # loads torch: only for this action
+
+        result = compare_versions(models, version, other, test_data).to_json()
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return result
 
@@ -255,6 +258,7 @@ def _is_fit_config(path: Path) -> bool:
 
 POSITIONAL_OPTIONS = {
     "registry": ("--action", "--version"),
+    "reproduce": ("--version",),
     "deploy": ("--action", "--version"),
     "ab": ("--action", "--experiment_id"),
     "db": ("--action",),
@@ -281,6 +285,20 @@ def positional_args(command: str, options: Sequence[str]) -> list[str]:
     return named + options
 
 
+PLUGIN_GROUP = "clf.commands"
+"""The entry-point group through which installed packages add subcommands: the HTTP application (`lightning_app`)
+adds ``serve`` this way, since nothing in clf may import the layer above it."""
+
+
+def plugin_commands() -> dict[str, Callable[..., Any]]:
+    """The subcommands installed packages register under `PLUGIN_GROUP` (``serve`` from ``lightning_app``).
+
+    Returns:
+        Name → function, in the order the entry points are listed.
+    """
+    return {point.name: point.load() for point in entry_points(group=PLUGIN_GROUP)}
+
+
 COMMANDS: dict[str, Callable[..., Any]] = {
     "collect": collect,
     "preprocess": preprocess,
@@ -288,7 +306,8 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "tune": tune,
     "registry": registry,
     "export": export,
-    "serve": serve,
+    "reproduce": reproduce,
+    **plugin_commands(),
     "deploy": deploy,
     "ab": ab,
     "db": db,

@@ -22,6 +22,7 @@ from typing import Any
 
 from clf.data.collector import ArxivCollector, EmptyCategoryError
 from clf.data.paper import Paper, strip_version
+from clf.evaluation import compare_versions
 from clf.experiments.database import make_engine
 from clf.experiments.runs import RetrainingRunStore
 from clf.io import DataFileError, read_json
@@ -232,12 +233,12 @@ class RetrainingPipeline:
         started = time.perf_counter()
         run = training.fit(source, overrides, run_dir=run_dir)
         seconds = time.perf_counter() - started
-        metadata = {"retraining": {"run_id": self._run_id, "retrained_from": current_version, **dataset.to_json()}}
         if run.export_dir is None:
             raise RetrainingError(
                 f"training {version} exported no model into {run_dir / 'export'}; remove export.enabled: false from "
                 "--fit_overrides"
             )
+        metadata = {"retraining": {"run_id": self._run_id, "retrained_from": current_version, **dataset.to_json()}}
         self.registry.create_version(run.export_dir, version, metadata=metadata)
         training_metrics = self.registry.get_metadata(version).get("metrics") or {}
         self._record(
@@ -261,10 +262,10 @@ class RetrainingPipeline:
             test_data: a split file or samples that neither version trained on.
 
         Returns:
-            A `clf.registry.compare.Comparison`; ``improvement["accuracy"]`` and ``["f1_macro"]`` are new minus
+            A `clf.evaluation.Comparison`; ``improvement["accuracy"]`` and ``["f1_macro"]`` are new minus
             production.
         """
-        comparison = self.registry.compare_versions(production, new, test_data)
+        comparison = compare_versions(self.registry, production, new, test_data)
         log.info(
             "%s vs %s on %d samples: accuracy %.4f vs %.4f, macro-F1 %.4f vs %.4f",
             new,
