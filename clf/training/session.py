@@ -23,6 +23,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from clf.artifact import ModelArtifact, is_artifact, record_test_metrics
 from clf.data.datamodule import ArxivDataModule
 from clf.model.callbacks import DivergenceGuard
 from clf.model.checkpointing import BackupModelCheckpoint, resolve_checkpoint
@@ -276,7 +277,21 @@ class TrainingSession(LightningCLI):
         """
         ckpt = self._resolve_ckpt(ckpt_path)
         self.trainer.test(model, datamodule, ckpt_path=ckpt, **kwargs)
-        return self._finish(Stage.TEST, ckpt)
+        result = self._finish(Stage.TEST, ckpt)
+        self._record_in_export(result, ckpt)
+        return result
+
+    def _record_in_export(self, result: RunResult, ckpt: str | None) -> None:
+        """When the tested checkpoint is the one this run exported, its test metrics join the export's metrics and
+        model card (`clf.artifact.record_test_metrics`): an export carries the metrics on its own test split."""
+        export = self._get(self.config_init, "export")
+        dirpath = getattr(export, "dirpath", None)
+        folder = Path(dirpath) if dirpath else Path(self.trainer.default_root_dir) / "export"
+        if ckpt is None or not self.trainer.is_global_zero or not is_artifact(folder):
+            return
+        exported_from = ModelArtifact.open(folder, verify=False).metrics.get("best_model_path")
+        if exported_from and Path(exported_from).resolve() == Path(ckpt).resolve():
+            record_test_metrics(folder, result.test_metrics)
 
     def predict(
         self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs: Any

@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoModelForSequenceClassification
 
 from clf import training
+from clf.artifact import ModelArtifact
 from clf.training import RunResult, Stage, TrainingConfigError
 from tests.helpers.faults import InjectOutOfMemory
 from tests.training.conftest import TINY
@@ -109,6 +110,10 @@ def test_test_and_predict_use_the_best_checkpoint_of_the_run(tmp_path, tiny_conf
     assert tested.report_path.parent == tested.log_dir == run_dir / "logs" / "tiny" / "version_1"
     assert set(tested.test_metrics) >= {"test/acc", "test/f1_macro", "test/loss"}
     assert report["metrics"]["test/acc"] == pytest.approx(tested.test_metrics["test/acc"], abs=1e-4)
+    # The best checkpoint is the exported one: its test metrics join the export's metrics and model card.
+    artifact = ModelArtifact.open(run_dir / "export")
+    assert artifact.metrics["test"]["test/acc"] == pytest.approx(tested.test_metrics["test/acc"])
+    assert "test/acc" in (run_dir / "export" / "README.md").read_text()
 
     validated = training.validate(tiny_config, run_dir=run_dir)
     assert "val/acc" in validated.val_metrics and not validated.test_metrics
