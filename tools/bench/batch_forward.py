@@ -24,8 +24,8 @@ from typing import Any
 import torch
 
 from clf.data.cleaning import model_input_text
-from clf.io import open_text
 from clf.inference.predictor import ModelPredictor
+from clf.io import open_text
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SNAPSHOT = ROOT.parent / "shared" / "data" / "arxiv" / "papers.jsonl.gz"

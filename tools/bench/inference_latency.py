@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from clf.data.cleaning import model_input_text
+from clf.inference.predictor import ModelPredictor
 from clf.io import read_json
 from clf.model.onnx_export import export_onnx
-from clf.inference.predictor import ModelPredictor
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = ("torch-fp32", "torch-bf16", "onnx-fp32", "onnx-int8")

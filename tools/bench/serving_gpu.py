@@ -23,10 +23,10 @@ import torch
 from transformers import AutoTokenizer
 
 from clf.data.cleaning import model_input_text
+from clf.inference.predictor import ModelPredictor
 from clf.io import read_json
 from clf.model.export import export_model
 from clf.model.module import ArxivClassifier
-from clf.inference.predictor import ModelPredictor
 from clf.serving.service import ClassificationService
 
 LABELS = {i: label for i, label in enumerate(["cs.AI", "cs.CL", "cs.CV", "cs.LG", "cs.RO"])}
