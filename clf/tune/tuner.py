@@ -106,14 +106,19 @@ def tune(
     return study_dir
 
 
-def _storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
+# PostgreSQL's answers to a CREATE of something another session created meanwhile: unique_violation (on its
+# catalogue), duplicate_table, duplicate_object.
+_SCHEMA_RACE_STATES = frozenset({"23505", "42P07", "42710"})
+
+
+def _storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     for attempt in range(1, attempts + 1):
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
-            # Workers started together race to create Optuna's schema (CREATE TYPE / TABLE): the loser finds it
-            # made by the winner on the next try.
-            if isinstance(err, sqlalchemy.exc.IntegrityError) and attempt < attempts:
+            # Workers started together race to create Optuna's schema (CREATE TYPE / TABLE, alembic_version): the
+            # loser finds it made by the winner on the next try.
+            if _lost_schema_race(err) and attempt < attempts:
                 time.sleep(0.5 * attempt)
                 continue
             raise TuneError(
@@ -122,6 +127,13 @@ def _storage(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
                 "'psycopg[binary]')."
             ) from err
     raise AssertionError("unreachable")
+
+
+def _lost_schema_race(err: BaseException) -> bool:
+    if isinstance(err, sqlalchemy.exc.IntegrityError):
+        return True
+    state = getattr(getattr(err, "orig", None), "sqlstate", None)
+    return isinstance(err, sqlalchemy.exc.ProgrammingError) and state in _SCHEMA_RACE_STATES
 
 
 def _redact(url: str) -> str:

@@ -266,3 +266,22 @@ def test_two_workers_share_one_postgresql_study(tmp_path, tiny_config):
         numbers = [t.number for t in study.trials]
         assert sorted(numbers) == list(range(6)), "6 trials in total, each number once"
         assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_losing_the_race_to_create_the_schema_is_retried_not_fatal():
+    """Workers started together both CREATE Optuna's tables; PostgreSQL refuses the loser with duplicate_table (or a
+    unique violation on its catalogue), which must be taken as "made meanwhile", never as a broken database."""
+    import sqlalchemy as sa
+
+    from clf.tune.tuner import _lost_schema_race
+
+    with PostgresServer() as server:
+        engine = sa.create_engine(server.url)
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE made_twice (id integer)"))
+        with pytest.raises(sa.exc.ProgrammingError) as duplicate, engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE made_twice (id integer)"))
+        with pytest.raises(sa.exc.ProgrammingError) as missing, engine.begin() as connection:
+            connection.execute(sa.text("SELECT * FROM no_such_table"))
+        engine.dispose()
+    assert _lost_schema_race(duplicate.value) and not _lost_schema_race(missing.value)
