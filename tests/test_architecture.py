@@ -35,6 +35,7 @@ def test_the_import_contracts_hold():
         ("clf/monitoring/alerts.py", "import clf.serving.service", "monitoring is a leaf"),
         ("clf/data/paper.py", "import clf.registry", "data is the bottom"),
         ("clf/inference/passes.py", "import lightning_app.app", "nothing in clf imports the HTTP application"),
+        ("clf/evaluation/metrics.py", "import clf.training", "evaluation scores artifacts through the predictor"),
     ],
 )
 def test_breaking_a_rule_fails_the_check(tmp_path, file, line, contract):

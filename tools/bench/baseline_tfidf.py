@@ -11,7 +11,8 @@ score of every C, timings, split sizes and the machine. The report goes to tools
     clf collect --source snapshot --snapshot ../shared/data/arxiv/papers.jsonl.gz --num-papers 10000 --data-dir data
     clf preprocess --data-dir data
 
-The training benchmark calls `run_baseline(data_dir)` in-process to put both numbers side by side.
+The training benchmark calls `run_baseline(data_dir)` in-process to put both numbers side by side. The pipeline and
+the choice of C are `clf.evaluation.baseline`'s, the one implementation `clf evaluate` also runs.
 """
 
 from __future__ import annotations
@@ -30,55 +31,14 @@ from typing import Any
 
 import numpy as np
 import sklearn
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score, top_k_accuracy_score
-from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 
+from clf.evaluation.baseline import BLAS_THREADS, DEFAULT_C_GRID, check_c_grid, fit_tfidf_baseline
 from clf.io import DataFileError, read_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "baseline_tfidf.json"
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-DEFAULT_C_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
-SELECTION_METRIC = "macro_f1"
-"""What C is chosen by on the validation split; ties go to the smaller C (the stronger regularisation)."""
 TOP_K = 3
-MAX_ITER = 2000
-BLAS_THREADS = 1
-
-
-VECTORIZER_PARAMS: dict[str, Any] = {
-    "sublinear_tf": True,
-    "ngram_range": (1, 2),
-    "min_df": 2,
-    "max_df": 0.9,
-    "strip_accents": "unicode",
-    "lowercase": True,
-}
-"""Sublinear word uni- and bigrams seen in at least two and at most 90% of the training documents."""
-
-
-def make_vectorizer() -> TfidfVectorizer:
-    """The TF-IDF featuriser, `VECTORIZER_PARAMS`."""
-    return TfidfVectorizer(**VECTORIZER_PARAMS)
-
-
-def check_c_grid(c_grid: Sequence[float]) -> list[float]:
-    """The grid of C values, sorted and deduplicated.
-
-    Raises:
-        ValueError: when it is empty or holds a value that is not a positive finite number.
-    """
-    grid = [float(c) for c in c_grid]
-    if not grid or any(not np.isfinite(c) or c <= 0 for c in grid):
-        raise ValueError(f"c_grid must be a non-empty list of positive numbers such as 1 3 10 30, got {list(c_grid)}")
-    return sorted(set(grid))
-
-
-def make_classifier(c: float, seed: int) -> LogisticRegression:
-    """Multinomial logistic regression with inverse regularisation strength `c`."""
-    return LogisticRegression(C=c, max_iter=MAX_ITER, random_state=seed)
 
 
 def load_splits(data_dir: Path) -> dict[str, dict[str, Any]]:
@@ -151,36 +111,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-def score_c_grid(train: dict[str, Any], val: dict[str, Any], grid: Sequence[float], seed: int) -> list[dict[str, Any]]:
-    """Fits one classifier per C on train and scores it on val.
-
-    The vectoriser does not depend on C, so it is fitted once on train and shared by every candidate.
-
-    Returns:
-        One entry per C, in grid order: C, val macro_f1 and accuracy, lbfgs iterations, converged, fit_seconds.
-    """
-    vectorizer = make_vectorizer()
-    x_train = vectorizer.fit_transform(train["texts"])
-    x_val = vectorizer.transform(val["texts"])
-    scores = []
-    for c in grid:
-        t0 = time.perf_counter()
-        candidate = make_classifier(c, seed).fit(x_train, train["labels"])
-        fit_s = time.perf_counter() - t0
-        predicted = candidate.predict(x_val)
-        scores.append(
-            {
-                "C": c,
-                "macro_f1": float(f1_score(val["labels"], predicted, average="macro")),
-                "accuracy": float(accuracy_score(val["labels"], predicted)),
-                "n_iter": int(np.max(candidate.n_iter_)),
-                "converged": bool(np.max(candidate.n_iter_) < MAX_ITER),
-                "fit_seconds": round(fit_s, 4),
-            }
-        )
-    return scores
-
-
 def evaluate(y_true: Sequence[str], proba: np.ndarray, classes: np.ndarray) -> dict[str, Any]:
     """Test metrics from predicted class probabilities whose columns follow `classes`.
 
@@ -231,49 +161,34 @@ def run_baseline(data_dir: Path, seed: int = 42, c_grid: Sequence[float] = DEFAU
     train, val, test = (splits[name] for name in SPLIT_NAMES)
     load_s = time.perf_counter() - started
 
-    # scipy's L-BFGS-B makes many small BLAS calls per iteration; threading them made the fits 3x (7,791 papers)
-    # to 12x (240 papers) slower in wall time on a 2-core machine, so they run with one BLAS thread.
-    with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-        t0 = time.perf_counter()
-        val_scores = score_c_grid(train, val, grid, seed)
-        select_s = time.perf_counter() - t0
-        best = max(val_scores, key=lambda score: (score[SELECTION_METRIC], -score["C"]))
-        chosen_c = best["C"]
+    t0 = time.perf_counter()
+    baseline = fit_tfidf_baseline(train["texts"], train["labels"], val["texts"], val["labels"], c_grid=grid, seed=seed)
+    select_s = time.perf_counter() - t0
 
-        # Refitted from scratch so that fit_seconds is what training this baseline costs end to end.
-        t0 = time.perf_counter()
-        model = Pipeline([("tfidf", make_vectorizer()), ("logreg", make_classifier(chosen_c, seed))])
-        model.fit(train["texts"], train["labels"])
-        fit_s = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        proba = model.predict_proba(test["texts"])
-        predict_s = time.perf_counter() - t0
-    # A winner at the top or bottom of a grid of several values says the optimum may lie outside it.
-    at_grid_edge = len(grid) > 1 and chosen_c in (grid[0], grid[-1])
-    test_metrics = evaluate(test["labels"], proba, model.classes_)
+    t0 = time.perf_counter()
+    proba = baseline.predict_proba(test["texts"])
+    predict_s = time.perf_counter() - t0
+    test_metrics = evaluate(test["labels"], proba, np.array(baseline.classes))
+    config = baseline.config()
     return {
         "benchmark": "baseline_tfidf",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data_dir": str(data_dir),
         "config": {
-            "vectorizer": {"type": "TfidfVectorizer", **VECTORIZER_PARAMS},
-            "classifier": {"type": "LogisticRegression", "max_iter": MAX_ITER, "solver": "lbfgs"},
-            "c_grid": grid,
-            "selection": f"best validation {SELECTION_METRIC}, ties to the smaller C",
-            "seed": seed,
-            "top_k": min(TOP_K, len(model.classes_)),
+            **{key: config[key] for key in ("vectorizer", "classifier", "c_grid", "selection", "seed")},
+            "top_k": min(TOP_K, len(baseline.classes)),
             "blas_threads": BLAS_THREADS,
         },
-        "n_features": len(model.named_steps["tfidf"].vocabulary_),
-        "chosen_C": chosen_c,
-        "chosen_C_at_grid_edge": at_grid_edge,
-        "val_scores": val_scores,
+        "n_features": baseline.num_features,
+        "chosen_C": baseline.chosen_c,
+        "chosen_C_at_grid_edge": baseline.at_grid_edge,
+        "val_scores": baseline.val_scores,
         "test": test_metrics,
         "timings_s": {
             "load": round(load_s, 4),
             "select_C": round(select_s, 4),
-            "fit": round(fit_s, 4),
+            # The vectoriser and the chosen C's fit: the winner is kept as fitted during the selection.
+            "fit": baseline.fit_seconds,
             "predict": round(predict_s, 4),
             "predict_per_sample_ms": round(1000 * predict_s / len(test["labels"]), 4),
             "total": round(time.perf_counter() - started, 4),
