@@ -22,7 +22,8 @@ from clf.artifact.artifact import (
 )
 from clf.artifact.label_map import LabelMap, LabelMapError
 from clf.artifact.lineage import Lineage, SplitRecord, collect_lineage
-from clf.artifact.writer import complete, record_test_metrics, seal
+from clf.artifact.scoring import Calibration, Companion, Scoring, ScoringError
+from clf.artifact.writer import complete, record_scoring, record_test_metrics, seal
 
 __all__ = [
     "ONNX_DIR",
@@ -30,15 +31,20 @@ __all__ = [
     "ONNX_REPORT_FILE",
     "REQUIRED_FILES",
     "ArtifactError",
+    "Calibration",
+    "Companion",
     "LabelMap",
     "LabelMapError",
     "Lineage",
     "ModelArtifact",
     "OnnxVariant",
+    "Scoring",
+    "ScoringError",
     "SplitRecord",
     "collect_lineage",
     "complete",
     "is_artifact",
+    "record_scoring",
     "record_test_metrics",
     "seal",
 ]

@@ -11,6 +11,7 @@ An artifact is a folder::
     metrics.json                       the run's best score, last epoch's metrics, test metrics once tested
     lineage.json                       data and split hashes, commit, packages (`Lineage`)
     config.yaml                        the run's resolved config
+    scoring.json, tfidf.*              optional: a TF-IDF companion mixed in, a temperature (`Scoring`)
     README.md                          the model card, with Hugging Face metadata
     manifest.json                      every file above with its size and sha256
     onnx/                              model.onnx, model.int8.onnx, onnx_export.json (after clf export)
@@ -30,6 +31,7 @@ from clf.artifact.label_map import FILE as LABEL_MAP_FILE
 from clf.artifact.label_map import LabelMap, LabelMapError
 from clf.artifact.lineage import FILE as LINEAGE_FILE
 from clf.artifact.lineage import Lineage
+from clf.artifact.scoring import Scoring, ScoringError, read_scoring
 from clf.io import DataFileError, read_json, sha256_of_file
 
 REQUIRED_FILES = ("config.json", "model.safetensors", LABEL_MAP_FILE, "tokenizer_config.json")
@@ -118,6 +120,16 @@ class ModelArtifact:
         """Tokens per input: the trained ``max_length``, never more than the model's position embeddings."""
         positions = int(self.model_config.get("max_position_embeddings") or self.label_map.max_length)
         return min(self.label_map.max_length, positions)
+
+    @property
+    def scoring(self) -> Scoring:
+        """How raw outputs become answers: companion mixture, temperature, abstention threshold (read once)."""
+        if not hasattr(self, "_scoring"):
+            try:
+                self._scoring = read_scoring(self.path)
+            except ScoringError as err:
+                raise ArtifactError(str(err)) from None
+        return self._scoring
 
     @property
     def run_config(self) -> Path | None:

@@ -15,6 +15,7 @@ import yaml
 
 from clf.artifact.label_map import LabelMap
 from clf.artifact.lineage import Lineage
+from clf.artifact.scoring import Scoring
 
 FILE = "README.md"
 """The file name inside an artifact."""
@@ -29,7 +30,9 @@ KNOWN_LIMITS = (
 )
 
 
-def render(label_map: LabelMap, metrics: Mapping[str, Any], lineage: Lineage, name: str = "clf") -> str:
+def render(
+    label_map: LabelMap, metrics: Mapping[str, Any], lineage: Lineage, name: str = "clf", scoring: Scoring | None = None
+) -> str:
     """The model card's text.
 
     Args:
@@ -37,6 +40,7 @@ def render(label_map: LabelMap, metrics: Mapping[str, Any], lineage: Lineage, na
         metrics: the artifact's metrics.json (``best_score``, ``monitor``, ``last``, and ``test`` once tested).
         lineage: where it came from.
         name: the model's name in the card.
+        scoring: how its outputs become answers (companion, temperature), when fitted.
 
     Returns:
         The README.md text: the YAML metadata header, then the card.
@@ -100,6 +104,7 @@ def render(label_map: LabelMap, metrics: Mapping[str, Any], lineage: Lineage, na
         "",
     ]
     lines += _training_data(lineage)
+    lines += ["", "## How it scores", ""] + _scoring(scoring or Scoring())
     lines += ["", "## Metrics", ""]
     lines += [f"- {key}: {value:.4f}" for key, value in sorted(_scores(metrics).items())] or ["- none recorded"]
     lines += ["", "## Known limits", ""] + [f"- {limit}" for limit in KNOWN_LIMITS]
@@ -139,6 +144,31 @@ def _scores(metrics: Mapping[str, Any]) -> dict[str, float]:
             if key.startswith(("val/", "test/")) and "loss" not in key and isinstance(value, int | float):
                 found[key] = float(value)
     return found
+
+
+def _scoring(scoring: Scoring) -> list[str]:
+    lines = []
+    if scoring.companion is not None:
+        terms = len(scoring.companion.vocabulary)
+        lines.append(
+            f"- mixed with a TF-IDF + logistic-regression companion ({terms:,} terms): "
+            f"p = {scoring.encoder_weight:.2f} × encoder + {1 - scoring.encoder_weight:.2f} × companion"
+        )
+    calibration = scoring.calibration
+    if calibration.temperature != 1.0:
+        where = calibration.fitted_on or "held-out papers"
+        lines.append(
+            f"- calibrated: temperature {calibration.temperature:.3f}, fitted on {where}"
+            + (
+                f" (negative log-likelihood {calibration.nll_before:.4f} → {calibration.nll_after:.4f})"
+                if calibration.nll_before is not None and calibration.nll_after is not None
+                else ""
+            )
+        )
+    lines.append(f"- an answer whose top probability is below {scoring.abstain_below:.2f} is flagged as unsure")
+    if scoring.is_plain:
+        lines.insert(0, "- the encoder's own softmax (sigmoid per class when multi-label), not calibrated")
+    return lines
 
 
 def _training_data(lineage: Lineage) -> list[str]:

@@ -19,6 +19,7 @@ from clf.artifact.label_map import FILE as LABEL_MAP_FILE
 from clf.artifact.label_map import LabelMap
 from clf.artifact.lineage import FILE as LINEAGE_FILE
 from clf.artifact.lineage import Lineage
+from clf.artifact.scoring import Scoring, write_scoring
 from clf.io import write_json_atomic, write_text_atomic
 
 
@@ -74,10 +75,35 @@ def record_test_metrics(folder: str | Path, metrics: Mapping[str, float]) -> Mod
     artifact = ModelArtifact.open(folder)
     recorded = {**artifact.metrics, "test": {key: float(value) for key, value in metrics.items()}}
     write_json_atomic(artifact.path / METRICS_FILE, recorded)
-    card = model_card.render(artifact.label_map, recorded, artifact.lineage, _card_name(artifact.path))
-    write_text_atomic(artifact.path / model_card.FILE, card)
-    seal(artifact.path)
-    return ModelArtifact.open(artifact.path)
+    return _rewrite_card(artifact.path)
+
+
+def record_scoring(folder: str | Path, scoring: Scoring) -> ModelArtifact:
+    """Stores how the artifact's outputs become answers (`clf.artifact.scoring`), updates its card, seals it again.
+
+    Args:
+        folder: the artifact folder.
+        scoring: the fitted companion, temperature and abstention threshold.
+
+    Returns:
+        The artifact with its scoring.
+
+    Raises:
+        ArtifactError: when `folder` is not an intact artifact.
+    """
+    artifact = ModelArtifact.open(folder)
+    write_scoring(artifact.path, scoring)
+    return _rewrite_card(artifact.path)
+
+
+def _rewrite_card(folder: Path) -> ModelArtifact:
+    artifact = ModelArtifact.open(folder, verify=False)
+    card = model_card.render(
+        artifact.label_map, artifact.metrics, artifact.lineage, _card_name(folder), artifact.scoring
+    )
+    write_text_atomic(folder / model_card.FILE, card)
+    seal(folder)
+    return ModelArtifact.open(folder)
 
 
 def seal(folder: str | Path) -> None:

@@ -58,6 +58,8 @@ class ArxivDataModule(L.LightningDataModule):
         num_papers: how many papers ``prepare_data`` collects.
         min_words: the preprocessor's minimum words per paper.
         seed: seed of sampling and splitting.
+        train_papers: train the encoder on a stratified, seeded subset of this many training papers (the whole
+            training split still serves components that use it all, such as a TF-IDF companion); None: all.
         multi_label: labels are every listed category among `categories` (a multi-hot vector), not only the primary.
         predict_file: a JSON Lines file of papers (``title`` and ``abstract``, or ``text``; ``arxiv_id`` optional)
             for ``predict``; without it, ``predict`` runs on the test split.
@@ -88,6 +90,7 @@ class ArxivDataModule(L.LightningDataModule):
         predict_file: str | Path | None = None,
         cache_dir: str | Path | None = None,
         pin_memory: bool | None = None,
+        train_papers: int | None = None,
     ) -> None:
         super().__init__()
         if max_length < 8:
@@ -98,6 +101,8 @@ class ArxivDataModule(L.LightningDataModule):
             raise ValueError(f"--data.num_workers must be >= 0, got {num_workers}")
         if len(set(categories)) < 2:
             raise ValueError(f"--data.categories needs at least two distinct classes, got {list(categories)}")
+        if train_papers is not None and train_papers < len(set(categories)):
+            raise ValueError(f"--data.train_papers must hold at least one paper per class, got {train_papers}")
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.tokenizer_name = tokenizer
@@ -110,6 +115,8 @@ class ArxivDataModule(L.LightningDataModule):
         self.multi_label = multi_label
         self.predict_file = Path(predict_file) if predict_file is not None else None
         self.predict_records: list[dict[str, Any]] = []
+        self.train_papers = train_papers
+        self.seed = seed
         self._splits: dict[str, tuple[list[dict[str, Any]], bytes]] = {}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else self.data_dir / "cache" / "tokenized"
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -217,7 +224,28 @@ class ArxivDataModule(L.LightningDataModule):
             collate_fn=PadToLongest(self.tokenizer),
         )
 
+    def split_samples(self, split: str) -> list[dict[str, Any]]:
+        """Every sample of a split file, validated (the whole training split, whatever `train_papers` says).
+
+        Args:
+            split: ``train``, ``val`` or ``test``.
+
+        Returns:
+            The samples (``text``, ``label``, ``categories``, ...), in file order.
+        """
+        return self._read_split(split)[0]
+
     def _load_split(self, split: str) -> tuple[list[dict[str, Any]], bytes]:
+        """The samples a stage uses and the bytes that key their cache: the training subset when `train_papers`
+        is set."""
+        samples, raw = self._read_split(split)
+        if split != "train" or self.train_papers is None or self.train_papers >= len(samples):
+            return samples, raw
+        return stratified_subset(
+            samples, self.train_papers, self.seed
+        ), raw + f"\x00train_papers={self.train_papers}".encode()
+
+    def _read_split(self, split: str) -> tuple[list[dict[str, Any]], bytes]:
         """The split's validated samples and its bytes (the cache key), read once per DataModule."""
         if split in self._splits:
             return self._splits[split]
@@ -310,6 +338,31 @@ class ArxivDataModule(L.LightningDataModule):
         self.predict_records = records
         log.info("predict: %d papers from %s", len(records), path)
         return self._encode(Dataset.from_dict({"text": texts}), "predict")
+
+
+def stratified_subset(samples: list[dict[str, Any]], count: int, seed: int) -> list[dict[str, Any]]:
+    """`count` samples, each label keeping its share (at least one), drawn with `seed`; file order is kept.
+
+    Args:
+        samples: labelled samples (``label``).
+        count: how many to keep.
+        seed: the draw's seed.
+
+    Returns:
+        The subset, in the order of `samples`.
+    """
+    import random
+
+    by_label: dict[str, list[int]] = {}
+    for index, sample in enumerate(samples):
+        by_label.setdefault(sample["label"], []).append(index)
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    for label in sorted(by_label):
+        indices = by_label[label]
+        share = max(1, round(count * len(indices) / len(samples)))
+        chosen += rng.sample(indices, min(share, len(indices)))
+    return [samples[index] for index in sorted(chosen)]
 
 
 class PadToLongest:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from clf.artifact import ArtifactError, ModelArtifact, OnnxVariant
 from clf.inference.errors import ModelLoadError
 from clf.inference.passes import prediction_records, probabilities_in_sorted_passes
+from clf.inference.scoring import Scorer
 
 if TYPE_CHECKING:
     from clf.registry import ModelRegistry
@@ -100,6 +101,10 @@ class ModelPredictor:
         self.multi_label = label_map.multi_label
         self.threshold = label_map.threshold
         self.max_length = self.artifact.max_length
+        try:
+            self.scorer = Scorer(self.artifact.scoring, self.multi_label)
+        except ArtifactError as err:
+            raise ModelLoadError(str(err)) from err
         # Tokenizers' Rust backend refuses concurrent use of one instance ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
         self._pad = DataCollatorWithPadding(self.tokenizer, return_tensors="pt")
@@ -152,7 +157,8 @@ class ModelPredictor:
         """The full ``(len(texts), num_labels)`` float32 CPU tensor of softmax (sigmoid in multi-label) outputs.
 
         Texts are ordered by token count and run `batch_size` at a time, each pass padded to its longest text, so
-        little compute goes to padding; rows come back in the order of `texts`.
+        little compute goes to padding; rows come back in the order of `texts`. The artifact's scoring then applies:
+        its TF-IDF companion mixed in and its temperature, when it has them (`clf.inference.scoring`).
 
         Args:
             texts: cleaned model inputs.
@@ -167,9 +173,10 @@ class ModelPredictor:
             return torch.empty(0, len(self.id2label))
         with self._tokenizer_lock:
             encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        return probabilities_in_sorted_passes(
+        encoder = probabilities_in_sorted_passes(
             encoded, self._pad, self._forward, len(self.id2label), multi_label=self.multi_label, batch_size=batch_size
         )
+        return self.scorer(encoder, texts)
 
     def _torch_forward(self, inputs: Any) -> Any:
         import torch

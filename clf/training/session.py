@@ -33,6 +33,7 @@ from clf.model.oom import BatchSetting, run_with_oom_backoff
 from clf.model.precision import auto_precision
 from clf.model.predictions import write_predictions
 from clf.training.errors import TrainingConfigError
+from clf.training.finishing import ScoreOnFitEnd
 from clf.training.result import RunResult, Stage
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ class TrainingSession(LightningCLI):
 
     Always on, configurable under their own keys: ``checkpoint`` (best and last, each old file kept as ``.backup``),
     ``early_stopping`` (patience 2 on the same metric), ``divergence_guard``, ``export`` (the best model in
-    transformers format under ``<default_root_dir>/export`` at the end of fit) and ``lr_monitor``.
+    transformers format under ``<default_root_dir>/export`` at the end of fit), ``scoring`` (a TF-IDF companion and
+    a temperature fitted on validation papers into that export; off by default) and ``lr_monitor``.
 
     Args:
         args: the command line (``["fit", "--config", "configs/tiny.yaml"]``; without the subcommand when `run` is
@@ -145,6 +147,8 @@ class TrainingSession(LightningCLI):
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
         parser.add_lightning_class_args(ExportOnFitEnd, "export")
+        # After export: on_fit_end runs in this order, and the scoring is fitted on the exported artifact.
+        parser.add_lightning_class_args(ScoreOnFitEnd, "scoring")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults(
             {

@@ -1,0 +1,171 @@
+"""Applying an artifact's scoring (`clf.artifact.scoring`) to its model's probabilities, and fitting a temperature.
+
+    scorer = Scorer(artifact.scoring, multi_label=False)
+    probabilities = scorer(encoder_probabilities, texts)      # mixed with the TF-IDF companion, then calibrated
+
+The same arithmetic runs after the torch and the ONNX backends, so every path answers with the same probabilities.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from clf.artifact.scoring import Companion, Scoring
+
+_EPSILON = 1e-12
+
+
+class CompanionModel:
+    """A stored TF-IDF + logistic-regression companion, ready to score texts.
+
+    The term counts come from scikit-learn's `CountVectorizer` over the stored vocabulary (no fitting, no pickle); the
+    TF-IDF weighting (sublinear tf, idf, l2 norm) and the logistic regression are applied to them as TfidfVectorizer
+    and LogisticRegression do.
+
+    Args:
+        companion: the stored arrays and settings.
+    """
+
+    def __init__(self, companion: Companion) -> None:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        settings = companion.vectorizer
+        self.companion = companion
+        self.sublinear_tf = bool(settings.get("sublinear_tf", False))
+        self._counts = CountVectorizer(
+            vocabulary={term: index for index, term in enumerate(companion.vocabulary)},
+            ngram_range=tuple(settings.get("ngram_range", (1, 1))),
+            lowercase=bool(settings.get("lowercase", True)),
+            strip_accents=settings.get("strip_accents"),
+            token_pattern=settings.get("token_pattern", r"(?u)\b\w\w+\b"),
+            dtype=np.float64,
+        )
+        self._lock = threading.Lock()
+        self._coef_t = np.ascontiguousarray(companion.coef.T, dtype=np.float64)
+        self._intercept = companion.intercept.astype(np.float64)
+        self._idf = companion.idf.astype(np.float64)
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """The companion's class probabilities for `texts`.
+
+        Args:
+            texts: model input texts (cleaned as training cleans them).
+
+        Returns:
+            A ``(len(texts), classes)`` float64 array; each row sums to 1.
+        """
+        from sklearn.preprocessing import normalize
+
+        with self._lock:  # the vocabulary is validated once, on the first call
+            counts = self._counts.transform(list(texts))
+        if self.sublinear_tf:
+            counts.data = np.log(counts.data) + 1.0
+        weighted = normalize(counts.multiply(self._idf).tocsr(), norm="l2", copy=False)
+        logits = weighted @ self._coef_t + self._intercept
+        return _softmax(np.asarray(logits))
+
+
+class Scorer:
+    """Mixes and calibrates a model's probabilities as its artifact's scoring says.
+
+    Args:
+        scoring: the artifact's scoring.
+        multi_label: whether the probabilities are independent sigmoids.
+    """
+
+    def __init__(self, scoring: Scoring, multi_label: bool) -> None:
+        self.scoring = scoring
+        self.multi_label = multi_label
+        self.companion = CompanionModel(scoring.companion) if scoring.companion is not None else None
+
+    def __call__(self, probabilities: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """The artifact's answer probabilities.
+
+        Args:
+            probabilities: the encoder's ``(N, classes)`` softmax (or sigmoid) outputs.
+            texts: the N texts they are for.
+
+        Returns:
+            The mixed, calibrated probabilities, float32 on the CPU.
+        """
+        if self.scoring.is_plain or len(texts) == 0:
+            return probabilities
+        mixed = probabilities.double().numpy()
+        weight = self.scoring.encoder_weight
+        if self.companion is not None and weight < 1 and not self.multi_label:
+            mixed = weight * mixed + (1 - weight) * self.companion.probabilities(texts)
+        temperature = self.scoring.calibration.temperature
+        calibrated = scale_sigmoids(mixed, temperature) if self.multi_label else scale(mixed, temperature)
+        return torch.from_numpy(calibrated).float()
+
+
+def scale(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of probability rows: ``p^(1/T)`` renormalised (softmax(logits / T) for a softmax).
+
+    Args:
+        probabilities: ``(N, classes)`` rows summing to 1.
+        temperature: above 1 softens, below 1 sharpens.
+
+    Returns:
+        The scaled rows.
+
+    >>> np.round(scale(np.array([[0.9, 0.1]]), 2.0), 3).tolist()
+    [[0.75, 0.25]]
+    """
+    if temperature == 1.0:
+        return probabilities
+    return _softmax(np.log(np.clip(probabilities, _EPSILON, 1.0)) / temperature)
+
+
+def scale_sigmoids(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling of independent per-class probabilities: each logit divided by `temperature`.
+
+    Args:
+        probabilities: ``(N, classes)`` sigmoid outputs.
+        temperature: above 1 softens, below 1 sharpens.
+
+    Returns:
+        The scaled probabilities.
+    """
+    if temperature == 1.0:
+        return probabilities
+    clipped = np.clip(probabilities, _EPSILON, 1 - _EPSILON)
+    return 1.0 / (1.0 + np.exp(-(np.log(clipped) - np.log1p(-clipped)) / temperature))
+
+
+def fit_temperature(
+    probabilities: np.ndarray, labels: np.ndarray, *, multi_label: bool = False
+) -> tuple[float, float, float]:
+    """The temperature that minimises the negative log-likelihood of `labels` (a bounded search over log T).
+
+    Args:
+        probabilities: held-out ``(N, classes)`` probabilities (rows summing to 1; sigmoids when multi-label).
+        labels: the true class index of each row (single-label), or an ``(N, classes)`` 0/1 array (multi-label).
+        multi_label: score independent sigmoids with binary cross-entropy.
+
+    Returns:
+        ``(temperature, nll_before, nll_after)``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_temperature: float) -> float:
+        temperature = float(np.exp(log_temperature))
+        if multi_label:
+            scaled = np.clip(scale_sigmoids(probabilities, temperature), _EPSILON, 1 - _EPSILON)
+            return float(-np.mean(labels * np.log(scaled) + (1 - labels) * np.log1p(-scaled)))
+        scaled = scale(probabilities, temperature)
+        return float(-np.mean(np.log(np.clip(scaled[np.arange(len(labels)), labels], _EPSILON, 1.0))))
+
+    found: Any = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-4})
+    return float(np.exp(found.x)), nll(0.0), float(found.fun)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=1, keepdims=True)

@@ -1,0 +1,186 @@
+"""`ScoreOnFitEnd`: after the export, fit how the artifact scores — a TF-IDF companion and a temperature — on held-out
+papers, through the one inference path.
+
+    scoring:
+      companion: true        # a TF-IDF + logistic-regression model on the WHOLE training split, mixed in
+      calibrate: true        # a temperature fitted on validation papers
+      val_papers: 1000       # validation papers the mixture weight and the temperature are fitted on
+
+The encoder's validation probabilities come from `clf.inference.ModelPredictor` on the export itself, so what is
+fitted is what the service will compute. The mixture weight is chosen on validation log-likelihood from
+`weights`, then the temperature on the mixture; both are written into the artifact (`clf.artifact.record_scoring`)
+and its model card. Test papers are never used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.utilities import rank_zero_only
+
+from clf.artifact import Calibration, Companion, Scoring, record_scoring
+from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW
+from clf.data.datamodule import stratified_subset
+from clf.inference import ModelPredictor
+from clf.inference.scoring import CompanionModel, fit_temperature
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
+"""Encoder shares tried for the mixture with the companion."""
+
+COMPANION_VECTORIZER: dict[str, Any] = {
+    "sublinear_tf": True,
+    "ngram_range": [1, 2],
+    "lowercase": True,
+    "strip_accents": "unicode",
+    "token_pattern": r"(?u)\b\w\w+\b",
+    "norm": "l2",
+}
+"""The companion's TF-IDF settings: the classical baseline's (tools/bench/baseline_tfidf.py)."""
+
+
+class ScoreOnFitEnd(L.Callback):
+    """Fits the exported artifact's scoring at the end of fit (after ``export``); does nothing when both are off.
+
+    Args:
+        companion: mix in a TF-IDF + logistic-regression model trained on the whole training split (single-label).
+        calibrate: fit a temperature on validation papers.
+        val_papers: validation papers to fit on (a stratified, seeded subset); None: all of them.
+        weights: encoder shares tried for the mixture, chosen on validation log-likelihood.
+        companion_c: inverse regularisation strength of the companion's logistic regression.
+        companion_max_features: most TF-IDF terms kept (by frequency); None: all seen in two documents.
+        abstain_below: the calibrated top-1 probability under which answers are flagged as unsure.
+        seed: seed of the validation subset.
+
+    Raises:
+        ValueError: for a weight outside [0, 1] or a non-positive `companion_c` or `val_papers`.
+    """
+
+    def __init__(
+        self,
+        companion: bool = False,
+        calibrate: bool = False,
+        val_papers: int | None = 1000,
+        weights: Sequence[float] = DEFAULT_WEIGHTS,
+        companion_c: float = 10.0,
+        companion_max_features: int | None = 200_000,
+        abstain_below: float = DEFAULT_ABSTAIN_BELOW,
+        seed: int = 42,
+    ) -> None:
+        if any(not 0 <= w <= 1 for w in weights) or not weights:
+            raise ValueError(f"--scoring.weights must be shares in [0, 1], got {list(weights)}")
+        if companion_c <= 0 or (val_papers is not None and val_papers < 1):
+            raise ValueError("--scoring.companion_c and --scoring.val_papers must be positive")
+        self.companion, self.calibrate = companion, calibrate
+        self.val_papers, self.weights = val_papers, list(weights)
+        self.companion_c, self.companion_max_features = companion_c, companion_max_features
+        self.abstain_below, self.seed = abstain_below, seed
+        self.scoring: Scoring | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Fits and stores the scoring of the artifact the export callback wrote (rank zero; others wait)."""
+        if not (self.companion or self.calibrate) or trainer.interrupted:
+            return
+        exported = next((getattr(cb, "exported", None) for cb in trainer.callbacks if hasattr(cb, "exported")), None)
+        if exported is not None:
+            self._fit(exported, trainer.datamodule)
+        trainer.strategy.barrier("clf-scoring")
+
+    @rank_zero_only
+    def _fit(self, folder: Any, datamodule: Any) -> None:
+        started = time.perf_counter()
+        predictor = ModelPredictor(folder, "fit")
+        val = datamodule.split_samples("val")
+        if self.val_papers is not None and self.val_papers < len(val):
+            val = stratified_subset(val, self.val_papers, self.seed)
+        texts = [sample["text"] for sample in val]
+        multi_label = predictor.multi_label
+        label2id = {label: index for index, label in predictor.id2label.items()}
+        encoder = predictor.predict_probabilities(texts).double().numpy()
+        if multi_label:
+            labels = np.array(
+                [[1.0 if c in (s.get("categories") or [s["label"]]) else 0.0 for c in label2id] for s in val]
+            )
+        else:
+            labels = np.array([label2id[s["label"]] for s in val])
+        fitted: dict[str, Any] = {"val_papers": len(val)}
+        companion, weight, mixed = None, 1.0, encoder
+        if self.companion and not multi_label:
+            companion = fit_companion(
+                datamodule.split_samples("train"), predictor.labels, self.companion_c, self.companion_max_features
+            )
+            tfidf = CompanionModel(companion).probabilities(texts)
+            losses = {w: _nll(w * encoder + (1 - w) * tfidf, labels) for w in self.weights}
+            weight = min(losses, key=lambda w: (losses[w], -w))
+            mixed = weight * encoder + (1 - weight) * tfidf
+            fitted["weights_nll"] = {str(w): round(loss, 5) for w, loss in losses.items()}
+        calibration = Calibration()
+        if self.calibrate:
+            temperature, before, after = fit_temperature(mixed, labels, multi_label=multi_label)
+            calibration = Calibration(temperature, f"the val split, {len(val)} papers", before, after)
+        fitted["seconds"] = round(time.perf_counter() - started, 1)
+        self.scoring = Scoring(calibration, weight, companion, self.abstain_below, fitted)
+        record_scoring(folder, self.scoring)
+        log.info(
+            "scoring fitted on %d val papers in %.0f s: encoder weight %.1f, temperature %.3f",
+            len(val),
+            fitted["seconds"],
+            weight,
+            calibration.temperature,
+        )
+
+
+def fit_companion(
+    samples: Sequence[dict[str, Any]], labels: Sequence[str], c: float = 10.0, max_features: int | None = 200_000
+) -> Companion:
+    """Trains the TF-IDF + logistic-regression companion on `samples` and keeps it as plain arrays.
+
+    Args:
+        samples: training samples (``text``, ``label``).
+        labels: the model's classes, in index order (the companion's rows follow them).
+        c: inverse regularisation strength.
+        max_features: most terms kept (by frequency); None: all seen in two documents.
+
+    Returns:
+        The companion.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    settings = dict(COMPANION_VECTORIZER)
+    vectorizer = TfidfVectorizer(
+        sublinear_tf=settings["sublinear_tf"],
+        ngram_range=tuple(settings["ngram_range"]),
+        lowercase=settings["lowercase"],
+        strip_accents=settings["strip_accents"],
+        token_pattern=settings["token_pattern"],
+        norm=settings["norm"],
+        min_df=2,
+        max_df=0.9,
+        max_features=max_features,
+        dtype=np.float32,
+    )
+    index = {label: i for i, label in enumerate(labels)}
+    known = [s for s in samples if s["label"] in index]
+    features = vectorizer.fit_transform([s["text"] for s in known])
+    model = LogisticRegression(C=c, max_iter=2000).fit(features, [index[s["label"]] for s in known])
+    coef = np.zeros((len(labels), features.shape[1]), dtype=np.float32)
+    intercept = np.full(len(labels), -1e4, dtype=np.float32)  # a class never seen in training is never chosen
+    if len(model.classes_) == 2:  # binary: one row of weights for the second class; softmax([0, z]) = sigmoid(z)
+        coef[model.classes_[1]], intercept[model.classes_[1]] = model.coef_[0], model.intercept_[0]
+        intercept[model.classes_[0]] = 0.0
+    else:
+        for row, label in enumerate(model.classes_):
+            coef[label], intercept[label] = model.coef_[row], model.intercept_[row]
+    vocabulary = [term for term, _ in sorted(vectorizer.vocabulary_.items(), key=lambda item: item[1])]
+    return Companion(settings, vocabulary, vectorizer.idf_.astype(np.float32), coef, intercept)
+
+
+def _nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-12, 1.0))))
