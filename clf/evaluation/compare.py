@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clf.inference import Backend, ModelPredictor
 from clf.io import read_json, read_jsonl
 
 if TYPE_CHECKING:
+    from clf.inference import Backend, ModelPredictor
     from clf.registry import ModelRegistry
 
 LATENCY_RUNS = 30
@@ -163,7 +163,7 @@ def evaluate(
     from sklearn.metrics import f1_score
 
     label2id = {label: index for index, label in predictor.id2label.items()}
-    truth = [_label_index(sample["label"], label2id, predictor.version) for sample in samples]
+    truth = [label_index(sample["label"], label2id, predictor.version) for sample in samples]
     texts = sample_texts(samples)
     records = predictor.predict_texts(texts, batch_size=batch_size)
     predicted = [label2id[record["label"]] for record in records]
@@ -200,6 +200,8 @@ def score_version(
     Returns:
         The version's scores.
     """
+    from clf.inference import ModelPredictor  # torch loads only when a model does
+
     return evaluate(ModelPredictor.from_registry(registry, version, backend=backend), samples).score
 
 
@@ -238,7 +240,20 @@ def compare_versions(
     return Comparison(baseline=baseline, candidate=candidate, improvement=improvement)
 
 
-def _label_index(label: Any, label2id: dict[str, int], version: str) -> int:
+def label_index(label: Any, label2id: dict[str, int], version: str) -> int:
+    """The class index of a sample's label, given as a category or as an index.
+
+    Args:
+        label: a category such as ``cs.CL``, or a class index.
+        label2id: the model's category → index.
+        version: the model's version, named in the error.
+
+    Returns:
+        The class index.
+
+    Raises:
+        EvaluationError: when the label is not one of the model's classes.
+    """
     if isinstance(label, str):
         if label not in label2id:
             raise EvaluationError(f"{version}: label {label!r} is not one of its classes {sorted(label2id)}")

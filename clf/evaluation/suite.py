@@ -1,0 +1,421 @@
+"""Candidates side by side on one protocol: model versions through the predictor, and the TF-IDF baseline beside them.
+
+    protocol = build_protocol("temporal", categories=predictor.labels)
+    seen = seen_papers(predictor.artifact)                       # what the model trained and validated on
+    samples = unseen_test_samples(protocol, predictor.labels, exclude=seen.ids)
+    model = score_model(predictor, samples)                      # every metric of clf.evaluation.metrics
+    baseline = score_baseline(protocol, samples, predictor.labels)
+
+A model is scored on what `clf.inference.ModelPredictor.predict_probabilities` returns, the probabilities the
+service answers with. The baseline is trained on the protocol's training papers, its C chosen on the protocol's
+validation papers, never on the test papers.
+
+A test set is honest only if the model never saw its papers. The protocols' test papers are disjoint from their own
+training papers, but a model may have been trained on another split of the same file (the quickstart trains on a
+3,000-paper sample of it): `seen_papers` reads the split files its lineage records (or the data folder named with
+``--trained-on``), and `unseen_test_samples` leaves those papers out, for every candidate alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clf.artifact import ModelArtifact
+from clf.data.paper import strip_version
+from clf.evaluation.baseline import DEFAULT_C_GRID, fit_tfidf_baseline
+from clf.evaluation.compare import EvaluationError, label_index, load_samples, sample_texts
+from clf.evaluation.metrics import BOOTSTRAP_RESAMPLES, ClassificationReport
+from clf.evaluation.protocol import Protocol, describe_part
+from clf.io import sha256_of_file
+
+if TYPE_CHECKING:
+    from clf.inference import ModelPredictor
+
+log = logging.getLogger(__name__)
+
+BASELINE_NAME = "tfidf_logreg"
+"""The name the TF-IDF + logistic-regression baseline is reported under."""
+
+
+@dataclass(frozen=True)
+class SeenPapers:
+    """The papers a model was trained or validated on, as far as its artifact tells.
+
+    Attributes:
+        ids: their arXiv ids, without version.
+        known: whether its training and validation split files could be read; when not, nothing is excluded and
+            the report says so.
+        sources: the split files read.
+        verified: whether each file still has the sha256 its lineage recorded (False for ``--trained-on`` folders
+            and for files that changed since training).
+        note: how the papers were found, or why they were not.
+    """
+
+    ids: frozenset[str] = frozenset()
+    known: bool = False
+    sources: list[str] = field(default_factory=list)
+    verified: bool = False
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict.
+
+        Returns:
+            The fields, with the number of ids instead of the ids.
+        """
+        return {
+            "count": len(self.ids),
+            "known": self.known,
+            "sources": self.sources,
+            "verified": self.verified,
+            "note": self.note,
+        }
+
+
+def seen_papers(artifact: ModelArtifact, trained_on: str | Path | None = None) -> SeenPapers:
+    """Reads the ids of the papers a model was trained and validated on.
+
+    Args:
+        artifact: the model's artifact; its lineage names its split files.
+        trained_on: a data folder whose ``splits/train.json`` and ``splits/val.json`` the model was trained on,
+            for an artifact without lineage (or whose data moved).
+
+    Returns:
+        The papers; ``known`` is False when the split files cannot be found.
+
+    Raises:
+        EvaluationError: when `trained_on` lacks those files.
+    """
+    recorded = artifact.lineage.splits
+    if trained_on is not None:
+        files = {name: Path(trained_on) / "splits" / f"{name}.json" for name in ("train", "val")}
+        missing = [str(path) for path in files.values() if not path.is_file()]
+        if missing:
+            raise EvaluationError(f"--trained_on {trained_on}: no {', '.join(missing)}")
+        verified = False
+        note = f"the split files of --trained_on {trained_on}"
+    else:
+        files = {name: Path(recorded[name].file) for name in ("train", "val") if name in recorded}
+        if artifact.lineage.data_dir and not all(path.is_file() for path in files.values()):
+            files = {name: Path(artifact.lineage.data_dir) / "splits" / f"{name}.json" for name in ("train", "val")}
+        if set(files) != {"train", "val"} or not all(path.is_file() for path in files.values()):
+            return SeenPapers(
+                note=f"{artifact.path}: its lineage names no readable train and val split files, so papers it was "
+                "trained on cannot be left out of the test set; pass --trained_on DATA_DIR"
+            )
+        verified = all(sha256_of_file(path) == recorded[name].sha256 for name, path in files.items())
+        note = "the train and val split files its lineage records" + ("" if verified else " (changed since training)")
+    ids = frozenset(_id(s) for path in files.values() for s in load_samples(path))
+    return SeenPapers(ids - {""}, True, [str(path) for path in files.values()], verified, note)
+
+
+def unseen_test_samples(
+    protocol: Protocol, labels: Sequence[str], exclude: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """The protocol's test papers, less those in `exclude` (papers a candidate was trained or validated on).
+
+    Args:
+        protocol: the protocol.
+        labels: the classes scored; a built protocol holds no other label.
+        exclude: arXiv ids to leave out.
+
+    Returns:
+        The test samples kept, in order.
+
+    Raises:
+        EvaluationError: when no test paper is left, or one has a label outside `labels`.
+    """
+    outside = sorted({s["label"] for s in protocol.test if isinstance(s["label"], str)} - set(labels))
+    if outside:
+        raise EvaluationError(f"{protocol.name}: test labels {outside} are not among the model's classes {labels}")
+    kept = [s for s in protocol.test if _id(s) not in exclude]
+    if not kept:
+        raise EvaluationError(f"{protocol.name}: every test paper was excluded as seen in training")
+    return kept
+
+
+@dataclass(frozen=True)
+class ScoredCandidate:
+    """One candidate's scores on the test papers.
+
+    Attributes:
+        name: the version (``v1.2.0``, ``base`` for an export folder) or `BASELINE_NAME`.
+        kind: ``model`` or ``baseline``.
+        report: every metric, with intervals.
+        seconds: wall time: predicting the test papers (the baseline: fitting, choosing C and predicting).
+        details: what the candidate is: path and backend, or the baseline's config and validation scores.
+    """
+
+    name: str
+    kind: str
+    report: ClassificationReport
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict.
+
+        Returns:
+            The fields, the report as nested dicts.
+        """
+        return asdict(self)
+
+
+def truth_of(samples: Sequence[dict[str, Any]], labels: Sequence[str], version: str = "") -> np.ndarray:
+    """The class index of every sample's label.
+
+    Args:
+        samples: labelled samples.
+        labels: the classes, in index order.
+        version: the model named in an error.
+
+    Returns:
+        The ``N`` class indices.
+
+    Raises:
+        EvaluationError: for a label outside `labels`.
+    """
+    label2id = {label: i for i, label in enumerate(labels)}
+    return np.array([label_index(s["label"], label2id, version) for s in samples], dtype=np.int64)
+
+
+def listed_of(samples: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[set[int]]:
+    """The class indices of every sample's listed categories (those among `labels`).
+
+    Args:
+        samples: samples, optionally with ``categories``.
+        labels: the classes, in index order.
+
+    Returns:
+        One set per sample.
+    """
+    label2id = {label: i for i, label in enumerate(labels)}
+    return [{label2id[c] for c in s.get("categories") or () if c in label2id} for s in samples]
+
+
+def score_model(
+    predictor: ModelPredictor,
+    samples: Sequence[dict[str, Any]],
+    *,
+    batch_size: int = 32,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> ScoredCandidate:
+    """Scores a loaded model on `samples` through its predictor.
+
+    Args:
+        predictor: the model.
+        samples: test samples (``text`` or ``title``/``abstract``, ``label``, ``categories``).
+        batch_size: texts per forward pass.
+        resamples: bootstrap resamples of each interval.
+        seed: the bootstrap's seed.
+
+    Returns:
+        Its scores; ``seconds`` is the time to predict every sample.
+
+    Raises:
+        EvaluationError: for a label the model does not know.
+    """
+    labels = predictor.labels
+    truth = truth_of(samples, labels, predictor.version)
+    texts = sample_texts(list(samples))
+    started = time.perf_counter()
+    probabilities = predictor.predict_probabilities(texts, batch_size=batch_size).numpy()
+    seconds = time.perf_counter() - started
+    report = ClassificationReport.from_probabilities(
+        probabilities, truth, labels, listed_of(samples, labels), resamples=resamples, seed=seed
+    )
+    details = {
+        "path": str(predictor.model_dir),
+        "backend": predictor.backend,
+        "multi_label": predictor.multi_label,
+        "batch_size": batch_size,
+        "papers_per_second": round(len(texts) / seconds, 2) if seconds > 0 else None,
+    }
+    return ScoredCandidate(predictor.version, "model", report, round(seconds, 3), details)
+
+
+def score_baseline(
+    protocol: Protocol,
+    samples: Sequence[dict[str, Any]],
+    labels: Sequence[str],
+    *,
+    c_grid: Sequence[float] = DEFAULT_C_GRID,
+    seed: int = 42,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    bootstrap_seed: int = 0,
+) -> ScoredCandidate:
+    """Trains the TF-IDF + logistic-regression baseline on the protocol's train papers (C on val) and scores it.
+
+    Args:
+        protocol: the protocol, whose train and val papers it learns from.
+        samples: the test samples the models are scored on.
+        labels: the classes, in the models' index order.
+        c_grid: the values of C to choose from on val.
+        seed: the classifier's random state.
+        resamples: bootstrap resamples of each interval.
+        bootstrap_seed: the bootstrap's seed.
+
+    Returns:
+        Its scores; ``seconds`` covers fitting, choosing C and predicting.
+
+    Raises:
+        EvaluationError: when the protocol has no train or val papers.
+    """
+    if not protocol.train or not protocol.val:
+        raise EvaluationError(f"{protocol.name}: no train and val papers to fit the baseline on")
+    started = time.perf_counter()
+    known = set(labels)
+    train = [s for s in protocol.train if s["label"] in known]
+    val = [s for s in protocol.val if s["label"] in known]
+    baseline = fit_tfidf_baseline(
+        sample_texts(train),
+        [s["label"] for s in train],
+        sample_texts(val),
+        [s["label"] for s in val],
+        c_grid=c_grid,
+        seed=seed,
+    )
+    probabilities = baseline.predict_proba(sample_texts(list(samples)), labels)
+    seconds = time.perf_counter() - started
+    report = ClassificationReport.from_probabilities(
+        probabilities,
+        truth_of(samples, labels),
+        labels,
+        listed_of(samples, labels),
+        resamples=resamples,
+        seed=bootstrap_seed,
+    )
+    details = {
+        **baseline.config(),
+        "val_scores": baseline.val_scores,
+        "fit_seconds": baseline.fit_seconds,
+        "train": len(train),
+        "val": len(val),
+    }
+    return ScoredCandidate(BASELINE_NAME, "baseline", report, round(seconds, 3), details)
+
+
+def differences(candidate: ScoredCandidate, reference: ScoredCandidate) -> dict[str, float]:
+    """How much better `candidate` scores than `reference` (positive = better; for ECE, lower is better).
+
+    Args:
+        candidate: the candidate.
+        reference: what it is compared with (the baseline).
+
+    Returns:
+        ``accuracy``, ``macro_f1``, ``top_k_accuracy``, ``any_listed_accuracy``: candidate minus reference;
+        ``ece``: reference minus candidate.
+    """
+    a, b = candidate.report, reference.report
+    gains = {name: getattr(a, name) - getattr(b, name) for name in ("accuracy", "macro_f1", "top_k_accuracy")}
+    gains["any_listed_accuracy"] = a.any_listed_accuracy - b.any_listed_accuracy
+    gains["ece"] = b.ece - a.ece
+    return {name: round(value, 6) for name, value in gains.items()}
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    """Every candidate's scores on one protocol's test papers.
+
+    Attributes:
+        protocol: the protocol.
+        samples: the test papers scored (the protocol's, less those any model candidate was trained on).
+        seen: model candidate name → the papers it was trained or validated on.
+        candidates: the scored candidates, models first, the baseline last.
+    """
+
+    protocol: Protocol
+    samples: list[dict[str, Any]]
+    seen: dict[str, SeenPapers]
+    candidates: list[ScoredCandidate]
+
+    @property
+    def baseline(self) -> ScoredCandidate | None:
+        """The baseline's scores, when it ran."""
+        return next((c for c in self.candidates if c.kind == "baseline"), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The evaluation document.
+
+        Returns:
+            ``protocol`` (its summary), ``test_scored`` (the papers scored: count, classes, dates, id hash),
+            ``excluded_as_seen`` (per model, how many of its training papers were in the test set, and from where
+            that is known), ``candidates`` (each one's report, time and details) and ``versus_baseline`` (each
+            model minus the baseline).
+        """
+        baseline = self.baseline
+        return {
+            "protocol": self.protocol.summary(),
+            "test_scored": describe_part(self.samples),
+            "excluded_as_seen": {
+                name: {**seen.to_json(), "in_test": sum(_id(s) in seen.ids for s in self.protocol.test)}
+                for name, seen in self.seen.items()
+            },
+            "candidates": [candidate.to_json() for candidate in self.candidates],
+            "versus_baseline": {
+                c.name: differences(c, baseline) for c in self.candidates if baseline is not None and c.kind == "model"
+            },
+        }
+
+
+def evaluate_on_protocol(
+    protocol: Protocol,
+    predictors: Sequence[ModelPredictor],
+    *,
+    baseline: bool = True,
+    trained_on: dict[str, str | Path] | None = None,
+    exclude_seen: bool = True,
+    batch_size: int = 32,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    c_grid: Sequence[float] = DEFAULT_C_GRID,
+    seed: int = 42,
+) -> ProtocolResult:
+    """Scores every model, and the baseline, on the same test papers of `protocol`.
+
+    Args:
+        protocol: the protocol.
+        predictors: the models; they must share their classes. Each is named by its ``version``.
+        baseline: also train and score the TF-IDF + logistic-regression baseline.
+        trained_on: model name → the data folder it was trained on, for artifacts whose lineage does not say.
+        exclude_seen: leave out of the test set every paper any model was trained or validated on.
+        batch_size: texts per forward pass.
+        resamples: bootstrap resamples of each interval.
+        c_grid: the baseline's values of C.
+        seed: the baseline's random state.
+
+    Returns:
+        The scores.
+
+    Raises:
+        EvaluationError: when there is no candidate, the models' classes differ, or no test paper is left.
+    """
+    if not predictors and not baseline:
+        raise EvaluationError("nothing to evaluate: no model and no baseline")
+    if len({tuple(p.labels) for p in predictors}) > 1:
+        raise EvaluationError(f"the candidates' classes differ: {sorted({tuple(p.labels) for p in predictors})}")
+    labels = predictors[0].labels if predictors else sorted({s["label"] for s in protocol.train})
+    trained_on = trained_on or {}
+    seen = {p.version: seen_papers(p.artifact, trained_on.get(p.version)) for p in predictors}
+    for name, papers in seen.items():
+        if not papers.known:
+            log.warning("%s: %s", name, papers.note)
+    exclude = frozenset().union(*(papers.ids for papers in seen.values())) if exclude_seen else frozenset()
+    samples = unseen_test_samples(protocol, labels, exclude)
+    left_out = len(protocol.test) - len(samples)
+    log.info("%s: scoring %d test papers (%d left out as seen in training)", protocol.name, len(samples), left_out)
+    scored = [score_model(p, samples, batch_size=batch_size, resamples=resamples) for p in predictors]
+    if baseline:
+        scored.append(score_baseline(protocol, samples, labels, c_grid=c_grid, seed=seed, resamples=resamples))
+    return ProtocolResult(protocol, samples, seen, scored)
+
+
+def _id(sample: dict[str, Any]) -> str:
+    return strip_version(str(sample.get("arxiv_id", "")))
