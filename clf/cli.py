@@ -23,6 +23,7 @@ from typing import Any, Literal
 from jsonargparse import CLI
 
 from clf import DEFAULT_CATEGORIES, __version__
+from clf.commands.evaluate import evaluate
 from clf.commands.export import export
 from clf.commands.reproduce import reproduce
 from clf.data.collector import DEFAULT_API_URL, ArxivCollector
@@ -305,6 +306,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     **dict.fromkeys(LIGHTNING_COMMANDS, lightning),
     "tune": tune,
     "registry": registry,
+    "evaluate": evaluate,
     "export": export,
     "reproduce": reproduce,
     **plugin_commands(),

