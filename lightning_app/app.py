@@ -188,8 +188,14 @@ def create_app(
         openapi_extra=_request_body(PredictRequest, request_models),
         responses={200: {"model": PredictResponse}, **error_responses(413, 422, 429, 500, 503, 504)},
     )
-    async def predict(request: Request) -> JSONResponse:
-        """Classifies one paper or a list of them; a ``user_id`` routes through the running experiment or split."""
+    async def predict(
+        request: Request, top_k: int | None = Query(None, ge=1, le=100, description="Also give the k most probable.")
+    ) -> JSONResponse:
+        """Classifies one paper or a list of them; a ``user_id`` routes through the running experiment or split.
+
+        Each prediction says ``unsure`` when its top probability is below the model's abstention threshold;
+        ``?top_k=5`` adds the five most probable categories with their (calibrated) probabilities.
+        """
         papers, user_id = papers_and_user(await read_json(request, max_body_bytes))
         # Cleaning up to 64 papers of LaTeX is milliseconds of regex work each: off the event loop, which must stay free
         # to answer /health and shed load while a large request is being checked.
@@ -203,9 +209,10 @@ def create_app(
         except Exception as err:  # every paper of the request failed inside the model: counted as model errors
             log.error("inference failed", exc_info=err)
             return _error(500, f"inference failed: {type(err).__name__}: {err}", "model_error")
+        answers = [_answer(record, top_k) for record in predictions]
         return JSONResponse(
             {
-                "predictions": predictions,
+                "predictions": answers,
                 "version": predictions[0]["version"],
                 "arm": predictions[0]["arm"],
                 "user_id": user_id,
@@ -283,6 +290,14 @@ def create_app(
         }
 
     return app
+
+
+def _answer(record: dict[str, Any], top_k: int | None) -> dict[str, Any]:
+    """A prediction as the HTTP contract has it: the full ranking trimmed to `top_k`, or left out."""
+    answer = {key: value for key, value in record.items() if key != "ranked"}
+    if top_k is not None and "ranked" in record:
+        answer["top_k"] = record["ranked"][:top_k]
+    return answer
 
 
 def _error(

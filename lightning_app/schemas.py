@@ -62,6 +62,11 @@ class Prediction(BaseModel):
     prediction_id: str | None = Field(description="Signed id to send feedback on this prediction (POST /feedback).")
     experiment_id: str | None = None
     error: str | None = None
+    unsure: bool | None = Field(
+        None,
+        description="The top probability is below the model's abstention threshold: show the ranking, not one label.",
+    )
+    top_k: list[LabelProbability] | None = Field(None, description="The `top_k` most probable categories, when asked.")
 
 
 class PredictResponse(BaseModel):

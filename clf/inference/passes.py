@@ -55,6 +55,8 @@ def prediction_records(
     multi_label: bool = False,
     threshold: float = 0.5,
     top_k: int = 3,
+    abstain_below: float | None = None,
+    ranked: bool = False,
 ) -> list[dict[str, Any]]:
     """One record per row of `probabilities`: ``label``, ``probability``, ``top3`` (and ``labels`` in multi-label).
 
@@ -64,6 +66,8 @@ def prediction_records(
         multi_label: also list every category above `threshold`.
         threshold: the multi-label decision threshold.
         top_k: how many ranked categories to give.
+        abstain_below: when set, each record says ``unsure`` when its top probability is below it.
+        ranked: also give ``ranked``, every category with its probability, most probable first.
 
     Returns:
         One dict per row, in order.
@@ -81,5 +85,11 @@ def prediction_records(
         }
         if multi_label:
             record["labels"] = [id2label[i] for i, p in enumerate(probabilities[row].tolist()) if p >= threshold]
+        if abstain_below is not None:
+            record["unsure"] = top_values[0] < abstain_below
+        if ranked:
+            order = probabilities[row].float().argsort(descending=True).tolist()
+            row_values = probabilities[row].tolist()
+            record["ranked"] = [{"label": id2label[i], "probability": round(row_values[i], 6)} for i in order]
         records.append(record)
     return records

@@ -136,21 +136,25 @@ class ModelPredictor:
         """The classes, in index order."""
         return [self.id2label[i] for i in sorted(self.id2label)]
 
-    def predict_texts(self, texts: list[str], batch_size: int = 8) -> list[dict[str, Any]]:
+    def predict_texts(self, texts: list[str], batch_size: int = 8, ranked: bool = True) -> list[dict[str, Any]]:
         """Classifies `texts` in length-sorted forward passes of `batch_size` (see `predict_probabilities`).
 
         Args:
             texts: cleaned model inputs (see `clf.data.cleaning.model_input_text`).
             batch_size: texts per forward pass.
+            ranked: also give every category ranked (``ranked``), which the HTTP answer trims to ``top_k``.
 
         Returns:
-            One prediction record per text, in order.
+            One prediction record per text, in order; ``unsure`` says whether its top probability is below the
+            artifact's abstention threshold (calibrated when the artifact is).
         """
         return prediction_records(
             self.predict_probabilities(texts, batch_size),
             self.id2label,
             multi_label=self.multi_label,
             threshold=self.threshold,
+            abstain_below=self.artifact.scoring.abstain_below,
+            ranked=ranked,
         )
 
     def predict_probabilities(self, texts: list[str], batch_size: int = 8) -> Any:

@@ -254,3 +254,15 @@ def test_a_paper_the_model_fails_on_is_answered_with_its_error_beside_the_others
     assert first["label"] and poisoned["label"] is None and "TextEncodeInput" in poisoned["error"]
     alone = requests.post(f"{server.url}/predict", json={"title": "poison", "abstract": "x"}, timeout=30)
     assert (alone.status_code, alone.json()["reason"]) == (500, "model_error")
+
+
+def test_answers_say_when_the_model_is_unsure_and_give_the_top_k_on_request(server):
+    plain = requests.post(f"{server.url}/predict", json=PAPERS[0], timeout=30).json()["predictions"][0]
+    assert "ranked" not in plain and "top_k" not in plain
+    assert plain["unsure"] is (plain["probability"] < 0.5), "the default abstention threshold without a calibration"
+    ranked = requests.post(f"{server.url}/predict", params={"top_k": 3}, json=PAPERS[0], timeout=30).json()
+    (answer,) = ranked["predictions"]
+    assert [entry["label"] for entry in answer["top_k"]] == [entry["label"] for entry in answer["top3"]]
+    probabilities = [entry["probability"] for entry in answer["top_k"]]
+    assert probabilities == sorted(probabilities, reverse=True) and len(probabilities) == 3
+    assert requests.post(f"{server.url}/predict", params={"top_k": 0}, json=PAPERS[0], timeout=30).status_code == 422
