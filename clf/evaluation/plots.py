@@ -70,7 +70,7 @@ def per_class_f1_plot(reports: Mapping[str, ClassificationReport], path: str | P
     from matplotlib.figure import Figure
 
     labels = next(iter(reports.values())).labels if reports else []
-    figure = Figure(figsize=(7, 0.45 * max(len(labels), 1) * max(len(reports), 1) + 1.5))
+    figure = Figure(figsize=(7, 0.3 * max(len(labels), 1) * max(len(reports), 1) + 1.5))
     axes = figure.subplots()
     height = 0.8 / max(len(reports), 1)
     for k, (name, report) in enumerate(reports.items()):
