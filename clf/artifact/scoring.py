@@ -119,6 +119,15 @@ class Scoring:
         """True when the artifact answers with its model's softmax (or sigmoid) unchanged."""
         return self.calibration.temperature == 1.0 and self.companion is None
 
+    def describe(self) -> str:
+        """One line for logs: the mixture and the temperature.
+
+        Returns:
+            For example ``encoder weight 0.6 with the TF-IDF companion, temperature 1.180``.
+        """
+        mixture = f"encoder weight {self.encoder_weight:g} with the TF-IDF companion" if self.companion else "encoder"
+        return f"{mixture}, temperature {self.calibration.temperature:.3f}"
+
     def to_json(self) -> dict[str, Any]:
         """The scoring.json document (the companion's arrays go to their own files).
 

@@ -33,8 +33,8 @@ from clf.pretrained import resolve_pretrained
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-_MODEL_INPUTS = ["input_ids", "attention_mask", "labels"]
-_CACHE_FORMAT = 1  # bump when the cached columns change
+_MODEL_INPUTS = ["input_ids", "attention_mask", "labels", "row"]  # "row": which sample, for the artifact scoring
+_CACHE_FORMAT = 2  # bump when the cached columns change (2: the "row" column)
 
 
 class ArxivDataModule(L.LightningDataModule):
@@ -115,6 +115,7 @@ class ArxivDataModule(L.LightningDataModule):
         self.multi_label = multi_label
         self.predict_file = Path(predict_file) if predict_file is not None else None
         self.predict_records: list[dict[str, Any]] = []
+        self._predict_texts: list[str] = []
         self.train_papers = train_papers
         self.seed = seed
         self._splits: dict[str, tuple[list[dict[str, Any]], bytes]] = {}
@@ -235,6 +236,24 @@ class ArxivDataModule(L.LightningDataModule):
         """
         return self._read_split(split)[0]
 
+    def row_texts(self, stage: str) -> list[str]:
+        """The model input text of every row a stage's batches carry (their ``row`` column indexes it).
+
+        Args:
+            stage: ``test``, ``val``, ``train`` (its `train_papers` subset) or ``predict``.
+
+        Returns:
+            The texts, in row order.
+        """
+        if stage == "predict":
+            if self.predict_file is None:
+                stage = "test"
+            else:
+                if "predict" not in self.datasets:
+                    self.setup("predict")
+                return list(self._predict_texts)
+        return [sample["text"] for sample in self._load_split(stage)[0]]
+
     def _load_split(self, split: str) -> tuple[list[dict[str, Any]], bytes]:
         """The samples a stage uses and the bytes that key their cache: the training subset when `train_papers`
         is set."""
@@ -298,7 +317,11 @@ class ArxivDataModule(L.LightningDataModule):
             return load_from_disk(str(path))
         log.info("%s: tokenizing %d samples (max_length=%d) into %s", split, len(samples), self.max_length, path)
         dataset = Dataset.from_dict(
-            {"text": [s["text"] for s in samples], "labels": [self._target(s) for s in samples]}
+            {
+                "text": [s["text"] for s in samples],
+                "labels": [self._target(s) for s in samples],
+                "row": list(range(len(samples))),
+            }
         )
         dataset = self._encode(dataset, split)
         dataset.save_to_disk(str(path))
@@ -336,8 +359,9 @@ class ArxivDataModule(L.LightningDataModule):
         if not records:
             raise DataFileError(f"{path}: holds no papers to predict.")
         self.predict_records = records
+        self._predict_texts = texts
         log.info("predict: %d papers from %s", len(records), path)
-        return self._encode(Dataset.from_dict({"text": texts}), "predict")
+        return self._encode(Dataset.from_dict({"text": texts, "row": list(range(len(texts)))}), "predict")
 
 
 def stratified_subset(samples: list[dict[str, Any]], count: int, seed: int) -> list[dict[str, Any]]:

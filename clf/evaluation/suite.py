@@ -223,23 +223,76 @@ def score_model(
     Raises:
         EvaluationError: for a label the model does not know.
     """
+    scored = score_model_stages(predictor, samples, batch_size=batch_size, resamples=resamples, seed=seed, stages=False)
+    return scored[0]
+
+
+def score_model_stages(
+    predictor: ModelPredictor,
+    samples: Sequence[dict[str, Any]],
+    *,
+    batch_size: int = 32,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+    stages: bool = True,
+) -> list[ScoredCandidate]:
+    """Scores a model as it answers and, with `stages`, at each stage of its artifact's scoring, from one pass.
+
+    The stages of an artifact with a TF-IDF companion and a temperature are ``NAME`` (what it answers),
+    ``NAME [encoder]`` (the fine-tuned encoder alone, uncalibrated) and ``NAME [mixture]`` (encoder and companion
+    mixed, no temperature); an artifact with a temperature only adds ``NAME [encoder]``. Every stage is computed from
+    the same encoder probabilities, so the differences are the stages' alone.
+
+    Args:
+        predictor: the model.
+        samples: test samples (``text`` or ``title``/``abstract``, ``label``, ``categories``).
+        batch_size: texts per forward pass.
+        resamples: bootstrap resamples of each interval.
+        seed: the bootstrap's seed.
+        stages: also score the stages; False: only what the model answers.
+
+    Returns:
+        What it answers first, then each stage; ``seconds`` is the time to predict every sample (the answers).
+
+    Raises:
+        EvaluationError: for a label the model does not know.
+    """
+    import dataclasses
+
+    from clf.artifact import Calibration
+    from clf.inference.scoring import Scorer
+
     labels = predictor.labels
     truth = truth_of(samples, labels, predictor.version)
+    listed = listed_of(samples, labels)
     texts = sample_texts(list(samples))
     started = time.perf_counter()
-    probabilities = predictor.predict_probabilities(texts, batch_size=batch_size).numpy()
+    encoder = predictor.encoder_probabilities(texts, batch_size=batch_size)
+    answers = predictor.scorer(encoder, texts)
     seconds = time.perf_counter() - started
-    report = ClassificationReport.from_probabilities(
-        probabilities, truth, labels, listed_of(samples, labels), resamples=resamples, seed=seed
-    )
     details = {
         "path": str(predictor.model_dir),
         "backend": predictor.backend,
         "multi_label": predictor.multi_label,
         "batch_size": batch_size,
         "papers_per_second": round(len(texts) / seconds, 2) if seconds > 0 else None,
+        "scoring": predictor.artifact.scoring.describe(),
     }
-    return ScoredCandidate(predictor.version, "model", report, round(seconds, 3), details)
+
+    def scored(name: str, probabilities: Any, stage: str) -> ScoredCandidate:
+        report = ClassificationReport.from_probabilities(
+            probabilities.numpy(), truth, labels, listed, resamples=resamples, seed=seed
+        )
+        return ScoredCandidate(name, "model", report, round(seconds, 3), {**details, "stage": stage})
+
+    results = [scored(predictor.version, answers, "answers")]
+    scoring = predictor.artifact.scoring
+    if stages and not scoring.is_plain:
+        results.append(scored(f"{predictor.version} [encoder]", encoder, "encoder"))
+        if scoring.companion is not None and scoring.encoder_weight < 1:
+            uncalibrated = Scorer(dataclasses.replace(scoring, calibration=Calibration()), predictor.multi_label)
+            results.append(scored(f"{predictor.version} [mixture]", uncalibrated(encoder, texts), "mixture"))
+    return results
 
 
 def score_baseline(
@@ -373,6 +426,7 @@ def evaluate_on_protocol(
     baseline: bool = True,
     trained_on: dict[str, str | Path] | None = None,
     exclude_seen: bool = True,
+    stages: bool = False,
     batch_size: int = 32,
     resamples: int = BOOTSTRAP_RESAMPLES,
     c_grid: Sequence[float] = DEFAULT_C_GRID,
@@ -386,6 +440,7 @@ def evaluate_on_protocol(
         baseline: also train and score the TF-IDF + logistic-regression baseline.
         trained_on: model name → the data folder it was trained on, for artifacts whose lineage does not say.
         exclude_seen: leave out of the test set every paper any model was trained or validated on.
+        stages: also score each stage of the models' scoring (`score_model_stages`).
         batch_size: texts per forward pass.
         resamples: bootstrap resamples of each interval.
         c_grid: the baseline's values of C.
@@ -411,7 +466,11 @@ def evaluate_on_protocol(
     samples = unseen_test_samples(protocol, labels, exclude)
     left_out = len(protocol.test) - len(samples)
     log.info("%s: scoring %d test papers (%d left out as seen in training)", protocol.name, len(samples), left_out)
-    scored = [score_model(p, samples, batch_size=batch_size, resamples=resamples) for p in predictors]
+    scored = [
+        candidate
+        for p in predictors
+        for candidate in score_model_stages(p, samples, batch_size=batch_size, resamples=resamples, stages=stages)
+    ]
     if baseline:
         scored.append(score_baseline(protocol, samples, labels, c_grid=c_grid, seed=seed, resamples=resamples))
     return ProtocolResult(protocol, samples, seen, scored)

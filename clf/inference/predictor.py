@@ -171,16 +171,27 @@ class ModelPredictor:
         Returns:
             A ``(len(texts), num_labels)`` float32 tensor, rows in the order of `texts`.
         """
+        return self.scorer(self.encoder_probabilities(texts, batch_size), texts)
+
+    def encoder_probabilities(self, texts: list[str], batch_size: int = 8) -> Any:
+        """The model's own softmax (sigmoid) outputs, before the artifact's scoring: what its stages start from.
+
+        Args:
+            texts: cleaned model inputs.
+            batch_size: texts per forward pass.
+
+        Returns:
+            A ``(len(texts), num_labels)`` float32 tensor, rows in the order of `texts`.
+        """
         import torch
 
         if not texts:
             return torch.empty(0, len(self.id2label))
         with self._tokenizer_lock:
             encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        encoder = probabilities_in_sorted_passes(
+        return probabilities_in_sorted_passes(
             encoded, self._pad, self._forward, len(self.id2label), multi_label=self.multi_label, batch_size=batch_size
         )
-        return self.scorer(encoder, texts)
 
     def _torch_forward(self, inputs: Any) -> Any:
         import torch

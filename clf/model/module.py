@@ -9,6 +9,7 @@ with binary cross-entropy against every listed category.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,11 @@ class ArxivClassifier(L.LightningModule):
         self.val_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="val/")
         self.test_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="test/")
         self.test_per_class = per_class_metrics(num_labels, multi_label, threshold)
+        self.test_encoder_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="test/encoder_")
+        self.answer_scoring: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        """Set by the training session when the model under test or predict is an export with its own scoring: maps
+        the encoder's probabilities of a batch and its ``row`` indices to the artifact's answers, so that the test
+        report and the predictions are those of what the service answers."""
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -175,6 +181,9 @@ class ArxivClassifier(L.LightningModule):
         self.log(
             "test/loss", self._loss(logits, batch["labels"]), on_epoch=True, sync_dist=True, batch_size=len(logits)
         )
+        if self.answer_scoring is not None:
+            self.test_encoder_metrics.update(probabilities, targets)
+            probabilities = self._answers(probabilities, batch)
         self.test_metrics.update(probabilities, targets)
         self.test_per_class.update(probabilities, targets)
 
@@ -182,6 +191,9 @@ class ArxivClassifier(L.LightningModule):
         # compute() gathers the states of every rank, so all ranks see the same numbers.
         """Logs the test metrics and writes the test report and confusion matrix into the run's log folder."""
         summary = {name: float(value) for name, value in self.test_metrics.compute().items()}
+        if self.answer_scoring is not None:
+            summary |= {name: float(value) for name, value in self.test_encoder_metrics.compute().items()}
+            self.test_encoder_metrics.reset()
         per_class = {name: value.cpu() for name, value in self.test_per_class.compute().items()}
         self.log_dict(summary)
         self.test_metrics.reset()
@@ -199,8 +211,15 @@ class ArxivClassifier(L.LightningModule):
             self.logger.log_hyperparams(self.hparams, metrics=summary)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Class probabilities, shape ``(batch, num_labels)``."""
-        return self.probabilities(self(batch["input_ids"], batch["attention_mask"]))
+        """Class probabilities, shape ``(batch, num_labels)`` (the artifact's answers when `answer_scoring` is set)."""
+        probabilities = self.probabilities(self(batch["input_ids"], batch["attention_mask"]))
+        return probabilities if self.answer_scoring is None else self._answers(probabilities, batch)
+
+    def _answers(self, probabilities: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "row" not in batch:
+            raise RuntimeError("answer_scoring needs batches with a 'row' column (clf's ArxivDataModule gives them)")
+        scored = self.answer_scoring(probabilities.detach().float().cpu(), batch["row"].cpu())
+        return scored.to(probabilities.device)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW (no weight decay on biases and LayerNorm weights) with a linear warmup-then-decay schedule per step."""

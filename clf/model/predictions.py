@@ -1,4 +1,5 @@
-"""Write predictions as JSON Lines: the label, its probability and the top three for each paper."""
+"""Write predictions as JSON Lines: the label, its probability, the top three, every category ranked and whether the
+model is unsure, for each paper."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def write_predictions(
     id2label: dict[int, str],
     multi_label: bool = False,
     threshold: float = 0.5,
+    abstain_below: float | None = None,
 ) -> Path:
     """Writes one JSON line per paper: what identifies it (`papers[i]`) followed by its prediction.
 
@@ -29,6 +31,7 @@ def write_predictions(
         id2label: class index → category.
         multi_label: also list every category above `threshold`.
         threshold: the multi-label decision threshold.
+        abstain_below: when set, each line says ``unsure`` when its top probability is below it.
 
     Returns:
         `path`.
@@ -38,6 +41,8 @@ def write_predictions(
     """
     if len(papers) != len(probabilities):
         raise ValueError(f"{len(papers)} papers but {len(probabilities)} predictions")
-    predictions = prediction_records(probabilities, id2label, multi_label=multi_label, threshold=threshold)
+    predictions = prediction_records(
+        probabilities, id2label, multi_label=multi_label, threshold=threshold, abstain_below=abstain_below, ranked=True
+    )
     write_jsonl_atomic(path, ({**paper, **prediction} for paper, prediction in zip(papers, predictions, strict=True)))
     return path

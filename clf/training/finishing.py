@@ -10,24 +10,28 @@ The encoder's validation probabilities come from `clf.inference.ModelPredictor` 
 fitted is what the service will compute. The mixture weight is chosen on validation log-likelihood from
 `weights`, then the temperature on the mixture; both are written into the artifact (`clf.artifact.record_scoring`)
 and its model card. Test papers are never used.
+
+`ArtifactAnswers` applies that scoring afterwards inside `clf test` and `clf predict`, so their report and
+predictions are those of the artifact the service answers with, not of the encoder alone.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from clf.artifact import Calibration, Companion, Scoring, record_scoring
 from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW
 from clf.data.datamodule import stratified_subset
 from clf.inference import ModelPredictor
-from clf.inference.scoring import CompanionModel, fit_temperature
+from clf.inference.scoring import CompanionModel, Scorer, fit_temperature
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +138,36 @@ class ScoreOnFitEnd(L.Callback):
             weight,
             calibration.temperature,
         )
+
+
+class ArtifactAnswers:
+    """An artifact's scoring applied to the encoder probabilities of a stage's batches (the model's `answer_scoring`).
+
+    Args:
+        scoring: the exported artifact's scoring.
+        multi_label: whether the probabilities are independent sigmoids.
+        texts: the model input text of each row of the stage, read on the first batch (the predict file is only
+            read when its stage sets up).
+    """
+
+    def __init__(self, scoring: Scoring, multi_label: bool, texts: Callable[[], Sequence[str]]) -> None:
+        self.scorer = Scorer(scoring, multi_label)
+        self._texts = texts
+        self._rows: Sequence[str] | None = None
+
+    def __call__(self, probabilities: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The artifact's answers for a batch.
+
+        Args:
+            probabilities: the encoder's ``(batch, classes)`` probabilities, float32 on the CPU.
+            rows: the batch's row indices into the stage's texts.
+
+        Returns:
+            The mixed, calibrated probabilities, float32 on the CPU.
+        """
+        if self._rows is None:
+            self._rows = self._texts()
+        return self.scorer(probabilities, [self._rows[row] for row in rows.tolist()])
 
 
 def fit_companion(

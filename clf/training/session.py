@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from clf.artifact import ModelArtifact, is_artifact, record_test_metrics
+from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW
 from clf.data.datamodule import ArxivDataModule
 from clf.model.callbacks import DivergenceGuard
 from clf.model.checkpointing import BackupModelCheckpoint, resolve_checkpoint
@@ -33,7 +34,7 @@ from clf.model.oom import BatchSetting, run_with_oom_backoff
 from clf.model.precision import auto_precision
 from clf.model.predictions import write_predictions
 from clf.training.errors import TrainingConfigError
-from clf.training.finishing import ScoreOnFitEnd
+from clf.training.finishing import ArtifactAnswers, ScoreOnFitEnd
 from clf.training.result import RunResult, Stage
 
 log = logging.getLogger(__name__)
@@ -280,22 +281,36 @@ class TrainingSession(LightningCLI):
             What the run left, with the ``test/*`` metrics and the report (also in ``self.result``).
         """
         ckpt = self._resolve_ckpt(ckpt_path)
+        self._score_as_export(model, datamodule, ckpt, "test")
         self.trainer.test(model, datamodule, ckpt_path=ckpt, **kwargs)
         result = self._finish(Stage.TEST, ckpt)
-        self._record_in_export(result, ckpt)
+        if self.trainer.is_global_zero and (folder := self._export_of(ckpt)) is not None:
+            record_test_metrics(folder, result.test_metrics)
         return result
 
-    def _record_in_export(self, result: RunResult, ckpt: str | None) -> None:
-        """When the tested checkpoint is the one this run exported, its test metrics join the export's metrics and
-        model card (`clf.artifact.record_test_metrics`): an export carries the metrics on its own test split."""
+    def _export_of(self, ckpt: str | None) -> Path | None:
+        """This run's export folder when it was exported from `ckpt`: testing that checkpoint tests the export
+        (its test metrics join the export's metrics and model card, `clf.artifact.record_test_metrics`)."""
         export = self._get(self.config_init, "export")
         dirpath = getattr(export, "dirpath", None)
         folder = Path(dirpath) if dirpath else Path(self.trainer.default_root_dir) / "export"
-        if ckpt is None or not self.trainer.is_global_zero or not is_artifact(folder):
-            return
+        if ckpt is None or not is_artifact(folder):
+            return None
         exported_from = ModelArtifact.open(folder, verify=False).metrics.get("best_model_path")
-        if exported_from and Path(exported_from).resolve() == Path(ckpt).resolve():
-            record_test_metrics(folder, result.test_metrics)
+        return folder if exported_from and Path(exported_from).resolve() == Path(ckpt).resolve() else None
+
+    def _score_as_export(
+        self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt: str | None, stage: str
+    ) -> None:
+        """When `ckpt` is the exported one and the export has its own scoring (a TF-IDF companion, a temperature),
+        the stage answers as the export does; otherwise with the encoder's probabilities."""
+        folder = self._export_of(ckpt)
+        scoring = ModelArtifact.open(folder, verify=False).scoring if folder is not None else None
+        if scoring is None or scoring.is_plain:
+            model.answer_scoring = None
+            return
+        log.info("%s: answering as the export %s does (%s)", stage, folder, scoring.describe())
+        model.answer_scoring = ArtifactAnswers(scoring, model.multi_label, lambda: datamodule.row_texts(stage))
 
     def predict(
         self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs: Any
@@ -317,11 +332,19 @@ class TrainingSession(LightningCLI):
         if self.trainer.world_size > 1:
             raise ValueError("clf predict writes one file from one process: run it with --trainer.devices 1")
         ckpt = self._resolve_ckpt(ckpt_path)
+        self._score_as_export(model, datamodule, ckpt, "predict")
         kwargs["return_predictions"] = True
         batches = self.trainer.predict(model, datamodule, ckpt_path=ckpt, **kwargs)
         out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.jsonl"
+        scorer = getattr(model.answer_scoring, "scorer", None)
         write_predictions(
-            out, datamodule.predict_records, torch.cat(batches), model.id2label, model.multi_label, model.threshold
+            out,
+            datamodule.predict_records,
+            torch.cat(batches),
+            model.id2label,
+            model.multi_label,
+            model.threshold,
+            abstain_below=scorer.scoring.abstain_below if scorer is not None else DEFAULT_ABSTAIN_BELOW,
         )
         log.info("Wrote %d predictions to %s", len(datamodule.predict_records), out)
         return self._finish(Stage.PREDICT, ckpt, predictions=out)

@@ -59,9 +59,10 @@ def test_batches_are_dynamically_padded(data_dir, tiny_tokenizer):
     dm = make(data_dir, tiny_tokenizer, max_length=512, group_by_length=False)
     dm.setup("fit")
     pad_id = dm.tokenizer.pad_token_id
-    widths = set()
+    widths, rows = set(), []
     for batch in dm.val_dataloader():
-        assert set(batch) == {"input_ids", "attention_mask", "labels"}
+        assert set(batch) == {"input_ids", "attention_mask", "labels", "row"}
+        rows += batch["row"].tolist()
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
         assert ids.shape == mask.shape and ids.shape[0] == labels.shape[0] <= 8
         assert ids.dtype == torch.long and labels.dtype == torch.long
@@ -71,6 +72,8 @@ def test_batches_are_dynamically_padded(data_dir, tiny_tokenizer):
         assert int(labels.min()) >= 0 and int(labels.max()) < dm.num_labels
         widths.add(ids.shape[1])
     assert max(widths) <= 512 and len(widths) > 1
+    # "row" says which sample each row is: the texts of the artifact scoring line up with the batches.
+    assert rows == list(range(len(dm.row_texts("val"))))
 
 
 def test_truncation_at_max_length(data_dir, tiny_tokenizer):

@@ -4,6 +4,8 @@ by the torch and the ONNX backends; fitting both at the end of fit writes them i
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,42 @@ def test_scoring_at_the_end_of_fit_writes_it_into_the_export(tmp_path, shared_pa
     assert len(result.datamodule.datasets["train"]) == 120 < len(result.datamodule.split_samples("train"))
     probabilities = ModelPredictor(result.export_dir, "v").predict_probabilities(["A robot grasps objects."])
     assert torch.allclose(probabilities.sum(dim=1), torch.ones(1), atol=1e-5)
+
+    # clf test and clf predict of the exported checkpoint answer as the export does, not as the bare encoder.
+    run = {"run_dir": tmp_path / "run", "ckpt_path": "best"}
+    exact = {**overrides, "trainer.precision": "32-true", "trainer.limit_test_batches": None}  # as the predictor runs
+    tested = training.test(REPO / "configs" / "tiny.yaml", exact, **run)
+    predicted = training.predict(REPO / "configs" / "tiny.yaml", exact, **run)
+    lines = [json.loads(line) for line in predicted.predictions_path.read_text().splitlines()]
+    texts = [sample["text"] for sample in result.datamodule.split_samples("test")]
+    assert len(lines) == len(texts) and all(isinstance(line["unsure"], bool) and len(line["ranked"]) for line in lines)
+    served = ModelPredictor(result.export_dir, "v").predict_probabilities(texts)
+    written = torch.tensor(
+        [[p["probability"] for p in sorted(line["ranked"], key=lambda p: p["label"])] for line in lines]
+    )
+    by_label = sorted(range(served.shape[1]), key=lambda i: ModelPredictor(result.export_dir, "v").id2label[i])
+    torch.testing.assert_close(written, served[:, by_label], atol=1e-4, rtol=0)
+    accuracy = np.mean([line["label"] == line["true_label"] for line in lines])
+    assert tested.test_metrics["test/acc"] == pytest.approx(accuracy, abs=1e-6)
+    assert "test/encoder_acc" in tested.test_metrics
+    assert ModelArtifact.open(result.export_dir).metrics["test"]["test/acc"] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_the_evaluation_scores_each_stage_of_the_scoring_from_one_pass(hybrid):
+    from clf.evaluation.suite import score_model_stages
+
+    folder, plain = hybrid
+    samples = SAMPLES[150:210]
+    texts = [s["text"] for s in samples]
+    truth = np.array([plain.labels.index(s["label"]) for s in samples])
+    answered, encoder, mixture = score_model_stages(ModelPredictor(folder, "hybrid"), samples, resamples=10)
+    assert [answered.name, encoder.name, mixture.name] == ["hybrid", "hybrid [encoder]", "hybrid [mixture]"]
+    raw = plain.predict_probabilities(texts).numpy()
+    assert encoder.report.accuracy == pytest.approx(np.mean(raw.argmax(1) == truth))
+    tfidf = CompanionModel(ModelArtifact.open(folder).scoring.companion).probabilities(texts)
+    mixed = 0.5 * raw + 0.5 * tfidf
+    assert mixture.report.accuracy == pytest.approx(np.mean(mixed.argmax(1) == truth))
+    # A temperature never changes the ranking: the answers' accuracy is the mixture's, their confidence is not.
+    assert answered.report.accuracy == mixture.report.accuracy
+    assert answered.report.ece != mixture.report.ece
+    assert len(score_model_stages(plain, samples, resamples=10)) == 1  # a plain artifact has no stages

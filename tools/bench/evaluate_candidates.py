@@ -10,7 +10,9 @@ same test papers — less any paper one of them was trained or validated on, fro
 ``--trained-on NAME=DATA_DIR`` — and the TF-IDF + logistic-regression baseline is trained on the protocol's train
 papers (C chosen on its val papers) and scored beside them. Writes tools/bench/results/evaluate_candidates.json
 (--output) and a Markdown table beside it (.md, for docs/RESULTS.md) with accuracy and macro-F1 with their 95 %
-bootstrap intervals, top-3 and any-listed accuracy, ECE (15 bins) and the time taken, and prints the table.
+bootstrap intervals, top-3 and any-listed accuracy, ECE (15 bins) and the time taken, and prints the table. A model
+whose artifact has a TF-IDF companion or a temperature is also scored at each stage, from the same forward pass:
+``NAME [encoder]`` (the encoder alone) and ``NAME [mixture]`` (before the temperature); --no-stages leaves them out.
 
 ``--max-papers N`` builds the protocols from samples of N papers per source file, to check the script in seconds;
 real numbers use every paper (the default), which runs every test paper through each model.
@@ -180,6 +182,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             predictors,
             baseline=not args.no_baseline,
             trained_on=trained_on,
+            stages=not args.no_stages,
             batch_size=args.batch_size,
             resamples=args.bootstrap_resamples,
             seed=args.seed,
@@ -194,6 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "device": args.device,
             "max_papers": args.max_papers,
             "batch_size": args.batch_size,
+            "stages": not args.no_stages,
             "bootstrap_resamples": args.bootstrap_resamples,
             "seed": args.seed,
         },
@@ -225,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--max-papers", type=int, default=None, help="sample the sources: a check, not a result")
     parser.add_argument("--trained-on", action="append", default=[], help="NAME=DATA_DIR a candidate trained on")
     parser.add_argument("--no-baseline", action="store_true", help="leave the TF-IDF baseline out")
+    parser.add_argument(
+        "--no-stages",
+        action="store_true",
+        help="score models only as they answer, not also as [encoder] and [mixture] (their scoring's stages)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--bootstrap-resamples", type=int, default=BOOTSTRAP_RESAMPLES)
     parser.add_argument("--seed", type=int, default=42)
