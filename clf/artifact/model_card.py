@@ -150,10 +150,13 @@ def _scoring(scoring: Scoring) -> list[str]:
     lines = []
     if scoring.companion is not None:
         terms = len(scoring.companion.vocabulary)
-        lines.append(
-            f"- mixed with a TF-IDF + logistic-regression companion ({terms:,} terms): "
-            f"p = {scoring.encoder_weight:.2f} × encoder + {1 - scoring.encoder_weight:.2f} × companion"
+        w = scoring.encoder_weight
+        formula = (
+            f"p ∝ encoder^{w:.2f} × companion^{1 - w:.2f}"
+            if scoring.mixture == "log_linear"
+            else f"p = {w:.2f} × encoder + {1 - w:.2f} × companion"
         )
+        lines.append(f"- mixed with a TF-IDF + logistic-regression companion ({terms:,} terms): {formula}")
     calibration = scoring.calibration
     if calibration.temperature != 1.0:
         where = calibration.fitted_on or "held-out papers"

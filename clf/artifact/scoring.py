@@ -3,7 +3,8 @@
 Two optional stages, fitted on the validation split after training (`clf.training.finishing`) and applied by the
 one inference path (`clf.inference.scoring`), so the service, ONNX serving and every comparison answer alike:
 
-* a **companion**: a TF-IDF + logistic-regression model of the same classes, mixed with the encoder's probabilities
+* a **companion**: a TF-IDF + logistic-regression model of the same classes, mixed with the encoder's probabilities,
+  ``log_linear`` (``p ∝ p_encoder^w · p_tfidf^(1 − w)``, a product of experts: what clf fits) or ``linear``
   (``p = w · p_encoder + (1 − w) · p_tfidf``); stored without pickle, as ``tfidf.json`` (its vectorizer settings and
   vocabulary) and ``tfidf.safetensors`` (idf, coefficients, intercepts);
 * a **temperature** ``T``: the final probabilities are raised to ``1/T`` and renormalised (for the encoder alone this
@@ -29,6 +30,9 @@ TFIDF_FILE = "tfidf.json"
 """The companion's vectorizer settings and vocabulary."""
 TFIDF_WEIGHTS_FILE = "tfidf.safetensors"
 """The companion's idf, coefficients and intercepts."""
+
+MIXTURES = ("log_linear", "linear")
+"""How the encoder and the companion are mixed: a weighted geometric or arithmetic mean of their probabilities."""
 
 DEFAULT_ABSTAIN_BELOW = 0.5
 """Calibrated top-1 probability under which an answer is flagged as unsure, unless the artifact says otherwise."""
@@ -96,6 +100,7 @@ class Scoring:
         calibration: the temperature (1 when not calibrated).
         encoder_weight: the encoder's share in the mixture with the companion; 1 without a companion.
         companion: the TF-IDF model, when the artifact has one.
+        mixture: ``log_linear`` or ``linear`` (`MIXTURES`); artifacts written before it existed mixed linearly.
         abstain_below: calibrated top-1 probability under which an answer is flagged as unsure.
         fitted: what was measured when the stages were fitted (validation scores of each candidate weight...).
     """
@@ -105,8 +110,11 @@ class Scoring:
     companion: Companion | None = None
     abstain_below: float = DEFAULT_ABSTAIN_BELOW
     fitted: dict[str, Any] = field(default_factory=dict)
+    mixture: str = "linear"
 
     def __post_init__(self) -> None:
+        if self.mixture not in MIXTURES:
+            raise ScoringError(f"{FILE}: mixture must be one of {', '.join(MIXTURES)}, got {self.mixture!r}")
         if not 0 <= self.encoder_weight <= 1:
             raise ScoringError(f"{FILE}: encoder_weight must be in [0, 1], got {self.encoder_weight}")
         if self.encoder_weight < 1 and self.companion is None:
@@ -123,9 +131,13 @@ class Scoring:
         """One line for logs: the mixture and the temperature.
 
         Returns:
-            For example ``encoder weight 0.6 with the TF-IDF companion, temperature 1.180``.
+            For example ``encoder weight 0.6 with the TF-IDF companion (log_linear), temperature 1.180``.
         """
-        mixture = f"encoder weight {self.encoder_weight:g} with the TF-IDF companion" if self.companion else "encoder"
+        mixture = (
+            f"encoder weight {self.encoder_weight:g} with the TF-IDF companion ({self.mixture})"
+            if self.companion
+            else "encoder"
+        )
         return f"{mixture}, temperature {self.calibration.temperature:.3f}"
 
     def to_json(self) -> dict[str, Any]:
@@ -138,6 +150,7 @@ class Scoring:
             "calibration": asdict(self.calibration),
             "encoder_weight": self.encoder_weight,
             "companion": TFIDF_FILE if self.companion is not None else None,
+            "mixture": self.mixture,
             "abstain_below": self.abstain_below,
             "fitted": self.fitted,
         }
@@ -168,6 +181,7 @@ def read_scoring(folder: Path) -> Scoring:
             companion=companion,
             abstain_below=float(document.get("abstain_below", DEFAULT_ABSTAIN_BELOW)),
             fitted=dict(document.get("fitted") or {}),
+            mixture=str(document.get("mixture", "linear")),
         )
     except (DataFileError, TypeError, KeyError, AttributeError) as err:
         raise ScoringError(f"{path}: {err}") from None

@@ -98,10 +98,31 @@ class Scorer:
         mixed = probabilities.double().numpy()
         weight = self.scoring.encoder_weight
         if self.companion is not None and weight < 1 and not self.multi_label:
-            mixed = weight * mixed + (1 - weight) * self.companion.probabilities(texts)
+            mixed = mix(mixed, self.companion.probabilities(texts), weight, self.scoring.mixture)
         temperature = self.scoring.calibration.temperature
         calibrated = scale_sigmoids(mixed, temperature) if self.multi_label else scale(mixed, temperature)
         return torch.from_numpy(calibrated).float()
+
+
+def mix(encoder: np.ndarray, companion: np.ndarray, weight: float, mixture: str = "log_linear") -> np.ndarray:
+    """The encoder's and the companion's probability rows mixed with the encoder's share `weight`.
+
+    Args:
+        encoder: ``(N, classes)`` rows summing to 1.
+        companion: the same shape.
+        weight: the encoder's share, in [0, 1].
+        mixture: ``log_linear`` (a weighted geometric mean, renormalised) or ``linear`` (a weighted mean).
+
+    Returns:
+        The mixed rows, summing to 1.
+
+    >>> np.round(mix(np.array([[0.9, 0.1]]), np.array([[0.5, 0.5]]), 0.5), 3).tolist()
+    [[0.75, 0.25]]
+    """
+    if mixture == "linear":
+        return weight * encoder + (1 - weight) * companion
+    logs = weight * np.log(np.clip(encoder, _EPSILON, 1.0)) + (1 - weight) * np.log(np.clip(companion, _EPSILON, 1.0))
+    return _softmax(logs)
 
 
 def scale(probabilities: np.ndarray, temperature: float) -> np.ndarray:

@@ -5,11 +5,17 @@ papers, through the one inference path.
       companion: true        # a TF-IDF + logistic-regression model on the WHOLE training split, mixed in
       calibrate: true        # a temperature fitted on validation papers
       val_papers: 1000       # validation papers the mixture weight and the temperature are fitted on
+      val_selection: newest  # the most recently published ones (or: stratified)
+      mixture: log_linear    # p ∝ p_encoder^w · p_tfidf^(1-w) (or: linear)
 
 The encoder's validation probabilities come from `clf.inference.ModelPredictor` on the export itself, so what is
-fitted is what the service will compute. The mixture weight is chosen on validation log-likelihood from
-`weights`, then the temperature on the mixture; both are written into the artifact (`clf.artifact.record_scoring`)
-and its model card. Test papers are never used.
+fitted is what the service will compute. For every weight of `weights` the temperature of that mixture is fitted,
+and the pair with the lowest validation log-likelihood is kept; both are written into the artifact
+(`clf.artifact.record_scoring`) and its model card. Test papers are never used.
+
+Why the newest validation papers: the service answers papers published after every paper it was trained on, and
+confidence drifts with time (a model is less often right on newer papers). Fitting the temperature on the most
+recent held-out papers brings it nearer to what the service will see than a random draw across 25 years does.
 
 `ArtifactAnswers` applies that scoring afterwards inside `clf test` and `clf predict`, so their report and
 predictions are those of the artifact the service answers with, not of the encoder alone.
@@ -28,12 +34,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from clf.artifact import Calibration, Companion, Scoring, record_scoring
-from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW
+from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW, MIXTURES
 from clf.data.datamodule import stratified_subset
 from clf.inference import ModelPredictor
-from clf.inference.scoring import CompanionModel, Scorer, fit_temperature
+from clf.inference.scoring import CompanionModel, Scorer, fit_temperature, mix
 
 log = logging.getLogger(__name__)
+
+VAL_SELECTIONS = ("newest", "stratified")
+"""Which validation papers the scoring is fitted on."""
 
 DEFAULT_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 """Encoder shares tried for the mixture with the companion."""
@@ -55,7 +64,10 @@ class ScoreOnFitEnd(L.Callback):
     Args:
         companion: mix in a TF-IDF + logistic-regression model trained on the whole training split (single-label).
         calibrate: fit a temperature on validation papers.
-        val_papers: validation papers to fit on (a stratified, seeded subset); None: all of them.
+        val_papers: validation papers to fit on; None: all of them.
+        val_selection: which: ``newest`` (the most recently published) or ``stratified`` (a seeded draw keeping
+            every class's share).
+        mixture: how the encoder and the companion are mixed: ``log_linear`` or ``linear``.
         weights: encoder shares tried for the mixture, chosen on validation log-likelihood.
         companion_c: inverse regularisation strength of the companion's logistic regression.
         companion_max_features: most TF-IDF terms kept (by frequency); None: all seen in two documents.
@@ -63,7 +75,8 @@ class ScoreOnFitEnd(L.Callback):
         seed: seed of the validation subset.
 
     Raises:
-        ValueError: for a weight outside [0, 1] or a non-positive `companion_c` or `val_papers`.
+        ValueError: for a weight outside [0, 1], a non-positive `companion_c` or `val_papers`, or an unknown
+            `val_selection` or `mixture`.
     """
 
     def __init__(
@@ -71,6 +84,8 @@ class ScoreOnFitEnd(L.Callback):
         companion: bool = False,
         calibrate: bool = False,
         val_papers: int | None = 1000,
+        val_selection: str = "newest",
+        mixture: str = "log_linear",
         weights: Sequence[float] = DEFAULT_WEIGHTS,
         companion_c: float = 10.0,
         companion_max_features: int | None = 200_000,
@@ -81,6 +96,11 @@ class ScoreOnFitEnd(L.Callback):
             raise ValueError(f"--scoring.weights must be shares in [0, 1], got {list(weights)}")
         if companion_c <= 0 or (val_papers is not None and val_papers < 1):
             raise ValueError("--scoring.companion_c and --scoring.val_papers must be positive")
+        if val_selection not in VAL_SELECTIONS:
+            raise ValueError(f"--scoring.val_selection must be one of {', '.join(VAL_SELECTIONS)}, got {val_selection}")
+        if mixture not in MIXTURES:
+            raise ValueError(f"--scoring.mixture must be one of {', '.join(MIXTURES)}, got {mixture}")
+        self.val_selection, self.mixture = val_selection, mixture
         self.companion, self.calibrate = companion, calibrate
         self.val_papers, self.weights = val_papers, list(weights)
         self.companion_c, self.companion_max_features = companion_c, companion_max_features
@@ -100,9 +120,7 @@ class ScoreOnFitEnd(L.Callback):
     def _fit(self, folder: Any, datamodule: Any) -> None:
         started = time.perf_counter()
         predictor = ModelPredictor(folder, "fit")
-        val = datamodule.split_samples("val")
-        if self.val_papers is not None and self.val_papers < len(val):
-            val = stratified_subset(val, self.val_papers, self.seed)
+        val = select_validation(datamodule.split_samples("val"), self.val_papers, self.val_selection, self.seed)
         texts = [sample["text"] for sample in val]
         multi_label = predictor.multi_label
         label2id = {label: index for index, label in predictor.id2label.items()}
@@ -113,31 +131,31 @@ class ScoreOnFitEnd(L.Callback):
             )
         else:
             labels = np.array([label2id[s["label"]] for s in val])
-        fitted: dict[str, Any] = {"val_papers": len(val)}
+        fitted: dict[str, Any] = {"val_papers": len(val), "val_selection": self.val_selection}
+        if val and val[0].get("published"):
+            fitted["val_published"] = [str(val[0].get("published"))[:10], str(val[-1].get("published"))[:10]]
+        fitted_on = f"the val split, {len(val)} papers ({self.val_selection})"
         companion, weight, mixed = None, 1.0, encoder
         if self.companion and not multi_label:
             companion = fit_companion(
                 datamodule.split_samples("train"), predictor.labels, self.companion_c, self.companion_max_features
             )
             tfidf = CompanionModel(companion).probabilities(texts)
-            losses = {w: _nll(w * encoder + (1 - w) * tfidf, labels) for w in self.weights}
+            losses = {}
+            for w in self.weights:
+                candidate = mix(encoder, tfidf, w, self.mixture)
+                losses[w] = fit_temperature(candidate, labels)[2] if self.calibrate else _nll(candidate, labels)
             weight = min(losses, key=lambda w: (losses[w], -w))
-            mixed = weight * encoder + (1 - weight) * tfidf
+            mixed = mix(encoder, tfidf, weight, self.mixture)
             fitted["weights_nll"] = {str(w): round(loss, 5) for w, loss in losses.items()}
         calibration = Calibration()
         if self.calibrate:
             temperature, before, after = fit_temperature(mixed, labels, multi_label=multi_label)
-            calibration = Calibration(temperature, f"the val split, {len(val)} papers", before, after)
+            calibration = Calibration(temperature, fitted_on, before, after)
         fitted["seconds"] = round(time.perf_counter() - started, 1)
-        self.scoring = Scoring(calibration, weight, companion, self.abstain_below, fitted)
+        self.scoring = Scoring(calibration, weight, companion, self.abstain_below, fitted, self.mixture)
         record_scoring(folder, self.scoring)
-        log.info(
-            "scoring fitted on %d val papers in %.0f s: encoder weight %.1f, temperature %.3f",
-            len(val),
-            fitted["seconds"],
-            weight,
-            calibration.temperature,
-        )
+        log.info("scoring fitted on %d val papers in %.0f s: %s", len(val), fitted["seconds"], self.scoring.describe())
 
 
 class ArtifactAnswers:
@@ -168,6 +186,30 @@ class ArtifactAnswers:
         if self._rows is None:
             self._rows = self._texts()
         return self.scorer(probabilities, [self._rows[row] for row in rows.tolist()])
+
+
+def select_validation(
+    samples: list[dict[str, Any]], count: int | None, selection: str = "newest", seed: int = 42
+) -> list[dict[str, Any]]:
+    """The validation papers the scoring is fitted on.
+
+    Args:
+        samples: the validation split.
+        count: how many; None or more than there are: all of them.
+        selection: ``newest`` (the latest ``published``, ties and undated papers by file order) or ``stratified``.
+        seed: the stratified draw's seed.
+
+    Returns:
+        The chosen papers, oldest first for ``newest``, in file order for ``stratified``.
+    """
+    if count is None or count >= len(samples):
+        chosen = list(samples)
+    elif selection == "stratified":
+        return stratified_subset(samples, count, seed)
+    else:
+        chosen = list(samples)
+    ordered = sorted(range(len(chosen)), key=lambda i: (str(chosen[i].get("published") or ""), i))
+    return [chosen[i] for i in ordered[len(ordered) - (count or len(ordered)) :]]
 
 
 def fit_companion(

@@ -13,9 +13,9 @@ import torch
 from clf.artifact import Calibration, ModelArtifact, Scoring, record_scoring
 from clf.evaluation.metrics import expected_calibration_error
 from clf.inference import ModelPredictor
-from clf.inference.scoring import CompanionModel, fit_temperature, scale, scale_sigmoids
+from clf.inference.scoring import CompanionModel, fit_temperature, mix, scale, scale_sigmoids
 from clf.model.onnx_export import export_onnx
-from clf.training.finishing import fit_companion
+from clf.training.finishing import fit_companion, select_validation
 from tests.conftest import load_shared_papers
 from tests.helpers.exports import LABELS, build_export
 
@@ -59,7 +59,7 @@ def hybrid(tmp_path_factory):
     folder = build_export(tmp_path_factory.mktemp("hybrid") / "export", seed=7, accuracy=0.5)
     plain = ModelPredictor(folder, "plain")
     companion = fit_companion(SAMPLES[:150], plain.labels, max_features=5000)
-    record_scoring(folder, Scoring(Calibration(1.5, "test"), 0.5, companion))
+    record_scoring(folder, Scoring(Calibration(1.5, "test"), 0.5, companion, mixture="log_linear"))
     export_onnx(folder, [s["text"] for s in SAMPLES[:40]])
     return folder, plain
 
@@ -68,11 +68,13 @@ def test_the_companion_round_trips_and_both_backends_apply_the_same_scoring(hybr
     folder, plain = hybrid
     artifact = ModelArtifact.open(folder)  # the scoring files are in the manifest: still intact
     assert artifact.scoring.encoder_weight == 0.5 and artifact.scoring.calibration.temperature == 1.5
+    assert artifact.scoring.mixture == "log_linear"
     assert {"scoring.json", "tfidf.json", "tfidf.safetensors"} <= {entry.name for entry in artifact.manifest}
     texts = [s["text"] for s in SAMPLES[150:190]]
     encoder = plain.predict_probabilities(texts).double().numpy()
     tfidf = CompanionModel(artifact.scoring.companion).probabilities(texts)
-    expected = scale(0.5 * encoder + 0.5 * tfidf, 1.5)
+    geometric = np.sqrt(encoder * tfidf)  # the log-linear mixture at weight 0.5, by hand
+    expected = scale(geometric / geometric.sum(axis=1, keepdims=True), 1.5)
     served = ModelPredictor(folder, "hybrid").predict_probabilities(texts).numpy()
     np.testing.assert_allclose(served, expected, atol=1e-6)
     onnx = ModelPredictor(folder, "hybrid", backend="onnx", onnx_variant="fp32").predict_probabilities(texts).numpy()
@@ -160,9 +162,29 @@ def test_the_evaluation_scores_each_stage_of_the_scoring_from_one_pass(hybrid):
     raw = plain.predict_probabilities(texts).numpy()
     assert encoder.report.accuracy == pytest.approx(np.mean(raw.argmax(1) == truth))
     tfidf = CompanionModel(ModelArtifact.open(folder).scoring.companion).probabilities(texts)
-    mixed = 0.5 * raw + 0.5 * tfidf
+    mixed = np.sqrt(raw * tfidf)  # argmax of the renormalised geometric mean
     assert mixture.report.accuracy == pytest.approx(np.mean(mixed.argmax(1) == truth))
     # A temperature never changes the ranking: the answers' accuracy is the mixture's, their confidence is not.
     assert answered.report.accuracy == mixture.report.accuracy
     assert answered.report.ece != mixture.report.ece
     assert len(score_model_stages(plain, samples, resamples=10)) == 1  # a plain artifact has no stages
+
+
+def test_the_two_mixtures_of_encoder_and_companion():
+    encoder, companion = np.array([[0.8, 0.2], [0.5, 0.5]]), np.array([[0.2, 0.8], [0.9, 0.1]])
+    np.testing.assert_allclose(mix(encoder, companion, 0.25, "linear"), [[0.35, 0.65], [0.8, 0.2]])
+    geometric = mix(encoder, companion, 0.5, "log_linear")
+    np.testing.assert_allclose(geometric[0], [0.5, 0.5])  # equal and opposite experts cancel
+    np.testing.assert_allclose(geometric[1], [0.75, 0.25])  # sqrt(.45) : sqrt(.05) = 3 : 1
+    np.testing.assert_allclose(mix(encoder, companion, 1.0), encoder)
+    with pytest.raises(ValueError, match="mixture must be one of"):
+        Scoring(mixture="max")
+
+
+def test_the_scoring_is_fitted_on_the_newest_validation_papers_unless_told_otherwise():
+    papers = [{"label": "a" if i % 2 else "b", "published": f"2026-01-{i + 1:02d}", "n": i} for i in range(20)]
+    papers.reverse()
+    assert [p["n"] for p in select_validation(papers, 5)] == [15, 16, 17, 18, 19]
+    stratified = select_validation(papers, 6, "stratified")
+    assert sorted(p["label"] for p in stratified) == ["a"] * 3 + ["b"] * 3
+    assert len(select_validation(papers, None)) == len(select_validation(papers, 50)) == 20
