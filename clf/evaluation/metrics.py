@@ -24,6 +24,9 @@ The definitions, for predictions ``ŷ_i`` and true classes ``y_i``:
   ``ECE = Σ_m |B_m|/N · |acc(B_m) − conf(B_m)|``, where ``acc`` is the share of the bin's papers whose top class is
   right and ``conf`` their mean confidence. 0 is perfectly calibrated; empty bins add nothing. For a multi-label
   model ``p̂_i`` is the sigmoid of its top class, which is not a distribution over classes: read its ECE with care.
+* **abstention at threshold t**: the share of papers whose top-1 confidence is below ``t`` (answers flagged
+  ``unsure``), and the accuracy of the others and of those; with calibrated probabilities the second is high and the
+  third low.
 * **reliability diagram**: per bin, its paper count, mean confidence and accuracy (the terms of the ECE).
 * **bootstrap 95 % interval** (percentile method, Efron & Tibshirani 1993): draw ``N`` papers with replacement
   ``R = 1,000`` times from a seeded generator, compute the metric on each resample, and take the 2.5th and 97.5th
@@ -312,6 +315,47 @@ class Interval:
     high: float
 
 
+@dataclass(frozen=True)
+class Abstention:
+    """How answers split at a confidence threshold.
+
+    Attributes:
+        below: the threshold: answers whose top-1 confidence is below it are unsure.
+        unsure_share: the share of papers that are unsure.
+        accuracy_sure: the accuracy of the others (None when there are none).
+        accuracy_unsure: the accuracy of the unsure ones (None when there are none).
+    """
+
+    below: float
+    unsure_share: float
+    accuracy_sure: float | None
+    accuracy_unsure: float | None
+
+
+def abstention(probabilities: Any, labels: Any, below: float = 0.5) -> Abstention:
+    """The share of unsure answers at `below`, and the accuracy on each side.
+
+    Args:
+        probabilities: an ``(N, C)`` array.
+        labels: the ``N`` true class indices.
+        below: the confidence threshold.
+
+    Returns:
+        The split.
+
+    >>> abstention([[0.9, 0.1], [0.4, 0.6], [0.55, 0.45], [0.3, 0.7]], [0, 0, 1, 1], below=0.65)
+    Abstention(below=0.65, unsure_share=0.5, accuracy_sure=1.0, accuracy_unsure=0.0)
+    """
+    probs, truth = _checked(probabilities, labels)
+    unsure = probs.max(axis=1) < below
+    right = predicted_classes(probs) == truth
+
+    def share(mask: np.ndarray) -> float | None:
+        return float(right[mask].mean()) if mask.any() else None
+
+    return Abstention(float(below), float(unsure.mean()), share(~unsure), share(unsure))
+
+
 BOOTSTRAP_METRICS = ("accuracy", "macro_f1")
 """The metrics `bootstrap_intervals` resamples."""
 
@@ -425,6 +469,7 @@ class ClassificationReport:
         reliability: the reliability diagram's bins.
         intervals: ``accuracy`` and ``macro_f1`` → bootstrap interval.
         bootstrap: how the intervals were drawn: method, resamples, level, seed.
+        abstention: the unsure share at the model's threshold and the accuracy on each side.
     """
 
     num_samples: int
@@ -440,6 +485,7 @@ class ClassificationReport:
     reliability: list[ReliabilityBin] = field(default_factory=list)
     intervals: dict[str, Interval] = field(default_factory=dict)
     bootstrap: dict[str, Any] = field(default_factory=dict)
+    abstention: Abstention | None = None
 
     @classmethod
     def from_probabilities(
@@ -454,6 +500,7 @@ class ClassificationReport:
         resamples: int = BOOTSTRAP_RESAMPLES,
         level: float = BOOTSTRAP_LEVEL,
         seed: int = BOOTSTRAP_SEED,
+        abstain_below: float = 0.5,
     ) -> ClassificationReport:
         """Computes every metric.
 
@@ -467,6 +514,7 @@ class ClassificationReport:
             resamples: bootstrap resamples.
             level: the coverage of the bootstrap intervals.
             seed: the seed of the bootstrap.
+            abstain_below: the threshold of `abstention` (the artifact's ``abstain_below``).
 
         Returns:
             The report.
@@ -499,6 +547,7 @@ class ClassificationReport:
             reliability=diagram,
             intervals=bootstrap_intervals(probs, truth, resamples=resamples, level=level, seed=seed),
             bootstrap={"method": "percentile", "resamples": resamples, "level": level, "seed": seed},
+            abstention=abstention(probs, truth, abstain_below),
         )
 
     def to_json(self) -> dict[str, Any]:

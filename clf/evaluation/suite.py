@@ -279,14 +279,16 @@ def score_model_stages(
         "scoring": predictor.artifact.scoring.describe(),
     }
 
+    abstain_below = predictor.artifact.scoring.abstain_below
+
     def scored(name: str, probabilities: Any, stage: str) -> ScoredCandidate:
         report = ClassificationReport.from_probabilities(
-            probabilities.numpy(), truth, labels, listed, resamples=resamples, seed=seed
+            probabilities.numpy(), truth, labels, listed, resamples=resamples, seed=seed, abstain_below=abstain_below
         )
         return ScoredCandidate(name, "model", report, round(seconds, 3), {**details, "stage": stage})
 
-    results = [scored(predictor.version, answers, "answers")]
     scoring = predictor.artifact.scoring
+    results = [scored(predictor.version, answers, "answers")]
     if stages and not scoring.is_plain:
         results.append(scored(f"{predictor.version} [encoder]", encoder, "encoder"))
         if scoring.companion is not None and scoring.encoder_weight < 1:

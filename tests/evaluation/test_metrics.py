@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score, precision_recall_fscore_support
 from clf.evaluation.metrics import (
     ClassificationReport,
     Interval,
+    abstention,
     accuracy,
     any_listed_accuracy,
     bootstrap_intervals,
@@ -169,6 +170,16 @@ def test_bootstrap_intervals_are_seeded_percentiles():
     assert first["accuracy"].low < half.low < half.high < first["accuracy"].high
 
 
+def test_abstention_splits_the_answers_at_the_threshold():
+    # Confidences 0.70 ✓, 0.50 ✗, 0.85 ✓, 0.50 ✓, 0.65 ✗, 0.90 ✓: below 0.6 are papers 1 and 3, one of them right.
+    split = abstention(PROBS, TRUTH, below=0.6)
+    assert split.unsure_share == pytest.approx(2 / 6)
+    assert split.accuracy_sure == pytest.approx(3 / 4) and split.accuracy_unsure == pytest.approx(1 / 2)
+    assert abstention(PROBS, TRUTH, below=0.5).unsure_share == 0.0  # "below" is strict
+    assert abstention(PROBS, TRUTH, below=0.5).accuracy_unsure is None
+    assert abstention(PROBS, TRUTH, below=1.0).accuracy_sure is None
+
+
 def test_the_report_gathers_every_metric_and_is_json():
     report = ClassificationReport.from_probabilities(PROBS, TRUTH, ["cs.AI", "cs.CL", "cs.CV"], LISTED, k=2)
     assert report.num_samples == 6 and report.labels == ["cs.AI", "cs.CL", "cs.CV"]
@@ -179,6 +190,7 @@ def test_the_report_gathers_every_metric_and_is_json():
     assert report.per_class["cs.AI"].f1 == pytest.approx(0.8) and report.per_class["cs.CV"].support == 2
     assert report.intervals["accuracy"].low <= report.accuracy <= report.intervals["accuracy"].high
     assert report.bootstrap == {"method": "percentile", "resamples": 1000, "level": 0.95, "seed": 0}
+    assert report.abstention == abstention(PROBS, TRUTH, 0.5)
     document = json.loads(json.dumps(report.to_json()))
     assert document["intervals"]["macro_f1"].keys() == {"low", "high"}
     assert document["per_class"]["cs.CL"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}

@@ -42,7 +42,10 @@ from clf.evaluation.protocol import (
 from clf.evaluation.suite import ProtocolResult, evaluate_on_protocol
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluate_candidates.json"
-HEADER = "| candidate | accuracy [95 % CI] | macro-F1 [95 % CI] | top-3 | any-listed | ECE | test papers | time (s) |"
+HEADER = (
+    "| candidate | accuracy [95 % CI] | macro-F1 [95 % CI] | top-3 | any-listed | ECE | unsure: share (accuracy sure / "
+    "unsure) | test papers | time (s) |"
+)
 
 
 def load_candidates(specs: Sequence[str], registry: str, backend: str, device: str) -> list[Any]:
@@ -90,11 +93,21 @@ def row(name: str, candidate: dict[str, Any], count: int) -> str:
     """
     report = candidate["report"]
     ci = report["intervals"]
+    unsure = report.get("abstention") or {}
+
+    def share(value: float | None) -> str:
+        return "–" if value is None else f"{value:.2f}"
+
+    abstained = (
+        f"{unsure['unsure_share']:.2f} ({share(unsure['accuracy_sure'])} / {share(unsure['accuracy_unsure'])})"
+        if unsure
+        else "–"
+    )
     return (
         f"| {name} | {report['accuracy']:.4f} [{ci['accuracy']['low']:.4f}, {ci['accuracy']['high']:.4f}] "
         f"| {report['macro_f1']:.4f} [{ci['macro_f1']['low']:.4f}, {ci['macro_f1']['high']:.4f}] "
         f"| {report['top_k_accuracy']:.4f} | {report['any_listed_accuracy']:.4f} | {report['ece']:.4f} "
-        f"| {count} | {candidate['seconds']:.1f} |"
+        f"| {abstained} | {count} | {candidate['seconds']:.1f} |"
     )
 
 
@@ -126,7 +139,7 @@ def markdown(document: dict[str, Any]) -> str:
             f"**{name}**: {result['protocol']['description']}. {count} test papers.",
             "",
             HEADER,
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *(row(c["name"], c, count) for c in result["candidates"]),
         ]
     return "\n".join(lines) + "\n"
