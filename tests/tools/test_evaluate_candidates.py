@@ -30,6 +30,7 @@ def test_candidates_side_by_side(tool, trained_export, tmp_path, capsys):
         [
             *("--candidate", f"fitted={trained_export}", "--candidate", f"random={tiny}"),
             *("--protocols", "standard", "temporal", "--bootstrap-resamples", "100", "--output", str(output)),
+            *("--plots", str(tmp_path / "figures")),
             *data,
         ]
     )
@@ -48,6 +49,10 @@ def test_candidates_side_by_side(tool, trained_export, tmp_path, capsys):
     fitted = temporal["fitted"]
     assert f"| fitted | {fitted['accuracy']:.4f} [{fitted['intervals']['accuracy']['low']:.4f}," in table
     assert table in capsys.readouterr().out
+    figures = sorted(path.name for path in (tmp_path / "figures").iterdir())
+    assert figures == [
+        f"{kind}_{name}.png" for kind in ("per_class_f1", "reliability") for name in ("standard", "temporal")
+    ]
 
 
 def test_two_candidates_of_one_name_are_refused(tool, tmp_path):

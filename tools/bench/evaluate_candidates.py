@@ -10,7 +10,9 @@ same test papers — less any paper one of them was trained or validated on, fro
 ``--trained-on NAME=DATA_DIR`` — and the TF-IDF + logistic-regression baseline is trained on the protocol's train
 papers (C chosen on its val papers) and scored beside them. Writes tools/bench/results/evaluate_candidates.json
 (--output) and a Markdown table beside it (.md, for docs/RESULTS.md) with accuracy and macro-F1 with their 95 %
-bootstrap intervals, top-3 and any-listed accuracy, ECE (15 bins) and the time taken, and prints the table. A model
+bootstrap intervals, top-3 and any-listed accuracy, ECE (15 bins), the unsure share at each model's threshold and
+the time taken, and prints the table; ``--plots DIR`` also draws each protocol's reliability diagram and per-class
+F1. A model
 whose artifact has a TF-IDF companion or a temperature is also scored at each stage, from the same forward pass:
 ``NAME [encoder]`` (the encoder alone) and ``NAME [mixture]`` (before the temperature); --no-stages leaves them out.
 
@@ -145,6 +147,28 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(result: ProtocolResult, folder: Path, name: str) -> None:
+    """Writes ``reliability_<protocol>.png`` (answers, the uncalibrated mixtures and the baseline) and
+    ``per_class_f1_<protocol>.png`` (answers and the baseline) into `folder`.
+
+    Args:
+        result: one protocol's scores.
+        folder: where the figures go.
+        name: the protocol's name.
+    """
+    from clf.evaluation.plots import per_class_f1_plot, reliability_diagram
+
+    def stage(candidate: Any) -> str:
+        return candidate.details.get("stage", "answers") if candidate.kind == "model" else "baseline"
+
+    answers = {c.name: c.report for c in result.candidates if stage(c) in ("answers", "baseline")}
+    calibration = {c.name: c.report for c in result.candidates if stage(c) in ("answers", "mixture", "baseline")}
+    title = f"{name}: {len(result.samples)} test papers"
+    folder.mkdir(parents=True, exist_ok=True)
+    reliability_diagram(calibration, folder / f"reliability_{name}.png", title=title)
+    per_class_f1_plot(answers, folder / f"per_class_f1_{name}.png", title=title)
+
+
 def machine() -> dict[str, Any]:
     """The hardware and software the timings were taken on.
 
@@ -201,6 +225,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed,
         )
         protocols[name] = {**result.to_json(), "seconds": round(time.perf_counter() - t0, 3)}
+        if args.plots is not None:
+            plot(result, args.plots, name)
     return {
         "benchmark": "evaluate_candidates",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -247,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="score models only as they answer, not also as [encoder] and [mixture] (their scoring's stages)",
     )
+    parser.add_argument("--plots", type=Path, default=None, help="write the reliability and per-class F1 figures here")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--bootstrap-resamples", type=int, default=BOOTSTRAP_RESAMPLES)
     parser.add_argument("--seed", type=int, default=42)
