@@ -36,6 +36,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from clf.artifact import Calibration, Companion, Scoring, record_scoring
 from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW, MIXTURES
 from clf.data.datamodule import stratified_subset
+from clf.evaluation.baseline import VECTORIZER_PARAMS
 from clf.inference import ModelPredictor
 from clf.inference.scoring import CompanionModel, Scorer, fit_temperature, mix
 
@@ -48,14 +49,15 @@ DEFAULT_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 """Encoder shares tried for the mixture with the companion."""
 
 COMPANION_VECTORIZER: dict[str, Any] = {
-    "sublinear_tf": True,
-    "ngram_range": [1, 2],
-    "lowercase": True,
-    "strip_accents": "unicode",
+    "sublinear_tf": VECTORIZER_PARAMS["sublinear_tf"],
+    "ngram_range": list(VECTORIZER_PARAMS["ngram_range"]),
+    "lowercase": VECTORIZER_PARAMS["lowercase"],
+    "strip_accents": VECTORIZER_PARAMS["strip_accents"],
     "token_pattern": r"(?u)\b\w\w+\b",
     "norm": "l2",
 }
-"""The companion's TF-IDF settings: the classical baseline's (tools/bench/baseline_tfidf.py)."""
+"""The companion's TF-IDF settings as the artifact stores them: the classical baseline's (`clf.evaluation.baseline`),
+with scikit-learn's default token pattern and norm written out so the stored model does not depend on them."""
 
 
 class ScoreOnFitEnd(L.Callback):
@@ -231,14 +233,7 @@ def fit_companion(
 
     settings = dict(COMPANION_VECTORIZER)
     vectorizer = TfidfVectorizer(
-        sublinear_tf=settings["sublinear_tf"],
-        ngram_range=tuple(settings["ngram_range"]),
-        lowercase=settings["lowercase"],
-        strip_accents=settings["strip_accents"],
-        token_pattern=settings["token_pattern"],
-        norm=settings["norm"],
-        min_df=2,
-        max_df=0.9,
+        **{**VECTORIZER_PARAMS, "token_pattern": settings["token_pattern"], "norm": settings["norm"]},
         max_features=max_features,
         dtype=np.float32,
     )
