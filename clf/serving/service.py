@@ -436,10 +436,14 @@ class ClassificationService:
         latency_ms = (time.perf_counter() - started) * 1000
         error = inner.exception()
         if error is not None:  # a deadline passed in the queue, or the worker failed outside the model
+            if isinstance(error, DeadlineExceededError):
+                _resolve(outer, error=error)
+                return
+            message = f"{type(error).__name__}: {error}"
+            event = PredictionEvent(texts, [], route, user_id, latency_ms, message, time.time())
+            self._record(event)
             _resolve(outer, error=error)
-            if not isinstance(error, DeadlineExceededError):
-                message = f"{type(error).__name__}: {error}"
-                self._notify(PredictionEvent(texts, [], route, user_id, latency_ms, message, time.time()))
+            self._notify(event)
             return
         answer = inner.result()
         tags: dict[str, Any] = {"version": route.version, "arm": route.arm}
@@ -455,17 +459,20 @@ class ClassificationService:
                 records.append({**result, **tags, "prediction_id": self.prediction_ids.issue(route.version, route.arm)})
         timing = {"queue_ms": answer.queue_ms, "service_ms": answer.service_ms, "batch_size": answer.batch_size}
         if len(failures) == len(records):
-            _resolve(outer, error=failures[0])
             event = PredictionEvent(
                 texts, [], route, user_id, latency_ms, _describe(failures[0]), time.time(), **timing
             )
+            self._record(event)
+            _resolve(outer, error=failures[0])
         else:
-            _resolve(outer, result=records)
             event = PredictionEvent(texts, records, route, user_id, latency_ms, None, time.time(), **timing)
+            self._record(event)
+            _resolve(outer, result=records)
         self._notify(event)
 
-    def _notify(self, event: PredictionEvent) -> None:
-        """Records `event` in the monitor and hands it to every listener; a fault here never reaches the caller."""
+    def _record(self, event: PredictionEvent) -> None:
+        """Records `event` in the monitor before its caller is answered, so that a client which reads /metrics after
+        its answer finds its prediction counted; a fault here never reaches the caller."""
         try:
             for index, text in enumerate(event.texts):
                 record = event.records[index] if event.error is None else {"error": event.error}
@@ -479,8 +486,11 @@ class ClassificationService:
                     service_ms=event.service_ms,
                     batch_size=event.batch_size,
                 )
-        except Exception:  # the answer is already out; a monitoring fault must not hide it
+        except Exception:  # a monitoring fault must not hide the answer
             log.exception("could not record predictions in the monitor")
+
+    def _notify(self, event: PredictionEvent) -> None:
+        """Hands `event` to every listener (the prediction log, A/B outcomes) after the caller has its answer."""
         for listener in self._listeners:
             try:
                 listener(event)
