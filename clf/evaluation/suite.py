@@ -3,7 +3,7 @@
     protocol = build_protocol("temporal", categories=predictor.labels)
     seen = seen_papers(predictor.artifact)                       # what the model trained and validated on
     samples = unseen_test_samples(protocol, predictor.labels, exclude=seen.ids)
-    model = score_model(predictor, samples)                      # every metric of clf.evaluation.metrics
+    model, *stages = score_model_stages(predictor, samples)      # every metric of clf.evaluation.metrics
     baseline = score_baseline(protocol, samples, predictor.labels)
 
 A model is scored on what `clf.inference.ModelPredictor.predict_probabilities` returns, the probabilities the
@@ -200,33 +200,6 @@ def listed_of(samples: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[
     return [{label2id[c] for c in s.get("categories") or () if c in label2id} for s in samples]
 
 
-def score_model(
-    predictor: ModelPredictor,
-    samples: Sequence[dict[str, Any]],
-    *,
-    batch_size: int = 32,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-) -> ScoredCandidate:
-    """Scores a loaded model on `samples` through its predictor.
-
-    Args:
-        predictor: the model.
-        samples: test samples (``text`` or ``title``/``abstract``, ``label``, ``categories``).
-        batch_size: texts per forward pass.
-        resamples: bootstrap resamples of each interval.
-        seed: the bootstrap's seed.
-
-    Returns:
-        Its scores; ``seconds`` is the time to predict every sample.
-
-    Raises:
-        EvaluationError: for a label the model does not know.
-    """
-    scored = score_model_stages(predictor, samples, batch_size=batch_size, resamples=resamples, seed=seed, stages=False)
-    return scored[0]
-
-
 def score_model_stages(
     predictor: ModelPredictor,
     samples: Sequence[dict[str, Any]],
@@ -262,7 +235,7 @@ def score_model_stages(
     from clf.artifact import Calibration
     from clf.inference.scoring import Scorer
 
-    labels = predictor.labels
+    labels, scoring = predictor.labels, predictor.artifact.scoring
     truth = truth_of(samples, labels, predictor.version)
     listed = listed_of(samples, labels)
     texts = sample_texts(list(samples))
@@ -276,18 +249,21 @@ def score_model_stages(
         "multi_label": predictor.multi_label,
         "batch_size": batch_size,
         "papers_per_second": round(len(texts) / seconds, 2) if seconds > 0 else None,
-        "scoring": predictor.artifact.scoring.describe(),
+        "scoring": scoring.describe(),
     }
-
-    abstain_below = predictor.artifact.scoring.abstain_below
 
     def scored(name: str, probabilities: Any, stage: str) -> ScoredCandidate:
         report = ClassificationReport.from_probabilities(
-            probabilities.numpy(), truth, labels, listed, resamples=resamples, seed=seed, abstain_below=abstain_below
+            probabilities.numpy(),
+            truth,
+            labels,
+            listed,
+            resamples=resamples,
+            seed=seed,
+            abstain_below=scoring.abstain_below,
         )
         return ScoredCandidate(name, "model", report, round(seconds, 3), {**details, "stage": stage})
 
-    scoring = predictor.artifact.scoring
     results = [scored(predictor.version, answers, "answers")]
     if stages and not scoring.is_plain:
         results.append(scored(f"{predictor.version} [encoder]", encoder, "encoder"))

@@ -126,7 +126,7 @@ class ScoreOnFitEnd(L.Callback):
         texts = [sample["text"] for sample in val]
         multi_label = predictor.multi_label
         label2id = {label: index for index, label in predictor.id2label.items()}
-        encoder = predictor.predict_probabilities(texts).double().numpy()
+        encoder = predictor.encoder_probabilities(texts).double().numpy()
         if multi_label:
             labels = np.array(
                 [[1.0 if c in (s.get("categories") or [s["label"]]) else 0.0 for c in label2id] for s in val]
@@ -138,21 +138,22 @@ class ScoreOnFitEnd(L.Callback):
             fitted["val_published"] = [str(val[0].get("published"))[:10], str(val[-1].get("published"))[:10]]
         fitted_on = f"the val split, {len(val)} papers ({self.val_selection})"
         companion, weight, mixed = None, 1.0, encoder
+        temperatures: dict[float, tuple[float, float, float]] = {}  # weight -> fit_temperature of its mixture
         if self.companion and not multi_label:
             companion = fit_companion(
                 datamodule.split_samples("train"), predictor.labels, self.companion_c, self.companion_max_features
             )
             tfidf = CompanionModel(companion).probabilities(texts)
-            losses = {}
-            for w in self.weights:
-                candidate = mix(encoder, tfidf, w, self.mixture)
-                losses[w] = fit_temperature(candidate, labels)[2] if self.calibrate else _nll(candidate, labels)
+            mixtures = {w: mix(encoder, tfidf, w, self.mixture) for w in self.weights}
+            temperatures = {w: fit_temperature(m, labels) for w, m in mixtures.items()} if self.calibrate else {}
+            losses = {w: temperatures[w][2] if self.calibrate else _nll(m, labels) for w, m in mixtures.items()}
             weight = min(losses, key=lambda w: (losses[w], -w))
-            mixed = mix(encoder, tfidf, weight, self.mixture)
+            mixed = mixtures[weight]
             fitted["weights_nll"] = {str(w): round(loss, 5) for w, loss in losses.items()}
         calibration = Calibration()
         if self.calibrate:
-            temperature, before, after = fit_temperature(mixed, labels, multi_label=multi_label)
+            found = temperatures.get(weight)
+            temperature, before, after = found or fit_temperature(mixed, labels, multi_label=multi_label)
             calibration = Calibration(temperature, fitted_on, before, after)
         fitted["seconds"] = round(time.perf_counter() - started, 1)
         self.scoring = Scoring(calibration, weight, companion, self.abstain_below, fitted, self.mixture)
@@ -204,14 +205,11 @@ def select_validation(
     Returns:
         The chosen papers, oldest first for ``newest``, in file order for ``stratified``.
     """
-    if count is None or count >= len(samples):
-        chosen = list(samples)
-    elif selection == "stratified":
-        return stratified_subset(samples, count, seed)
-    else:
-        chosen = list(samples)
-    ordered = sorted(range(len(chosen)), key=lambda i: (str(chosen[i].get("published") or ""), i))
-    return [chosen[i] for i in ordered[len(ordered) - (count or len(ordered)) :]]
+    keep = len(samples) if count is None else min(count, len(samples))
+    if selection == "stratified" and keep < len(samples):
+        return stratified_subset(samples, keep, seed)
+    ordered = sorted(range(len(samples)), key=lambda i: (str(samples[i].get("published") or ""), i))
+    return [samples[i] for i in ordered[len(ordered) - keep :]]
 
 
 def fit_companion(

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from clf.artifact import ModelArtifact, is_artifact, record_test_metrics
-from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW
+from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW, Scoring
 from clf.data.datamodule import ArxivDataModule
 from clf.model.callbacks import DivergenceGuard
 from clf.model.checkpointing import BackupModelCheckpoint, resolve_checkpoint
@@ -281,10 +281,11 @@ class TrainingSession(LightningCLI):
             What the run left, with the ``test/*`` metrics and the report (also in ``self.result``).
         """
         ckpt = self._resolve_ckpt(ckpt_path)
-        self._score_as_export(model, datamodule, ckpt, "test")
+        folder = self._export_of(ckpt)
+        self._score_as_export(model, datamodule, folder, "test")
         self.trainer.test(model, datamodule, ckpt_path=ckpt, **kwargs)
         result = self._finish(Stage.TEST, ckpt)
-        if self.trainer.is_global_zero and (folder := self._export_of(ckpt)) is not None:
+        if self.trainer.is_global_zero and folder is not None:
             record_test_metrics(folder, result.test_metrics)
         return result
 
@@ -300,17 +301,18 @@ class TrainingSession(LightningCLI):
         return folder if exported_from and Path(exported_from).resolve() == Path(ckpt).resolve() else None
 
     def _score_as_export(
-        self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt: str | None, stage: str
-    ) -> None:
-        """When `ckpt` is the exported one and the export has its own scoring (a TF-IDF companion, a temperature),
-        the stage answers as the export does; otherwise with the encoder's probabilities."""
-        folder = self._export_of(ckpt)
+        self, model: ArxivClassifier, datamodule: ArxivDataModule, folder: Path | None, stage: str
+    ) -> Scoring | None:
+        """When the checkpoint is the one exported to `folder` (`_export_of`) and the export has its own scoring (a
+        TF-IDF companion, a temperature), the stage answers as the export does and that scoring is returned;
+        otherwise the encoder's probabilities are the answers and None is returned."""
         scoring = ModelArtifact.open(folder, verify=False).scoring if folder is not None else None
         if scoring is None or scoring.is_plain:
             model.answer_scoring = None
-            return
+            return None
         log.info("%s: answering as the export %s does (%s)", stage, folder, scoring.describe())
         model.answer_scoring = ArtifactAnswers(scoring, model.multi_label, lambda: datamodule.row_texts(stage))
+        return scoring
 
     def predict(
         self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs: Any
@@ -332,11 +334,10 @@ class TrainingSession(LightningCLI):
         if self.trainer.world_size > 1:
             raise ValueError("clf predict writes one file from one process: run it with --trainer.devices 1")
         ckpt = self._resolve_ckpt(ckpt_path)
-        self._score_as_export(model, datamodule, ckpt, "predict")
+        scoring = self._score_as_export(model, datamodule, self._export_of(ckpt), "predict")
         kwargs["return_predictions"] = True
         batches = self.trainer.predict(model, datamodule, ckpt_path=ckpt, **kwargs)
         out = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions.jsonl"
-        scorer = getattr(model.answer_scoring, "scorer", None)
         write_predictions(
             out,
             datamodule.predict_records,
@@ -344,7 +345,7 @@ class TrainingSession(LightningCLI):
             model.id2label,
             model.multi_label,
             model.threshold,
-            abstain_below=scorer.scoring.abstain_below if scorer is not None else DEFAULT_ABSTAIN_BELOW,
+            abstain_below=scoring.abstain_below if scoring is not None else DEFAULT_ABSTAIN_BELOW,
         )
         log.info("Wrote %d predictions to %s", len(datamodule.predict_records), out)
         return self._finish(Stage.PREDICT, ckpt, predictions=out)
