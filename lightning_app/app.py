@@ -3,8 +3,8 @@
     POST /predict     {"title": ..., "abstract": ...} | [{...}, ...] | {"papers": [...], "user_id": ...}
     GET  /health      liveness: the process answers
     GET  /health/ml   200 {"status": "healthy", "checks": {...}} or 503 {"status": "unhealthy", ...}
-    GET  /metrics     the prediction monitor's window (?window_minutes=5); Prometheus text with
-                      ?format=prometheus or "Accept: text/plain"
+    GET  /metrics     the prediction monitor's window (?window_minutes=5); the Prometheus counters and
+                      histograms with ?format=prometheus or "Accept: text/plain"
     POST /feedback    {"prediction_id": ..., "true_label": "cs.CL"} with Authorization: Bearer <token>
                       (with an experiments database)
     GET  /versions    the loaded versions, the live one, the traffic rule and batching counts
@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from clf.monitoring.metrics import PROMETHEUS_CONTENT_TYPE
 from clf.monitoring.monitor import Rejection
-from clf.monitoring.prometheus import PROMETHEUS_CONTENT_TYPE
 from clf.serving.errors import (
     ClientErrorReason,
     DeadlineExceededError,
@@ -60,6 +60,7 @@ from lightning_app.schemas import (
 
 if TYPE_CHECKING:
     from clf.monitoring.alerts import AlertManager
+    from clf.monitoring.metrics import ServiceMetrics
     from clf.serving.service import ClassificationService
 
 log = logging.getLogger("clf.serving.http")
@@ -136,6 +137,12 @@ def create_app(
 
     app = FastAPI(title="clf", summary="arXiv paper classification", lifespan=lifespan)
     app.state.service = service
+    app.add_middleware(_CountPredictRequests, metrics=service.metrics)
+
+    def reject(kind: Rejection, reason: str | None = None, version: str | None = None) -> None:
+        monitor.log_rejection(kind, reason, version)
+        service.metrics.rejected(kind, reason)
+
     request_models: dict[str, Any] = {}
     _publish_request_schemas(app, request_models)
 
@@ -143,42 +150,42 @@ def create_app(
 
     @app.exception_handler(InvalidInputError)
     async def client_error(_: Request, err: InvalidInputError) -> JSONResponse:
-        monitor.log_rejection(Rejection.CLIENT_ERROR, err.reason)
+        reject(Rejection.CLIENT_ERROR, err.reason)
         headers = {"WWW-Authenticate": 'Bearer realm="clf"'} if err.status == 401 else {}
         return _error(err.status, str(err), err.reason, err.retry_after_s, headers)
 
     @app.exception_handler(OverloadedError)
     async def overloaded(_: Request, err: OverloadedError) -> JSONResponse:
-        monitor.log_rejection(Rejection.SHED, version=err.version)
+        reject(Rejection.SHED, version=err.version)
         return _error(429, str(err), "overloaded", err.retry_after_s)
 
     @app.exception_handler(DeadlineExceededError)
     async def timed_out(_: Request, err: DeadlineExceededError) -> JSONResponse:
-        monitor.log_rejection(Rejection.TIMEOUT)
+        reject(Rejection.TIMEOUT)
         return _error(504, str(err), "timeout")
 
     @app.exception_handler(ServiceClosedError)
     async def closed(_: Request, err: ServiceClosedError) -> JSONResponse:
-        monitor.log_rejection(Rejection.SHED)
+        reject(Rejection.SHED)
         return _error(503, str(err), "unavailable", 1)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, err: HTTPException) -> JSONResponse:
         reason = _HTTP_REASONS.get(err.status_code, ClientErrorReason.INVALID_SHAPE)
-        monitor.log_rejection(Rejection.CLIENT_ERROR, reason)
+        reject(Rejection.CLIENT_ERROR, reason)
         return _error(err.status_code, str(err.detail), reason, headers=dict(err.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_parameter(_: Request, err: RequestValidationError) -> JSONResponse:
         problem = err.errors()[0]
         where = ".".join(str(part) for part in problem.get("loc", ()) if part != "query")
-        monitor.log_rejection(Rejection.CLIENT_ERROR, ClientErrorReason.INVALID_PARAMETER)
+        reject(Rejection.CLIENT_ERROR, ClientErrorReason.INVALID_PARAMETER)
         return _error(422, f"{where}: {problem.get('msg')}", ClientErrorReason.INVALID_PARAMETER)
 
     @app.exception_handler(Exception)
     async def server_error(_: Request, err: Exception) -> JSONResponse:
         log.error("request failed inside the service", exc_info=err)
-        monitor.log_rejection(Rejection.SERVER_ERROR)
+        reject(Rejection.SERVER_ERROR)
         return _error(500, f"internal error ({type(err).__name__}); the service logged it", "server_error")
 
     # --------------------------------------------------------------------------------------------- endpoints
@@ -209,6 +216,7 @@ def create_app(
         except Exception as err:  # every paper of the request failed inside the model: counted as model errors
             log.error("inference failed", exc_info=err)
             return _error(500, f"inference failed: {type(err).__name__}: {err}", "model_error")
+        request.state.clf_route = (predictions[0]["version"], predictions[0]["arm"])
         answers = [_answer(record, top_k) for record in predictions]
         return JSONResponse(
             {
@@ -271,11 +279,12 @@ def create_app(
         window_minutes: float = Query(5.0, gt=0, le=monitor.max_window_minutes),
         format: Literal["json", "prometheus"] = "json",
     ) -> Response:
-        """The monitor's metrics over the last `window_minutes`, as JSON or Prometheus text."""
+        """The monitor's metrics over the last `window_minutes` as JSON; with ``?format=prometheus`` (or ``Accept:
+        text/plain``) the Prometheus counters and histograms instead, which a Prometheus server sums over replicas."""
         accept = request.headers.get("accept", "")
         if format == "prometheus" or ("text/plain" in accept and "json" not in accept):
-            text = await run_in_threadpool(monitor.prometheus_text, window_minutes)
-            return PlainTextResponse(text, media_type=PROMETHEUS_CONTENT_TYPE)
+            text = await run_in_threadpool(service.metrics.exposition)
+            return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
         # Off the event loop: a full monitor takes tens of milliseconds to summarise.
         return JSONResponse(await run_in_threadpool(monitor.get_metrics, window_minutes))
 
@@ -335,6 +344,32 @@ def _publish_request_schemas(app: FastAPI, definitions: dict[str, Any]) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _CountPredictRequests:
+    """ASGI middleware: counts each ``POST /predict`` answer by status code, with the version and arm that answered
+    (``clf_requests_total``), whichever handler produced it."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("path") != "/predict":
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message.get("type") == "http.response.start":
+                status[0] = int(message.get("status", 500))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            version, arm = (scope.get("state") or {}).get("clf_route") or (None, None)
+            self.metrics.request(status[0], version, arm)
 
 
 async def _every(interval_seconds: float, job: Callable[[], Any]) -> None:

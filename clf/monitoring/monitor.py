@@ -1,11 +1,12 @@
-"""`PredictionMonitor`: windowed metrics of a serving process's predictions, and their Prometheus rendering.
+"""`PredictionMonitor`: windowed metrics of a serving process's predictions, for people and the embedded gates.
 
 The service logs one record per classified input; `get_metrics` summarises the last few minutes (error rate,
-latency percentiles, confidence) overall and per model version, and `prometheus_text` renders the same for a
-``/metrics`` endpoint. Latency comes three ways: end to end (what the client waited), queue wait, and model
-latency (the service time of the batch the paper ran in, also per batch size), so that gates can judge a model
-apart from the load it is under. Requests that never reached a model are counted apart (`log_rejection`): client
-errors by reason, shed load, timeouts; none of them is a prediction or an error of the model.
+latency percentiles, confidence) overall and per model version: the JSON of ``GET /metrics``, and what the gates of a
+single replica judge. (The Prometheus exposition, which sums across replicas, is `clf.monitoring.metrics`.)
+Latency comes three ways: end to end (what the client waited), queue wait, and model latency (the service time of
+the batch the paper ran in, also per batch size), so that gates can judge a model apart from the load it is under.
+Requests that never reached a model are counted apart (`log_rejection`): client errors by reason, shed load,
+timeouts; none of them is a prediction or an error of the model.
 
 >>> now = [1_000_000.0]
 >>> monitor = PredictionMonitor(clock=lambda: now[0])
@@ -35,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from clf.monitoring.prometheus import PERCENTILES, to_prometheus
+PERCENTILES = (50, 95, 99)
+"""The end-to-end latency percentiles the monitor reports (``latency_p50_ms``, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,17 +261,6 @@ class PredictionMonitor:
                 "timeouts": sum(1 for kind, _, v in refused if kind == Rejection.TIMEOUT and v == version),
             }
         return metrics
-
-    def prometheus_text(self, window_minutes: float = 5.0) -> str:
-        """`get_metrics(window_minutes)` in Prometheus text exposition format (see `to_prometheus`).
-
-        Args:
-            window_minutes: how far back the windowed metrics look.
-
-        Returns:
-            The metrics as Prometheus text, one ``clf_*`` sample per line.
-        """
-        return to_prometheus(self.get_metrics(window_minutes))
 
     def __len__(self) -> int:
         """How many records the ring holds now (some may be older than a given window)."""

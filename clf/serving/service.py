@@ -7,7 +7,9 @@
 
 Several versions can be loaded at once; a traffic rule (`clf.serving.routing`) picks the one that answers each
 request, which is how blue-green, canary and A/B experiments share one service. Every answered input is recorded
-in the `PredictionMonitor` with the version that answered it, its queue wait and its model latency.
+in the `PredictionMonitor` with the version that answered it, its queue wait and its model latency, and in the
+Prometheus counters and histograms of `ServiceMetrics` (with its arm too), as are model loads, swaps and the traffic
+shares of the installed rule.
 
 Input is validated and cleaned before it is queued (`clf.serving.inputs`), so nothing a client sends can make a
 model fail; each version's queue is bounded (a full one sheds with `OverloadedError`); and a paper that makes the
@@ -28,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from clf.inference.predictor import BASE_VERSION, Backend, ModelPredictor
+from clf.monitoring.metrics import ServiceMetrics
 from clf.monitoring.monitor import PredictionMonitor
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import BatchAnswer, DynamicBatcher
 from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelError
 from clf.serving.inputs import Input, paper_texts
 from clf.serving.prediction_ids import PredictionIds
-from clf.serving.routing import Route, SingleVersion, TrafficRule
+from clf.serving.routing import Route, SingleVersion, TrafficRule, WeightedSplit
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,7 @@ class ClassificationService:
             By default 4 × `max_batch_size`, so an accepted request waits at most about four batches.
         prediction_ids: signs the ``prediction_id`` of every answer (`PredictionIds`); a random key of this process
             by default. Replicas that take feedback for one another must share one key.
+        metrics: the Prometheus metrics every prediction, load and swap is counted in; new ones by default.
 
     Raises:
         ValueError: when `forward_batch_size` or `max_queue` is below 1.
@@ -147,6 +151,7 @@ class ClassificationService:
         backend: Backend = "torch",
         max_queue: int | None = None,
         prediction_ids: PredictionIds | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         device = resolve_device(device)
         on_gpu = device.startswith("cuda")
@@ -169,6 +174,7 @@ class ClassificationService:
         self.max_inputs = max_inputs
         self.max_text_chars = max_text_chars
         self.monitor = monitor if monitor is not None else PredictionMonitor()
+        self.metrics = metrics if metrics is not None else ServiceMetrics()
         self.warmup = warmup
         self.backend = backend
         self.max_queue = max_queue
@@ -180,6 +186,8 @@ class ClassificationService:
         self._add(first)
         self._live = first.version
         self._rule: TrafficRule = SingleVersion(first.version)
+        self.metrics.went_live(first.version)
+        self.metrics.traffic(traffic_shares(self._rule))
         log.info("serving %s from %s (%s backend)", first.version, first.model_dir, first.backend)
 
     # ------------------------------------------------------------------------------------------------ versions
@@ -257,6 +265,8 @@ class ClassificationService:
         with self._lock:
             previous, self._live = self._live, version
             self._rule = SingleVersion(version)
+        self.metrics.went_live(version)
+        self.metrics.traffic({version: 1.0})
         log.info("live version: %s (was %s)", version, previous)
         return previous
 
@@ -275,6 +285,7 @@ class ClassificationService:
             if missing:
                 raise ValueError(f"traffic rule names versions that are not loaded: {missing}; load them first")
             self._rule = rule
+        self.metrics.traffic(traffic_shares(rule))
         log.info("traffic rule: %r", rule)
 
     def unload(self, version: str) -> None:
@@ -292,6 +303,7 @@ class ClassificationService:
             loaded = self._loaded.pop(version, None)
         if loaded is not None:
             loaded.batcher.close()
+            self.metrics.unloaded(version)
             log.info("unloaded %s", version)
 
     def close(self) -> None:
@@ -488,6 +500,21 @@ class ClassificationService:
                 )
         except Exception:  # a monitoring fault must not hide the answer
             log.exception("could not record predictions in the monitor")
+        try:
+            confidences = [
+                None if event.error is not None or record.get("error") else record.get("probability")
+                for record in (event.records or [{}] * len(event.texts))
+            ]
+            self.metrics.observe(
+                event.route.version,
+                event.route.arm,
+                event.latency_ms,
+                confidences,
+                service_ms=event.service_ms,
+                batch_size=event.batch_size,
+            )
+        except Exception:
+            log.exception("could not record predictions in the metrics")
 
     def _notify(self, event: PredictionEvent) -> None:
         """Hands `event` to every listener (the prediction log, A/B outcomes) after the caller has its answer."""
@@ -543,7 +570,25 @@ class ClassificationService:
         if existing is not None:
             batcher.close()
             return existing.predictor
+        self.metrics.loaded(predictor.version)
         return predictor
+
+
+def traffic_shares(rule: TrafficRule) -> dict[str, float]:
+    """The share of requests `rule` sends each version (an unknown kind of rule: equal shares).
+
+    Args:
+        rule: a traffic rule.
+
+    Returns:
+        version → share, summing to 1.
+    """
+    if isinstance(rule, WeightedSplit):
+        if rule.control == rule.treatment:
+            return {rule.control: 1.0}
+        return {rule.control: 1.0 - rule.treatment_share, rule.treatment: rule.treatment_share}
+    versions = sorted(rule.versions)
+    return {version: 1.0 / len(versions) for version in versions}
 
 
 def _describe(error: BaseException) -> str:

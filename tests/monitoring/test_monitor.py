@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import threading
 from datetime import UTC, datetime
 
 import pytest
 
-from clf.monitoring import PROMETHEUS_CONTENT_TYPE, PredictionMonitor, to_prometheus
+from clf.monitoring import PredictionMonitor
 from tests.monitoring.conftest import FakeClock
 
 
@@ -252,76 +251,6 @@ def test_a_window_longer_than_the_records_kept_is_refused() -> None:
         PredictionMonitor(max_window_minutes=60).get_metrics(window_minutes=90)
 
 
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{((?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*)\})? (\S+)$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def _parse_prometheus(text: str) -> tuple[dict[str, str], list[tuple[str, dict[str, str], float]]]:
-    """Parses exposition text strictly: every line a HELP, a TYPE or a sample of a family already typed."""
-    assert text.endswith("\n")
-    types: dict[str, str] = {}
-    samples = []
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            types[name] = kind
-            continue
-        found = _SAMPLE.match(line)
-        assert found, f"not a sample line: {line!r}"
-        name, labels, value = found.groups()
-        assert name in types, f"{name} has no # TYPE line before its samples"
-        samples.append((name, dict(_LABEL.findall(labels or "")), float(value)))
-    return types, samples
-
-
-def test_prometheus_text_parses_and_matches_the_metrics(clock: FakeClock) -> None:
-    monitor = PredictionMonitor(clock=clock)
-    for latency in (10.0, 20.0, 30.0, 40.0):
-        _log(monitor, latency, confidence=0.9, version="v1.2.0")
-    _log(monitor, 50.0, error="boom", version="v1.3.0")
-
-    types, samples = _parse_prometheus(monitor.prometheus_text(window_minutes=5))
-    values = {(name, tuple(sorted(labels.items()))): value for name, labels, value in samples}
-
-    assert types["clf_requests_total"] == "counter"
-    assert types["clf_window_error_rate"] == "gauge"
-    per_version = [
-        labels for name, labels, _ in samples if name.startswith(("clf_window_", "clf_requests", "clf_errors"))
-    ]
-    assert per_version and all("version" in labels for labels in per_version)
-    assert values[("clf_requests_total", (("version", "v1.2.0"),))] == 4
-    assert values[("clf_errors_total", (("version", "v1.3.0"),))] == 1
-    assert values[("clf_window_requests", (("version", "all"),))] == 5
-    assert values[("clf_window_error_rate", (("version", "all"),))] == pytest.approx(0.2)
-    assert values[("clf_window_latency_ms", (("quantile", "0.95"), ("version", "all")))] == pytest.approx(48.0)
-    # v1.3.0 had only an error: its confidence is undefined, so it has no sample rather than NaN.
-    assert ("clf_window_avg_confidence", (("version", "v1.3.0"),)) not in values
-    assert ("clf_window_avg_confidence", (("version", "v1.2.0"),)) in values
-    assert "version=0.0.4" in PROMETHEUS_CONTENT_TYPE
-
-
-def test_prometheus_label_values_are_escaped(clock: FakeClock) -> None:
-    monitor = PredictionMonitor(clock=clock)
-    _log(monitor, version='v1 "quoted" \\ and\nnewline')
-
-    _, samples = _parse_prometheus(to_prometheus(monitor.get_metrics(window_minutes=5)))
-
-    assert r"v1 \"quoted\" \\ and\nnewline" in {labels.get("version") for _, labels, _ in samples}
-
-
-def test_prometheus_text_of_an_empty_window_has_only_the_defined_samples(clock: FakeClock) -> None:
-    _, samples = _parse_prometheus(PredictionMonitor(clock=clock).prometheus_text())
-
-    assert samples == [
-        ("clf_window_requests", {"version": "all"}, 0.0),
-        ("clf_shed_total", {}, 0.0),
-        ("clf_timeouts_total", {}, 0.0),
-        ("clf_server_errors_total", {}, 0.0),
-    ]
-
-
 def test_queue_wait_and_model_latency_are_summarised_apart_and_per_batch_size(clock: FakeClock) -> None:
     monitor = PredictionMonitor(clock=clock)
     for queue_ms, service_ms, batch in ((0.0, 10.0, 1), (2.0, 12.0, 1), (400.0, 80.0, 8), (600.0, 90.0, 9)):
@@ -361,9 +290,6 @@ def test_rejections_are_counted_by_kind_and_reason_and_are_never_predictions(clo
     later = monitor.get_metrics(window_minutes=5)
     assert later["client_errors"]["total"] == 0 and later["shed"] == 0
     assert later["client_errors_total"] == {"invalid_encoding": 3, "too_deep": 1} and later["shed_total"] == 1
-    _, samples = _parse_prometheus(monitor.prometheus_text(window_minutes=5))
-    assert ("clf_client_errors_total", {"reason": "invalid_encoding"}, 3.0) in samples
-    assert ("clf_shed_total", {}, 1.0) in samples
     with pytest.raises(ValueError, match="is not a valid Rejection"):
         monitor.log_rejection("model_error")
 
