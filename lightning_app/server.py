@@ -33,10 +33,19 @@ def serve(
     max_queue: int | None = None,
     request_timeout: float = 30.0,
     max_body_bytes: int = 1_000_000,
+    max_inputs: int = 64,
+    max_text_chars: int = 20_000,
+    workers: int = 1,
     slack_webhook: str | None = None,
     alert_interval_seconds: float = 60.0,
     rollouts: bool | None = None,
     deploy_interval_seconds: float = 5.0,
+    state_db: str | None = None,
+    replica_id: str | None = None,
+    advertise_url: str | None = None,
+    lease_seconds: float = 15.0,
+    prometheus_url: str | None = None,
+    prometheus_selector: str = "",
     canary_max_p95_ratio: float = 1.2,
     canary_p95_slack_ms: float = 10.0,
     canary_min_requests: int = 50,
@@ -51,6 +60,7 @@ def serve(
     feedback_rate_limit: str = "60/minute",
     feedback_max_age_hours: float = 720.0,
     prediction_key_file: str | None = None,
+    inject_errors: str | None = None,
     json_logs: bool = False,
     log_level: str = "INFO",
 ) -> None:
@@ -79,6 +89,11 @@ def serve(
         request_timeout: seconds a prediction may take; past it the client gets 504 and the request leaves the
             queue if its batch has not started.
         max_body_bytes: larger request bodies are refused with 413.
+        max_inputs: most papers in one request (more: 422 too_many_papers).
+        max_text_chars: most characters in one paper's title and abstract together (more: 422 text_too_long).
+        workers: worker processes sharing the port, each a replica of its own (models loaded once per worker), with
+            their Prometheus metrics merged (prometheus_client's multiprocess mode in a fresh temporary folder unless
+            PROMETHEUS_MULTIPROC_DIR is set).
         slack_webhook: a Slack incoming-webhook URL for alerts (error rate, p95 latency, low confidence).
         alert_interval_seconds: how often the alert thresholds are checked.
         rollouts: run the deployment controller here: carry out `clf deploy blue-green|canary` requests on
@@ -86,7 +101,20 @@ def serve(
             shell), and roll production back on its own (the rollback monitor). Default: on, off with --version (a
             pinned version is never swapped away). --rollouts false serves the version it starts with until
             restarted: a worker beside the one that runs rollouts. The start-up log says which it is.
-        deploy_interval_seconds: how often rollouts advance and the rollback monitor looks at production.
+        deploy_interval_seconds: how often rollouts advance and the rollback monitor looks at production; also how
+            often this replica publishes its heartbeat and metrics to the state store, and the most a follower lags
+            behind the lease holder (plus the time to load a model).
+        state_db: a SQLAlchemy URL of the deployment state store shared by replicas that share no filesystem
+            (postgresql+psycopg://user@host/db); also the CLF_STATE_DB environment variable. Default: the registry's
+            deployment/ folder.
+        replica_id: this replica's name in the fleet (default: <hostname>-<pid>).
+        advertise_url: where this replica answers, as others should read it in clf deploy status (default:
+            http://<host>:<port>).
+        lease_seconds: how long the rollout lease lasts unless renewed; a replica that dies holding it is replaced
+            as leader after this long.
+        prometheus_url: a Prometheus server scraping every replica: the gates then judge its fleet-wide numbers
+            (increase and histogram buckets over the window). Default: the replicas' snapshots in the state store.
+        prometheus_selector: extra label matchers for those queries, e.g. job="clf".
         canary_max_p95_ratio: a canary stage fails when the canary's model latency p95 over the stage (service time
             at comparable batch sizes, queue excluded) reaches production's times this (and production's plus
             --canary-p95-slack-ms).
@@ -110,26 +138,128 @@ def serve(
         feedback_max_age_hours: feedback on a prediction older than this is refused.
         prediction_key_file: the key that signs prediction ids (hex), shared by replicas that take feedback for one
             another; created when missing. Default: <registry>/secrets/prediction_ids.key.
+        inject_errors: fault injection for drills and tests, VERSION=RATE: this replica fails that share of the
+            version's papers (chosen by a hash of the text) as model errors. Never set in normal serving.
         json_logs: log one JSON object per line (also CLF_JSON_LOGS=1).
         log_level: DEBUG, INFO, WARNING or ERROR.
 
     Raises:
         RuntimeError: when FastAPI or uvicorn is not installed.
         ValueError: when --rollouts true is given with --version, --canary-max-p95-ratio is below 1, a feedback
-            token is too short, or --feedback-rate-limit does not parse.
+            token is too short, --feedback-rate-limit or --inject-errors does not parse, or --workers is below 1.
     """
+    options = {name: value for name, value in locals().items() if name != "workers"}
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
     if rollouts and version is not None:
         raise ValueError(
             f"--rollouts true cannot be combined with --version {version}: rollouts move the served version with the "
             "registry; drop --version to run them, or drop --rollouts true to serve the pinned version"
         )
+
+    if workers > 1:
+        _serve_workers(options, workers)
+        return
+    server = _build_server(**options)
+    server.run()
+
+
+WORKER_OPTIONS_ENV = "CLF_SERVE_OPTIONS"
+"""Where `clf serve --workers N` hands its options to each worker process (JSON)."""
+
+
+def _serve_workers(options: dict[str, Any], workers: int) -> None:
+    """Runs `workers` uvicorn worker processes on one port, each building its own service from `options`."""
+    import json
+    import tempfile
+
+    import uvicorn
+
+    from clf.monitoring.metrics import MULTIPROC_ENV
+
+    os.environ[WORKER_OPTIONS_ENV] = json.dumps(options)
+    os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="clf-metrics-"))
+    log.info("starting %d workers on %s:%d (metrics merged in %s)", workers, options["host"], options["port"],
+             os.environ[MULTIPROC_ENV])  # fmt: skip
+    uvicorn.run(
+        "lightning_app.server:worker_app",
+        factory=True,
+        host=options["host"],
+        port=options["port"],
+        workers=workers,
+        log_config=None,
+        access_log=True,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def worker_app() -> Any:
+    """The application of one `clf serve --workers N` worker process (uvicorn's factory).
+
+    Returns:
+        The FastAPI application, built from the options in `WORKER_OPTIONS_ENV`.
+    """
+    import json
+
+    options = json.loads(os.environ[WORKER_OPTIONS_ENV])
+    return _build_server(**options).config.app
+
+
+def _build_server(
+    port: int,
+    host: str,
+    registry: str,
+    version: str | None,
+    base_model: str | None,
+    device: str,
+    backend: Literal["torch", "onnx"],
+    max_batch_size: int | None,
+    forward_batch_size: int | None,
+    max_wait_ms: float,
+    batching: bool,
+    max_queue: int | None,
+    request_timeout: float,
+    max_body_bytes: int,
+    max_inputs: int,
+    max_text_chars: int,
+    slack_webhook: str | None,
+    alert_interval_seconds: float,
+    rollouts: bool | None,
+    deploy_interval_seconds: float,
+    state_db: str | None,
+    replica_id: str | None,
+    advertise_url: str | None,
+    lease_seconds: float,
+    prometheus_url: str | None,
+    prometheus_selector: str,
+    canary_max_p95_ratio: float,
+    canary_p95_slack_ms: float,
+    canary_min_requests: int,
+    rollback_max_error_rate: float,
+    rollback_min_requests: int,
+    rollback_window_minutes: float,
+    rollback_on_latency: bool,
+    rollback_max_p95_ms: float,
+    experiments_db: str | None,
+    experiment_sync_seconds: float,
+    feedback_token_file: str | None,
+    feedback_rate_limit: str,
+    feedback_max_age_hours: float,
+    prediction_key_file: str | None,
+    inject_errors: str | None,
+    json_logs: bool,
+    log_level: str,
+) -> Any:
+    """Loads the service, its controller and its application, and returns the uvicorn server that runs them."""
     try:
         import uvicorn
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise RuntimeError('clf serve needs FastAPI and uvicorn: pip install "clf[serve]"') from err
 
     from clf.deploy.controller import DeploymentController
+    from clf.deploy.fleet import Replica
     from clf.deploy.gates import CanaryGates, RollbackThresholds
+    from clf.deploy.state import open_store
     from clf.monitoring.alerts import AlertManager
     from clf.monitoring.logs import configure_logging
     from clf.serving.prediction_ids import PredictionIds
@@ -153,8 +283,13 @@ def serve(
         batching=batching,
         max_queue=max_queue,
         prediction_ids=prediction_ids,
+        max_inputs=max_inputs,
+        max_text_chars=max_text_chars,
+        fault_injection=_fault_injection(inject_errors),
     )
-    alerts = AlertManager(slack_webhook=slack_webhook)
+    run_rollouts = version is None if rollouts is None else rollouts
+    store = open_store(registry, state_db) if run_rollouts else None
+    alerts = AlertManager(slack_webhook=slack_webhook, claim=store.claim_alert if store is not None else None)
     periodic: list[tuple[float, Callable[[], Any]]] = []
     on_shutdown: list[Callable[[], Any]] = []
     feedback = None
@@ -165,14 +300,36 @@ def serve(
         window_minutes=rollback_window_minutes,
         rollback_on_latency=rollback_on_latency,
     )
-    run_rollouts = version is None if rollouts is None else rollouts
-    if run_rollouts:
-        # Resumes a rollout left in progress by a previous process before the first request arrives.
+    if store is not None:
+        # Serves what the fleet serves before the first request arrives; the first tick takes the lease if it is
+        # free and resumes a rollout left in progress.
+        from clf.deploy.fleet import FleetMetrics, LocalMetrics
+
         gates = CanaryGates(
             max_p95_ratio=canary_max_p95_ratio, p95_slack_ms=canary_p95_slack_ms, min_requests=canary_min_requests
         )
-        controller = DeploymentController(service, alerts=alerts, gates=gates, rollback_thresholds=thresholds)
+        replica = Replica(service, store, replica_id, advertise_url or f"http://{host}:{port}")
+        source = FleetMetrics(replica, LocalMetrics(service.monitor))
+        if prometheus_url:
+            from clf.deploy.prometheus_source import PrometheusMetrics
+
+            source = PrometheusMetrics(prometheus_url, prometheus_selector)
+        controller = DeploymentController(
+            service,
+            store=store,
+            alerts=alerts,
+            gates=gates,
+            rollback_thresholds=thresholds,
+            replica=replica,
+            source=source,
+            lease_seconds=lease_seconds,
+        )
         periodic.append((deploy_interval_seconds, controller.tick))
+        on_shutdown.append(controller.close)
+        log.info(
+            "replica %s (%s) on %s; gates judge %s", replica.id, replica.url, store.where,
+            f"Prometheus at {prometheus_url}" if prometheus_url else "the fleet's snapshots in the store",
+        )  # fmt: skip
     log.info("%s", _rollouts_line(run_rollouts, version, registry, deploy_interval_seconds, thresholds))
     if experiments_db:
         from clf.experiments import ABTestingFramework, ExperimentSync
@@ -216,7 +373,7 @@ def serve(
         service.max_queue,
         request_timeout,
     )
-    server.run()
+    return server
 
 
 def _rollouts_line(
@@ -239,6 +396,23 @@ def _rollouts_line(
         f"rollouts off ({why}): this process carries out no clf deploy request on {registry}, does not follow its "
         "production version and rolls nothing back on its own; one clf serve on that registry must run with rollouts on"
     )
+
+
+def _fault_injection(spec: str | None) -> dict[str, float]:
+    """``VERSION=RATE`` (comma-separated for several) as a dict; empty without a spec."""
+    if not spec:
+        return {}
+    faults = {}
+    for part in spec.split(","):
+        version, _, rate = part.partition("=")
+        try:
+            value = float(rate)
+        except ValueError:
+            value = -1.0
+        if not version.strip() or not 0.0 <= value <= 1.0:
+            raise ValueError(f"--inject-errors takes VERSION=RATE with a rate in [0, 1], like v1.1.0=0.5; got {part!r}")
+        faults[version.strip()] = value
+    return faults
 
 
 def _feedback_tokens(token_file: str | None) -> list[str]:

@@ -158,11 +158,12 @@ class BlueGreenRollout:
         context.store.save(state.ended())
         return [decision]
 
-    def resume(self, state: DeploymentState) -> Decision:
+    def resume(self, state: DeploymentState, why: str = "service restarted") -> Decision:
         """After a restart: the registry already names green, so the new process serves it; the watch starts again.
 
         Args:
             state: the saved state, in phase ``watching``.
+            why: what made it resume, for the decision's reason.
 
         Returns:
             The ``resumed`` decision.
@@ -170,7 +171,7 @@ class BlueGreenRollout:
         state.stage_started_at = self.context.clock()
         self.context.store.save(state)
         return self.context.record(
-            Action.RESUMED, state.candidate, "service restarted; the blue-green watch starts its clock again"
+            Action.RESUMED, state.candidate, f"{why}; the blue-green watch starts its clock again"
         )
 
     def _reject(self, state: DeploymentState, version: str, reason: str) -> Decision:

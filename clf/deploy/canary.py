@@ -183,12 +183,13 @@ class CanaryRollout:
         reason = f"{state.stage} % of traffic, {state.stage_seconds:.0f} s"
         return decisions + [context.record(Action.STAGE_STARTED, state.candidate, reason, stage=state.stage)]
 
-    def resume(self, state: DeploymentState) -> Decision:
+    def resume(self, state: DeploymentState, why: str = "service restarted") -> Decision:
         """After a restart: loads the canary again, installs its stage's split and starts the stage's clock again
         (the interrupted stage's metrics were in the old process's memory).
 
         Args:
             state: the saved state, in phase ``canary``.
+            why: what made it resume, for the decision's reason.
 
         Returns:
             The ``resumed`` decision, or ``rolled_back`` when the canary no longer loads.
@@ -201,7 +202,7 @@ class CanaryRollout:
         self.context.service.set_traffic_rule(canary_split(state))
         state.stage_started_at = self.context.clock()
         self.context.store.save(state)
-        reason = f"service restarted; stage {state.stage} % starts its clock again"
+        reason = f"{why}; stage {state.stage} % starts its clock again"
         return self.context.record(Action.RESUMED, state.candidate, reason, stage=state.stage)
 
     def _promote(self, state: DeploymentState, evidence: dict[str, Any]) -> Decision:

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from clf.deploy.fleet import LocalMetrics, MetricsSource
 from clf.deploy.state import Action, Decision, DeploymentState, DeploymentStore
 
 if TYPE_CHECKING:
@@ -48,11 +49,12 @@ class Strategy(Protocol):
         """
         ...
 
-    def resume(self, state: DeploymentState) -> Decision:
-        """Picks the rollout up in a new process.
+    def resume(self, state: DeploymentState, why: str = "service restarted") -> Decision:
+        """Picks the rollout up in a new process (or a replica that took the lease over).
 
         Args:
             state: the saved state, in this strategy's phase.
+            why: what made it resume, for the decision's reason.
 
         Returns:
             The ``resumed`` decision, or the one that ended the rollout when it cannot go on.
@@ -69,6 +71,8 @@ class RolloutContext:
         store: where the state and decisions live.
         alerts: posts rollbacks, rejections and promotions; log-only when None.
         clock: epoch seconds; a test seam.
+        source: where the gates read a version's numbers (this process's monitor by default; the fleet's through
+            `clf.deploy.fleet`).
     """
 
     def __init__(
@@ -78,15 +82,17 @@ class RolloutContext:
         store: DeploymentStore,
         alerts: AlertManager | None,
         clock: Callable[[], float],
+        source: MetricsSource | None = None,
     ) -> None:
         self.service = service
         self.registry = registry
         self.store = store
         self.alerts = alerts
         self.clock = clock
+        self.source = source or LocalMetrics(service.monitor)
 
     def metrics(self, version: str, window_minutes: float) -> dict[str, Any]:
-        """One version's metrics over the last `window_minutes` (clipped to what the monitor keeps).
+        """One version's metrics over the last `window_minutes`, from the context's `source`.
 
         Args:
             version: the version.
@@ -95,9 +101,7 @@ class RolloutContext:
         Returns:
             Its metrics in `PredictionMonitor.get_metrics` form, or ``{"total": 0}`` when it answered nothing.
         """
-        monitor = self.service.monitor
-        window = min(max(window_minutes, 1e-6), monitor.max_window_minutes)
-        return monitor.get_metrics(window)["by_version"].get(version) or {"total": 0}
+        return self.source.metrics(version, window_minutes)
 
     def record(
         self,

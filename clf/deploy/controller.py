@@ -14,17 +14,26 @@ when the live version went live, the last refused rollback) is in `DeploymentSta
 is derived from it. A restarted process — or another one reading the same folder — decides the same. On start the
 controller resumes what the state says: a canary continues at its recorded stage, a blue-green watch goes on, each
 with its clock started again (the metrics of the interrupted stage were in the old process's memory).
+
+**A fleet.** Given a `Replica`, the controller is one of many on the same store, and only the one holding the
+rollout lease (`DeploymentStore.acquire_lease`, renewed at every tick, `lease_seconds` long) drives: the others
+`follow` — they serve the saved state's canary split and the registry's production version, loading and unloading as
+needed, and decide nothing. A replica that takes the lease over (its holder stopped, or died and let it lapse)
+resumes the rollout at its stage as a restarted process would. The leader's gates read the whole fleet's numbers
+(`clf.deploy.fleet.FleetMetrics`, or a Prometheus server).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clf.deploy.blue_green import BlueGreenRollout
-from clf.deploy.canary import CanaryRollout
+from clf.deploy.canary import CanaryRollout, canary_split, is_canary_split
 from clf.deploy.context import RolloutContext, Strategy
+from clf.deploy.fleet import FleetMetrics, LocalMetrics, MetricsSource, Replica
 from clf.deploy.gates import CanaryGates, RollbackThresholds
 from clf.deploy.rollback_watch import RollbackWatch
 from clf.deploy.state import (
@@ -44,6 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Action", "DeploymentController", "Decision", "Phase"]
 
+log = logging.getLogger("clf.deploy")
+
 _FINAL = (Action.PROMOTED, Action.ROLLED_BACK, Action.ROLLBACK_FAILED)
 
 
@@ -59,10 +70,15 @@ class DeploymentController:
         rollback_thresholds: when production is rolled back on its own.
         max_stage_extension: a stage still short of canary requests after this many stage lengths rolls back.
         clock: epoch seconds; a test seam.
-        resume: pick up the persisted rollout now.
+        resume: pick up the persisted rollout now (with a `replica`: when it first takes the lease).
+        replica: this process as a member of a fleet sharing `store`: rollouts are driven only while it holds the
+            lease, and followed otherwise. None: the only controller on the store (no lease).
+        source: where the gates read a version's numbers; by default this process's monitor, or with a `replica`
+            the fleet's snapshots in the store (`FleetMetrics`).
+        lease_seconds: how long the rollout lease lasts unless renewed (several tick intervals).
 
     Raises:
-        ValueError: when `max_stage_extension` is below 1.
+        ValueError: when `max_stage_extension` is below 1 or `lease_seconds` is not positive.
 
     Attributes:
         canary: the canary strategy.
@@ -82,14 +98,29 @@ class DeploymentController:
         max_stage_extension: float = 3.0,
         clock: Callable[[], float] = time.time,
         resume: bool = True,
+        replica: Replica | None = None,
+        source: MetricsSource | None = None,
+        lease_seconds: float = 15.0,
     ) -> None:
+        if not lease_seconds > 0:
+            raise ValueError(f"--lease-seconds must be positive, got {lease_seconds}")
         registry = registry or service.registry
-        self.context = RolloutContext(service, registry, store or DeploymentStore(registry.base_dir), alerts, clock)
+        if source is None and replica is not None:
+            source = FleetMetrics(replica, LocalMetrics(service.monitor), clock)
+        store = store or DeploymentStore(registry.base_dir)
+        self.context = RolloutContext(service, registry, store, alerts, clock, source)
         self.gates = gates or CanaryGates()
         self.rollback_thresholds = rollback_thresholds or RollbackThresholds()
         self.watch = RollbackWatch(self.context, self.rollback_thresholds)
         self.canary = CanaryRollout(self.context, self.gates, max_stage_extension)
         self.blue_green = BlueGreenRollout(self.context, self.gates, self.watch)
+        self.replica = replica
+        self.lease_seconds = float(lease_seconds)
+        self.leading = replica is None
+        self._resume_on_lead = resume
+        if replica is not None:
+            self.follow()  # serve what the fleet serves from the first request; leading starts at the first tick
+            return
         with self.store.locked():  # the rollback watch judges the live version from when it went live
             state = self.store.load()
             if self.watch.adopt(state):
@@ -122,9 +153,96 @@ class DeploymentController:
     def tick(self) -> list[Decision]:
         """Advances the saved rollout by one step; when idle, follows the registry and watches production.
 
+        With a `replica`, only while it holds the rollout lease (taken or renewed here); otherwise see `follow`.
+
         Returns:
-            The decisions taken in this step.
+            The decisions taken in this step (none by a follower).
         """
+        if self.replica is None:
+            return self._drive()
+        self.replica.publish()
+        lease = self.store.lease()
+        if lease is not None and lease.held_by_other(self.replica.id, self.clock()):
+            self._follower(lease.holder)
+            return self.follow()
+        with self.store.locked():
+            previous = self.store.lease()
+            if self.store.acquire_lease(self.replica.id, self.lease_seconds, self.clock()) is not None:
+                decisions = [] if self.leading else self._take_over(previous.holder if previous else None)
+                self.leading = True
+                return decisions + self._drive()
+        self._follower(previous.holder if previous else None)
+        return self.follow()
+
+    def follow(self) -> list[Decision]:
+        """Serves what the fleet serves, deciding nothing: the saved canary's split and the registry's production.
+
+        A canary's candidate is loaded and its stage's split installed; otherwise the registry's production version
+        is swapped in (the previous one unloaded) and a canary split the state no longer runs is dropped. Traffic
+        rules a canary did not install (an A/B experiment's) are left alone.
+
+        Returns:
+            No decisions (they are the lease holder's); a list for the symmetry with `tick`.
+        """
+        state = self.store.load()
+        service = self.service
+        if state.phase == Phase.CANARY and state.candidate and state.baseline:
+            if service.live_version != state.baseline:
+                self.context.unload_quietly(service.swap(state.baseline))
+            service.load(state.candidate)
+            rule = canary_split(state)
+            if service.traffic_rule != rule:
+                service.set_traffic_rule(rule)
+            return []
+        production = self.registry.production_version()
+        if production is not None and production != service.live_version:
+            previous = service.swap(production)
+            log.info("following the registry: serving %s (was %s)", production, previous)
+            self.context.unload_quietly(previous)
+        rule = service.traffic_rule
+        if is_canary_split(rule):
+            service.set_traffic_rule(None)
+            if rule.treatment != service.live_version:
+                self.context.unload_quietly(rule.treatment)
+        return []
+
+    def close(self) -> None:
+        """Leaves the fleet: gives the lease up (another replica takes over at its next tick) and publishes a last
+        record. Without a replica, nothing to do."""
+        if self.replica is None:
+            return
+        try:
+            if self.leading:
+                self.store.release_lease(self.replica.id)
+            self.replica.leave()
+        except Exception:
+            log.exception("could not leave the fleet cleanly; the lease lapses after %g s", self.lease_seconds)
+        self.leading = False
+
+    def _follower(self, holder: str | None) -> None:
+        if self.leading:
+            log.warning("replica %s lost the rollout lease to %s; following", self.replica_id, holder)
+        self.leading = False
+
+    def _take_over(self, previous: str | None) -> list[Decision]:
+        """The first tick holding the lease: adopt the live version, and resume a rollout in progress."""
+        state = self.store.load()
+        log.info("replica %s holds the rollout lease (was %s)", self.replica_id, previous or "nobody")
+        if self.watch.adopt(state):
+            self.store.save(state)
+        if not self._resume_on_lead or state.phase not in (Phase.CANARY, Phase.WATCHING):
+            return []
+        why = f"replica {self.replica_id} took the rollout lease"
+        if previous and previous != self.replica_id:
+            why += f" over from {previous}"
+        return [self._strategy(state).resume(state, why)]
+
+    @property
+    def replica_id(self) -> str | None:
+        """This replica's id (None outside a fleet)."""
+        return self.replica.id if self.replica is not None else None
+
+    def _drive(self) -> list[Decision]:
         with self.store.locked():
             state = self.store.load()
             if state.phase == Phase.REQUESTED:

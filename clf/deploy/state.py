@@ -3,15 +3,23 @@
     <registry>/deployment/state.json       what is rolling out, how, and where it stands (atomic rewrite)
     <registry>/deployment/decisions.jsonl  one line per decision, with its reason and the metrics behind it
     <registry>/deployment/state.lock       held around every read-modify-write
+    <registry>/deployment/lease.json       which replica drives rollouts, until when (`Lease`)
+    <registry>/deployment/replicas/*.json  each replica's heartbeat, what it serves and its metric snapshots
+    <registry>/deployment/alerts.json      when each alert was last sent by any replica (one alert per fleet)
 
 The registry's production pointer says what is live; this state says what is on its way, and what the rollback
 watch remembers between steps (when the live version went live, the last rollback the registry refused). Nothing a
 strategy decides on lives only in a process's memory: a restarted service, or another process reading the same
 folder, reads this state and decides the same (see `DeploymentController`).
+
+`SqlDeploymentStore` (`clf.deploy.sql_store`) keeps the same things in a SQL database for replicas that share no
+filesystem; `open_store` picks one.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -213,6 +221,33 @@ class DeploymentState:
         return cls(**values)
 
 
+@dataclass(frozen=True)
+class Lease:
+    """The right to drive rollouts, held by one replica until it expires unless renewed.
+
+    Attributes:
+        holder: the replica id holding it.
+        acquired_at: when this holder took it, epoch seconds.
+        expires_at: when it lapses unless renewed, epoch seconds.
+    """
+
+    holder: str
+    acquired_at: float
+    expires_at: float
+
+    def held_by_other(self, replica_id: str, now: float) -> bool:
+        """Whether another replica holds it now.
+
+        Args:
+            replica_id: the asking replica.
+            now: epoch seconds.
+
+        Returns:
+            True while another holder's lease has not expired.
+        """
+        return self.holder != replica_id and self.expires_at > now
+
+
 class DeploymentStore:
     """Reads and writes the deployment state and appends decisions, under one file lock.
 
@@ -227,6 +262,14 @@ class DeploymentStore:
         self.state_path = self.folder / "state.json"
         self.decisions_path = self.folder / "decisions.jsonl"
         self._lock = FileLock(str(self.folder / "state.lock"), timeout=lock_timeout)
+        self.lease_path = self.folder / "lease.json"
+        self.replicas_dir = self.folder / "replicas"
+        self.alerts_path = self.folder / "alerts.json"
+
+    @property
+    def where(self) -> str:
+        """Where the state lives, in words (for logs)."""
+        return str(self.folder)
 
     def load(self) -> DeploymentState:
         """The saved state, or an idle one when none was saved.
@@ -289,6 +332,132 @@ class DeploymentStore:
         """
         with self._lock:
             yield
+
+    # --------------------------------------------------------------------------------------------- the fleet
+
+    def lease(self) -> Lease | None:
+        """The rollout lease as last written (it may have expired).
+
+        Returns:
+            The lease, or None when no replica ever took it.
+        """
+        if not self.lease_path.is_file():
+            return None
+        try:
+            record = read_json(self.lease_path)
+            return Lease(str(record["holder"]), float(record["acquired_at"]), float(record["expires_at"]))
+        except (KeyError, TypeError, ValueError, DataFileError):
+            return None  # a torn or foreign file: nobody holds it, the next acquire rewrites it
+
+    def acquire_lease(self, replica_id: str, seconds: float, now: float) -> Lease | None:
+        """Takes or renews the rollout lease for `replica_id` unless another replica holds it.
+
+        Call it inside `locked`, around the work the lease covers, so that no two replicas act at once.
+
+        Args:
+            replica_id: the replica asking.
+            seconds: how long the lease lasts unless renewed.
+            now: epoch seconds.
+
+        Returns:
+            The lease now held by `replica_id`, or None when another replica holds it.
+        """
+        current = self.lease()
+        if current is not None and current.held_by_other(replica_id, now):
+            return None
+        acquired = current.acquired_at if current is not None and current.holder == replica_id else now
+        lease = Lease(replica_id, acquired, now + seconds)
+        write_json_atomic(self.lease_path, asdict(lease))
+        return lease
+
+    def release_lease(self, replica_id: str) -> None:
+        """Gives the lease up at once (a replica shutting down), if `replica_id` holds it.
+
+        Args:
+            replica_id: the replica giving it up.
+        """
+        with self.locked():
+            current = self.lease()
+            if current is not None and current.holder == replica_id:
+                self.lease_path.unlink(missing_ok=True)
+
+    def put_replica(self, record: dict[str, Any]) -> None:
+        """Writes one replica's record (heartbeat, what it serves, metric snapshots), replacing its last one.
+
+        Args:
+            record: a JSON-ready dict with at least ``id``.
+        """
+        self.replicas_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.replicas_dir / f"{_file_name(record['id'])}.json", record)
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """Every replica record, by id (dead replicas too, until `drop_replica`).
+
+        Returns:
+            The records as written by `put_replica`.
+        """
+        records = []
+        for path in sorted(self.replicas_dir.glob("*.json")) if self.replicas_dir.is_dir() else []:
+            try:
+                records.append(read_json(path))
+            except (DataFileError, ValueError, OSError):
+                continue  # being replaced right now, or torn by a crash: skipped this time
+        return records
+
+    def drop_replica(self, replica_id: str) -> None:
+        """Forgets a replica's record.
+
+        Args:
+            replica_id: its id.
+        """
+        (self.replicas_dir / f"{_file_name(replica_id)}.json").unlink(missing_ok=True)
+
+    def claim_alert(self, key: str, cooldown_seconds: float, now: float) -> bool:
+        """Claims the right to send alert `key` now, unless any replica sent it within the cool-down.
+
+        Args:
+            key: the alert's kind and scope.
+            cooldown_seconds: how long the same alert stays quiet.
+            now: epoch seconds.
+
+        Returns:
+            True when this caller should send it.
+        """
+        with self.locked():
+            sent = read_json(self.alerts_path) if self.alerts_path.is_file() else {}
+            last = sent.get(key)
+            if last is not None and now - float(last) < cooldown_seconds:
+                return False
+            sent[key] = now
+            write_json_atomic(self.alerts_path, sent)
+            return True
+
+
+def _file_name(replica_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(replica_id))[:200]
+
+
+def open_store(registry_dir: str | Path, state_db: str | None = None) -> Any:
+    """The deployment store of a registry: its ``deployment/`` folder, or a SQL database.
+
+    Args:
+        registry_dir: the registry folder.
+        state_db: a SQLAlchemy URL (``postgresql+psycopg://...``); by default the ``CLF_STATE_DB`` environment
+            variable, and without either the registry's folder.
+
+    Returns:
+        A `DeploymentStore` or a `clf.deploy.sql_store.SqlDeploymentStore` (the same methods).
+    """
+    url = state_db or os.environ.get(STATE_DB_ENV) or None
+    if url is None:
+        return DeploymentStore(registry_dir)
+    from clf.deploy.sql_store import SqlDeploymentStore
+
+    return SqlDeploymentStore(url)
+
+
+STATE_DB_ENV = "CLF_STATE_DB"
+"""The environment variable `open_store` reads the SQL state store's URL from."""
 
 
 def check_stages(stages: Sequence[int]) -> list[int]:

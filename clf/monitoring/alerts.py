@@ -180,6 +180,10 @@ class AlertManager:
         source: prefixed to every Slack message's title, to tell services sharing a channel apart.
         clock: returns epoch seconds; a test seam for the cooldown.
         sleep: waits between attempts; a test seam.
+        claim: shares the cool-down across replicas: ``claim(key, cooldown_seconds, now)`` returns whether this
+            process may send alert `key` now (the deployment store's `claim_alert`), so a fleet sends each alert
+            once. When it fails (the store is down) the process's own cool-down decides: an alert sent twice beats
+            one lost.
 
     Raises:
         ValueError: when a setting is out of range or the webhook is not an http(s) URL (the message names it).
@@ -196,6 +200,7 @@ class AlertManager:
         source: str = "clf",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        claim: Callable[[str, float, float], bool] | None = None,
     ) -> None:
         if slack_webhook and urlsplit(slack_webhook).scheme not in ("http", "https"):
             raise ValueError(
@@ -219,6 +224,7 @@ class AlertManager:
         self.source = source
         self.clock = clock
         self.sleep = sleep
+        self.claim = claim
         self._last_raised: dict[tuple[AlertKind, str | None], float] = {}
         self._lock = threading.Lock()
 
@@ -313,8 +319,13 @@ class AlertManager:
         return found
 
     def _claim(self, kind: AlertKind, version: str | None) -> bool:
-        """Marks the alert as raised now, unless it was raised within the cooldown."""
+        """Marks the alert as raised now, unless it was raised within the cooldown (by any replica, with `claim`)."""
         now = float(self.clock())
+        if self.claim is not None:
+            try:
+                return self.claim(f"{kind.value}:{version or 'all'}", self.cooldown_seconds, now)
+            except Exception:
+                log.warning("the shared alert cool-down is unreachable; this replica's own decides", exc_info=True)
         with self._lock:
             last = self._last_raised.get((kind, version))
             if last is not None and now - last < self.cooldown_seconds:

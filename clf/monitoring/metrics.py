@@ -5,8 +5,8 @@ percentiles of `PredictionMonitor` cannot be aggregated: a p95 of p95s is no p95
 
     clf_requests_total{version,arm,code}            POST /predict requests by answer status (version "none": refused
                                                     before any model was picked)
-    clf_predictions_total{version,arm}              papers classified (or failed) by a model
-    clf_prediction_errors_total{version,arm}        of those, failures of the model
+    clf_predictions_total{version}                  papers classified (or failed) by a model
+    clf_prediction_errors_total{version}            of those, failures of the model
     clf_request_latency_seconds{version}            histogram: end-to-end latency per paper, queue included
     clf_model_latency_seconds{version,batch}        histogram: service time of the batch each paper ran in, by
                                                     batch-size bucket (1, 2-3, 4-7, ...): the canary gates' latency
@@ -81,11 +81,11 @@ class ServiceMetrics:
         self.requests = Counter(
             "clf_requests", "POST /predict requests by answer.", ["version", "arm", "code"], registry=own
         )
-        self.predictions = Counter("clf_predictions", "Papers classified by a model.", ["version", "arm"], registry=own)
+        self.predictions = Counter("clf_predictions", "Papers classified by a model.", ["version"], registry=own)
         self.errors = Counter(
             "clf_prediction_errors",
             "Papers the model failed on (never the client's fault).",
-            ["version", "arm"],
+            ["version"],
             registry=own,
         )
         self.latency = Histogram(
@@ -148,7 +148,6 @@ class ServiceMetrics:
     def observe(
         self,
         version: str,
-        arm: str,
         latency_ms: float,
         confidences: Iterable[float | None],
         *,
@@ -159,7 +158,6 @@ class ServiceMetrics:
 
         Args:
             version: the version that answered.
-            arm: the traffic arm (production, canary, control, treatment).
             latency_ms: the end-to-end latency of the request.
             confidences: one per paper: its top-1 probability, or None when the model failed on it.
             service_ms: the service time of the batch the request ran in, when measured.
@@ -167,10 +165,9 @@ class ServiceMetrics:
         """
         confidences = list(confidences)
         failures = sum(1 for value in confidences if value is None)
-        self.predictions.labels(version, arm).inc(len(confidences))
-        errors = self.errors.labels(version, arm)
+        self.predictions.labels(version).inc(len(confidences))
         if failures:
-            errors.inc(failures)
+            self.errors.labels(version).inc(failures)
         latency = self.latency.labels(version)
         for value in confidences:
             latency.observe(latency_ms / 1000)
@@ -207,13 +204,23 @@ class ServiceMetrics:
         """
         self.rejections.labels(str(kind), str(reason or kind)).inc()
 
-    def loaded(self, version: str) -> None:
-        """Counts a model load.
+    def loaded(self, version: str, max_batch_size: int = 1) -> None:
+        """Counts a model load, and creates the version's series at 0.
+
+        A series born at its first request loses that request to Prometheus's ``increase`` (which starts from the
+        first sample it sees); created at load, every request of the version counts.
 
         Args:
             version: the version loaded.
+            max_batch_size: the largest batch it will run (its batch-size buckets are created up to it).
         """
         self.loads.labels(version).inc()
+        self.predictions.labels(version)
+        self.errors.labels(version)
+        for histogram in (self.latency, self.per_paper, self.batch_size, self.confidence):
+            histogram.labels(version)
+        for bucket in sorted({batch_bucket(size) for size in range(1, max(max_batch_size, 1) + 1)}):
+            self.model_latency.labels(version, bucket)
 
     def unloaded(self, version: str) -> None:
         """Counts a model unload.

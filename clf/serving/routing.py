@@ -155,3 +155,20 @@ class WeightedSplit:
         if point < self.treatment_share:
             return Route(self.treatment, self.treatment_arm, self.experiment)
         return Route(self.control, self.control_arm, self.experiment)
+
+
+def traffic_shares(rule: TrafficRule) -> dict[str, float]:
+    """The share of requests `rule` sends each version (an unknown kind of rule: equal shares).
+
+    Args:
+        rule: a traffic rule.
+
+    Returns:
+        version → share, summing to 1.
+    """
+    if isinstance(rule, WeightedSplit):
+        if rule.control == rule.treatment:
+            return {rule.control: 1.0}
+        return {rule.control: 1.0 - rule.treatment_share, rule.treatment: rule.treatment_share}
+    versions = sorted(rule.versions)
+    return {version: 1.0 / len(versions) for version in versions}

@@ -37,7 +37,7 @@ from clf.serving.batching import BatchAnswer, DynamicBatcher
 from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelError
 from clf.serving.inputs import Input, paper_texts
 from clf.serving.prediction_ids import PredictionIds
-from clf.serving.routing import Route, SingleVersion, TrafficRule, WeightedSplit
+from clf.serving.routing import Route, SingleVersion, TrafficRule, stable_bucket, traffic_shares
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,8 @@ class ClassificationService:
         prediction_ids: signs the ``prediction_id`` of every answer (`PredictionIds`); a random key of this process
             by default. Replicas that take feedback for one another must share one key.
         metrics: the Prometheus metrics every prediction, load and swap is counted in; new ones by default.
+        fault_injection: version → share of its papers to fail as model errors (chosen by a hash of the text, so
+            the same papers fail every time): fault drills and tests of the gates (``clf serve --inject-errors``).
 
     Raises:
         ValueError: when `forward_batch_size` or `max_queue` is below 1.
@@ -152,6 +154,7 @@ class ClassificationService:
         max_queue: int | None = None,
         prediction_ids: PredictionIds | None = None,
         metrics: ServiceMetrics | None = None,
+        fault_injection: dict[str, float] | None = None,
     ) -> None:
         device = resolve_device(device)
         on_gpu = device.startswith("cuda")
@@ -175,6 +178,7 @@ class ClassificationService:
         self.max_text_chars = max_text_chars
         self.monitor = monitor if monitor is not None else PredictionMonitor()
         self.metrics = metrics if metrics is not None else ServiceMetrics()
+        self.fault_injection = dict(fault_injection or {})
         self.warmup = warmup
         self.backend = backend
         self.max_queue = max_queue
@@ -507,7 +511,6 @@ class ClassificationService:
             ]
             self.metrics.observe(
                 event.route.version,
-                event.route.arm,
                 event.latency_ms,
                 confidences,
                 service_ms=event.service_ms,
@@ -555,8 +558,11 @@ class ClassificationService:
                 predictor.predict_texts([WARMUP_TEXT])
             except Exception as err:
                 raise ModelLoadError(f"{predictor.version} loads but fails its warm-up prediction: {err}") from err
+        forward = functools.partial(predictor.predict_texts, batch_size=self.forward_batch_size)
+        if self.fault_injection.get(predictor.version):
+            forward = _failing(forward, predictor.version, self.fault_injection[predictor.version])
         batcher = DynamicBatcher(
-            functools.partial(predictor.predict_texts, batch_size=self.forward_batch_size),
+            forward,
             max_batch_size=self.max_batch_size,
             max_wait_ms=self.max_wait_ms,
             batching=self.batching,
@@ -570,25 +576,20 @@ class ClassificationService:
         if existing is not None:
             batcher.close()
             return existing.predictor
-        self.metrics.loaded(predictor.version)
+        self.metrics.loaded(predictor.version, self.max_batch_size)
         return predictor
 
 
-def traffic_shares(rule: TrafficRule) -> dict[str, float]:
-    """The share of requests `rule` sends each version (an unknown kind of rule: equal shares).
+def _failing(forward: Callable[[list[str]], Any], version: str, rate: float) -> Callable[[list[str]], Any]:
+    """`forward` failing on the `rate` share of texts picked by their hash (fault injection)."""
 
-    Args:
-        rule: a traffic rule.
+    def run(texts: list[str]) -> Any:
+        picked = [text for text in texts if stable_bucket(text, f"faults-{version}") < rate]
+        if picked:
+            raise RuntimeError(f"injected fault (--inject-errors {version}={rate:g}) on {len(picked)} of {len(texts)}")
+        return forward(texts)
 
-    Returns:
-        version → share, summing to 1.
-    """
-    if isinstance(rule, WeightedSplit):
-        if rule.control == rule.treatment:
-            return {rule.control: 1.0}
-        return {rule.control: 1.0 - rule.treatment_share, rule.treatment: rule.treatment_share}
-    versions = sorted(rule.versions)
-    return {version: 1.0 / len(versions) for version in versions}
+    return run
 
 
 def _describe(error: BaseException) -> str:
