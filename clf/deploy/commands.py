@@ -1,8 +1,9 @@
 """`clf deploy`: validate a version, ask the running service for a blue-green or canary rollout, roll back, and
 show the state with its decisions.
 
-Rollouts are carried out by the serving process (`clf serve`), which reads the request from the state beside the
-registry; these commands only need the registry folder.
+Rollouts are carried out by the serving replica holding the rollout lease (`clf serve`), which reads the request
+from the state store: the registry's deployment folder, or the SQL database of ``--state-db`` (``CLF_STATE_DB``).
+These commands need only that, and may run from any shell that reaches it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,9 +20,9 @@ from clf.deploy.state import (
     Action,
     Decision,
     DeploymentError,
-    DeploymentStore,
     Phase,
     check_stages,
+    open_store,
 )
 from clf.registry import ModelRegistry, RegistryError
 
@@ -34,6 +35,7 @@ def request_deployment(
     stages: Sequence[int] = DEFAULT_STAGES,
     stage_seconds: float = 3600.0,
     watch_seconds: float = 600.0,
+    store: Any = None,
 ) -> Decision:
     """Records a rollout request for the serving process to carry out.
 
@@ -44,6 +46,7 @@ def request_deployment(
         stages: canary traffic percentages, increasing and ending at 100.
         stage_seconds: how long each canary stage is watched before the next.
         watch_seconds: how long a blue-green switch is watched before the old version is unloaded.
+        store: the deployment state store (`open_store` of the registry by default).
 
     Returns:
         The ``requested`` decision, as logged.
@@ -53,7 +56,7 @@ def request_deployment(
         RegistryError: for an unknown version.
     """
     registry.get_metadata(version)
-    store = DeploymentStore(registry.base_dir)
+    store = store or open_store(registry.base_dir)
     with store.locked():
         state = store.load()
         if state.phase != Phase.IDLE:
@@ -79,7 +82,7 @@ def request_deployment(
         return store.record(Decision(Action.REQUESTED, version, reason))
 
 
-def request_rollback(registry: ModelRegistry, reason: str = "") -> Decision:
+def request_rollback(registry: ModelRegistry, reason: str = "", store: Any = None) -> Decision:
     """Withdraws the rollout in progress, or rolls the registry's production back one version.
 
     A running service follows on its next step. Without a rollout in progress this is the registry rollback.
@@ -87,6 +90,7 @@ def request_rollback(registry: ModelRegistry, reason: str = "") -> Decision:
     Args:
         registry: the registry the service serves from.
         reason: why, recorded in the audit log and the decision; a default names this command.
+        store: the deployment state store (`open_store` of the registry by default).
 
     Returns:
         The ``rolled_back`` decision, as logged.
@@ -94,7 +98,7 @@ def request_rollback(registry: ModelRegistry, reason: str = "") -> Decision:
     Raises:
         RegistryError: when there is no previous production version to go back to.
     """
-    store = DeploymentStore(registry.base_dir)
+    store = store or open_store(registry.base_dir)
     reason = reason or "requested with clf deploy rollback"
     with store.locked():
         state = store.load()
@@ -107,20 +111,43 @@ def request_rollback(registry: ModelRegistry, reason: str = "") -> Decision:
         return store.record(Decision(Action.ROLLED_BACK, bad, f"{reason}; production is now {change.to_version}"))
 
 
-def deployment_status(registry: ModelRegistry, last: int = 20) -> dict[str, Any]:
-    """The production version, the rollout in progress and the last `last` decisions.
+def deployment_status(
+    registry: ModelRegistry, last: int = 20, store: Any = None, stale_seconds: float = 30.0
+) -> dict[str, Any]:
+    """The production version, the rollout in progress, the fleet and the last `last` decisions.
 
     Args:
         registry: the registry the service serves from.
         last: how many of the most recent decisions to include.
+        store: the deployment state store (`open_store` of the registry by default).
+        stale_seconds: a replica silent for longer is reported as not alive.
 
     Returns:
-        ``{"production", "state", "decisions"}``, ready for `json.dumps`.
+        ``{"production", "state", "lease", "replicas", "decisions"}``, ready for `json.dumps`; each replica with
+        its id, address, live version, traffic shares, and seconds since its last heartbeat.
     """
-    store = DeploymentStore(registry.base_dir)
+    store = store or open_store(registry.base_dir)
+    now = time.time()
+    lease = store.lease()
+    replicas = []
+    for record in store.replicas():
+        age = now - float(record.get("heartbeat_at") or 0)
+        replicas.append(
+            {
+                "id": record.get("id"),
+                "url": record.get("url"),
+                "alive": age <= stale_seconds and not record.get("stopped_at"),
+                "heartbeat_age_s": round(age, 1),
+                "live_version": record.get("live_version"),
+                "traffic_shares": record.get("traffic_shares"),
+                "leader": lease is not None and lease.holder == record.get("id") and lease.expires_at > now,
+            }
+        )
     return {
         "production": registry.production_version(),
         "state": store.load().to_json(),
+        "lease": None if lease is None else {**asdict(lease), "expired": lease.expires_at <= now},
+        "replicas": replicas,
         "decisions": store.decisions(last),
     }
 
@@ -137,6 +164,7 @@ def deploy(
     reason: str = "",
     skip_validation: bool = False,
     wait_seconds: float = 0.0,
+    state_db: str | None = None,
 ) -> Any:
     """Deploy a registered version: validate, blue-green, canary, rollback, status.
 
@@ -158,6 +186,8 @@ def deploy(
         reason: for rollback: why, recorded in the audit log and the decisions.
         skip_validation: start the rollout without validating first.
         wait_seconds: for blue-green and canary: wait up to this long for the rollout to end, printing the result.
+        state_db: the SQL state store the replicas share (clf serve --state-db); also CLF_STATE_DB. Default: the
+            registry's deployment/ folder.
 
     Returns:
         What was printed, as Python objects.
@@ -169,13 +199,14 @@ def deploy(
     from clf.deploy.validation import validate_deployment
 
     models = ModelRegistry(registry)
+    store = open_store(models.base_dir, state_db)
     result: Any
     if action in ("validate", "blue-green", "canary") and version is None:
         raise RegistryError(f"clf deploy {action} needs --version vX.Y.Z")
     if action == "status":
-        result = deployment_status(models)
+        result = deployment_status(models, store=store)
     elif action == "rollback":
-        result = request_rollback(models, reason).to_json()
+        result = request_rollback(models, reason, store).to_json()
     else:
         assert version is not None
         report = None
@@ -195,20 +226,25 @@ def deploy(
         else:
             strategy = "blue_green" if action == "blue-green" else "canary"
             decision = request_deployment(
-                models, strategy, version, stages=stages, stage_seconds=stage_seconds, watch_seconds=watch_seconds
+                models,
+                strategy,
+                version,
+                stages=stages,
+                stage_seconds=stage_seconds,
+                watch_seconds=watch_seconds,
+                store=store,
             )
             result = {"requested": decision.to_json(), "validation": report.to_json() if report else None}
             if wait_seconds > 0:
-                result["outcome"] = _wait_for_outcome(models, wait_seconds)
+                result["outcome"] = _wait_for_outcome(models, wait_seconds, store)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return result
 
 
-def _wait_for_outcome(registry: ModelRegistry, wait_seconds: float) -> dict[str, Any]:
-    store = DeploymentStore(registry.base_dir)
+def _wait_for_outcome(registry: ModelRegistry, wait_seconds: float, store: Any) -> dict[str, Any]:
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if store.load().phase == Phase.IDLE:
-            return {"finished": True, **deployment_status(registry, last=1)}
+            return {"finished": True, **deployment_status(registry, last=1, store=store)}
         time.sleep(1.0)
     return {"finished": False, "state": store.load().to_json(), "hint": "still rolling out; see clf deploy status"}

@@ -118,7 +118,7 @@ class Replica:
         self.clock = clock
         self.max_window_minutes = max_window_minutes
         self.started_at = float(clock())
-        self.history: list[dict[str, Any]] = [self.service.metrics.snapshot()]
+        self.history: list[dict[str, Any]] = [{**self.service.metrics.snapshot(), "at": self.started_at}]
 
     def record(self) -> dict[str, Any]:
         """This replica's record as `publish` writes it: heartbeat, serving state, snapshot history.
@@ -208,7 +208,8 @@ class FleetMetrics:
         others = [r for r in records if float(r.get("heartbeat_at") or 0) >= since and r.get("snapshots")]
         if not others:
             return self.local.metrics(version, window_minutes)
-        own = {**self.replica.record(), "snapshots": [*self.replica.history, self.replica.service.metrics.snapshot()]}
+        fresh = {**self.replica.service.metrics.snapshot(), "at": now}
+        own = {**self.replica.record(), "snapshots": [*self.replica.history, fresh]}
         total: dict[str, Any] = {}
         for record in [own, *others]:
             total = add(total, window_counts(record, version, since))

@@ -297,6 +297,7 @@ class SqlDeploymentStore:
         Returns:
             True when this caller should send it.
         """
+        self._tables()
         with self.locked(), self.engine.begin() as connection:
             last = connection.execute(sa.select(_ALERTS.c.sent_at).where(_ALERTS.c.key == key)).scalar()
             if last is not None and now - float(last) < cooldown_seconds:
