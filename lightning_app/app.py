@@ -83,6 +83,7 @@ def create_app(
     on_shutdown: Sequence[Callable[[], Any]] = (),
     feedback: Callable[[str, str], Any] | None = None,
     feedback_guard: FeedbackGuard | None = None,
+    replica_id: str | None = None,
 ) -> FastAPI:
     """Builds the HTTP application around `service`.
 
@@ -104,6 +105,8 @@ def create_app(
             for a prediction id that fails its signature check.
         feedback_guard: the tokens and rate limit of ``POST /feedback``; without one (or without tokens in it) the
             endpoint refuses everything with 403.
+        replica_id: sent as the ``X-Clf-Replica`` header of every answer, so that a client behind a load balancer
+            (and an operator reading its logs) knows which replica answered.
 
     Returns:
         The FastAPI application (``app.state.service`` is the service).
@@ -137,7 +140,7 @@ def create_app(
 
     app = FastAPI(title="clf", summary="arXiv paper classification", lifespan=lifespan)
     app.state.service = service
-    app.add_middleware(_CountPredictRequests, metrics=service.metrics)
+    app.add_middleware(_ServiceMiddleware, metrics=service.metrics, replica_id=replica_id)
 
     def reject(kind: Rejection, reason: str | None = None, version: str | None = None) -> None:
         monitor.log_rejection(kind, reason, version)
@@ -346,16 +349,17 @@ def _publish_request_schemas(app: FastAPI, definitions: dict[str, Any]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-class _CountPredictRequests:
-    """ASGI middleware: counts each ``POST /predict`` answer by status code, with the version and arm that answered
-    (``clf_requests_total``), whichever handler produced it."""
+class _ServiceMiddleware:
+    """ASGI middleware: names the replica in an ``X-Clf-Replica`` header, and counts each ``POST /predict`` answer by
+    status code with the version and arm that answered (``clf_requests_total``), whichever handler produced it."""
 
-    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+    def __init__(self, app: Any, metrics: ServiceMetrics, replica_id: str | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.header = [(b"x-clf-replica", replica_id.encode("latin-1", "replace"))] if replica_id else []
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope.get("type") != "http" or scope.get("path") != "/predict":
+        if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
         status = [500]
@@ -363,13 +367,16 @@ class _CountPredictRequests:
         async def sending(message: dict[str, Any]) -> None:
             if message.get("type") == "http.response.start":
                 status[0] = int(message.get("status", 500))
+                if self.header:
+                    message = {**message, "headers": [*message.get("headers", []), *self.header]}
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
-            version, arm = (scope.get("state") or {}).get("clf_route") or (None, None)
-            self.metrics.request(status[0], version, arm)
+            if scope.get("path") == "/predict":
+                version, arm = (scope.get("state") or {}).get("clf_route") or (None, None)
+                self.metrics.request(status[0], version, arm)
 
 
 async def _every(interval_seconds: float, job: Callable[[], Any]) -> None:

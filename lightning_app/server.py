@@ -300,6 +300,7 @@ def _build_server(
         window_minutes=rollback_window_minutes,
         rollback_on_latency=rollback_on_latency,
     )
+    replica = None
     if store is not None:
         # Serves what the fleet serves before the first request arrives; the first tick takes the lease if it is
         # free and resumes a rollout left in progress.
@@ -357,6 +358,7 @@ def _build_server(
         on_shutdown=on_shutdown,
         feedback=feedback,
         feedback_guard=guard,
+        replica_id=replica.id if replica is not None else replica_id,
     )
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True, timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)

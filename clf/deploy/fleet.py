@@ -210,12 +210,28 @@ class FleetMetrics:
             return self.local.metrics(version, window_minutes)
         fresh = {**self.replica.service.metrics.snapshot(), "at": now}
         own = {**self.replica.record(), "snapshots": [*self.replica.history, fresh]}
-        total: dict[str, Any] = {}
-        for record in [own, *others]:
-            total = add(total, window_counts(record, version, since))
-        summary = window_metrics(total)
-        summary["replicas"] = 1 + len(others)
-        return summary if summary["total"] else {"total": 0, "replicas": summary["replicas"]}
+        return store_metrics([own, *others], version, since)
+
+
+def store_metrics(records: list[dict[str, Any]], version: str, since: float) -> dict[str, Any]:
+    """A version's metrics since `since`, summed over replica records (as the store holds them).
+
+    Args:
+        records: replica records with their snapshots; only those whose heartbeat is at or after `since` count.
+        version: the version.
+        since: the window's start, epoch seconds.
+
+    Returns:
+        Its metrics (percentiles read from the summed histograms) with ``replicas`` (how many counted), or
+        ``{"total": 0, "replicas": n}``.
+    """
+    counted = [r for r in records if float(r.get("heartbeat_at") or 0) >= since and r.get("snapshots")]
+    total: dict[str, Any] = {}
+    for record in counted:
+        total = add(total, window_counts(record, version, since))
+    summary = window_metrics(total)
+    summary["replicas"] = len(counted)
+    return summary if summary["total"] else {"total": 0, "replicas": len(counted)}
 
 
 def window_counts(record: dict[str, Any], version: str, since: float) -> dict[str, Any]:
