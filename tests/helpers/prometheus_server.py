@@ -1,6 +1,7 @@
 """A real Prometheus server (Debian's ``prometheus``) on a loopback port, scraping `clf serve` replicas every second.
 
-It scrapes ``/metrics?format=prometheus`` of each target into a throwaway TSDB folder; `query` runs an instant
+It scrapes plain ``/metrics`` of each target, as tools/deploy/prometheus.yml does (the service answers Prometheus's
+own Accept header with the text exposition), into a throwaway TSDB folder; `query` runs an instant
 PromQL query through the HTTP API, as `clf.deploy.prometheus_source.PrometheusMetrics` does.
 """
 
@@ -36,8 +37,6 @@ global:
 scrape_configs:
   - job_name: clf
     metrics_path: /metrics
-    params:
-      format: [prometheus]
     static_configs:
       - targets: [{targets}]
 """
