@@ -47,14 +47,17 @@ from clf.serving.errors import (
     ServiceClosedError,
 )
 from clf.serving.health import check_model_health
+from clf.serving.routing import traffic_shares
 from lightning_app.feedback import FeedbackGuard
 from lightning_app.payloads import check_identifier, papers_and_user, read_json, validate
 from lightning_app.schemas import (
     Feedback,
     FeedbackRecorded,
     Liveness,
+    ModelHealth,
     PredictRequest,
     PredictResponse,
+    Versions,
     error_responses,
 )
 
@@ -264,7 +267,7 @@ def create_app(
         """The process is up (it says nothing about the model: see /health/ml)."""
         return {"status": "ok"}
 
-    @app.get("/health/ml", responses={200: {"content": _ANY_JSON}, 503: {"content": _ANY_JSON}})
+    @app.get("/health/ml", responses={200: {"model": ModelHealth}, 503: {"model": ModelHealth}})
     async def health_ml() -> JSONResponse:
         """Every model check; 503 when any fails."""
         report = await run_in_threadpool(check_model_health, service, latency_threshold_ms=health_latency_ms)
@@ -291,13 +294,16 @@ def create_app(
         # Off the event loop: a full monitor takes tens of milliseconds to summarise.
         return JSONResponse(await run_in_threadpool(monitor.get_metrics, window_minutes))
 
-    @app.get("/versions", responses={200: {"content": _ANY_JSON}})
+    @app.get("/versions", response_model=Versions)
     async def versions() -> dict[str, Any]:
         """What is loaded, how traffic is routed, and how many forward passes each version has run."""
+        rule = service.traffic_rule
         return {
             "live_version": service.live_version,
             "loaded_versions": service.loaded_versions,
-            "traffic_rule": repr(service.traffic_rule),
+            "traffic_rule": repr(rule),
+            "traffic_shares": traffic_shares(rule),
+            "replica": replica_id,
             "batching": service.batch_stats(),
         }
 

@@ -107,6 +107,47 @@ class ErrorResponse(BaseModel):
     retry_after_s: int | None = Field(None, description="With 429 and 503: seconds to wait, as in Retry-After.")
 
 
+class HealthCheckResult(BaseModel):
+    """One check of ``/health/ml``."""
+
+    ok: bool
+    detail: str = Field(description="What was found, in words.")
+    value: float | None = Field(None, description="The measured value, when there is one (a latency in ms).")
+
+
+class ModelHealth(BaseModel):
+    """Every model check (200 when all pass, 503 when any fails: a load balancer takes the replica out)."""
+
+    status: Literal["healthy", "unhealthy"]
+    live_version: str | None
+    checks: dict[str, HealthCheckResult] = Field(
+        description="Check name → outcome; a version other than the live one has its checks named name[version]."
+    )
+
+
+class BatchStats(BaseModel):
+    """One loaded version's batching counters."""
+
+    batching: bool
+    batches_run: int
+    texts_run: int
+    mean_batch_size: float | None
+    queued: int = Field(description="Papers waiting now.")
+    max_queue: int
+    dropped: int = Field(description="Requests taken off the queue unrun: cancelled or past their deadline.")
+
+
+class Versions(BaseModel):
+    """What this replica has loaded, and how it routes traffic."""
+
+    live_version: str
+    loaded_versions: list[str]
+    traffic_rule: str = Field(description="The installed rule, e.g. a canary's WeightedSplit, in words.")
+    traffic_shares: dict[str, float] = Field(description="Version → share of requests the rule sends it.")
+    replica: str | None = Field(None, description="This replica's id in the fleet (clf serve --replica-id).")
+    batching: dict[str, BatchStats]
+
+
 class Liveness(BaseModel):
     """The process answers."""
 

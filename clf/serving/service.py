@@ -34,7 +34,7 @@ from clf.monitoring.metrics import ServiceMetrics
 from clf.monitoring.monitor import PredictionMonitor
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import BatchAnswer, DynamicBatcher
-from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelError
+from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelError, ServiceClosedError
 from clf.serving.inputs import Input, paper_texts
 from clf.serving.prediction_ids import PredictionIds
 from clf.serving.routing import Route, SingleVersion, TrafficRule, stable_bucket, traffic_shares
@@ -412,13 +412,17 @@ class ClassificationService:
         Raises:
             InvalidInputError: for an empty, oversized or malformed paper.
             OverloadedError: when the routed version's queue is full.
+            ServiceClosedError: after `close`.
         """
         texts = self.texts_of(inputs)
         started = time.perf_counter()
         with self._lock:
             # Routing and queueing under one lock: a swap or unload can never strand a routed request.
             route = self._rule.route(user_id)
-            inner = self._loaded[route.version].batcher.submit(texts, timeout_s)
+            loaded = self._loaded.get(route.version)
+            if loaded is None:  # only after `close`: rules name loaded versions, unload refuses a routed one
+                raise ServiceClosedError("the service is shutting down; retry (another replica answers)")
+            inner = loaded.batcher.submit(texts, timeout_s)
         outer: Future[list[dict[str, Any]]] = Future()
         outer.add_done_callback(lambda done: inner.cancel() if done.cancelled() else None)
         inner.add_done_callback(functools.partial(self._finish, outer, texts, route, user_id, started))
