@@ -171,6 +171,7 @@ WORKER_OPTIONS_ENV = "CLF_SERVE_OPTIONS"
 def _serve_workers(options: dict[str, Any], workers: int) -> None:
     """Runs `workers` uvicorn worker processes on one port, each building its own service from `options`."""
     import json
+    import shutil
     import tempfile
 
     import uvicorn
@@ -178,19 +179,25 @@ def _serve_workers(options: dict[str, Any], workers: int) -> None:
     from clf.monitoring.metrics import MULTIPROC_ENV
 
     os.environ[WORKER_OPTIONS_ENV] = json.dumps(options)
-    os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="clf-metrics-"))
+    created = None
+    if not os.environ.get(MULTIPROC_ENV):
+        created = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="clf-metrics-")
     log.info("starting %d workers on %s:%d (metrics merged in %s)", workers, options["host"], options["port"],
              os.environ[MULTIPROC_ENV])  # fmt: skip
-    uvicorn.run(
-        "lightning_app.server:worker_app",
-        factory=True,
-        host=options["host"],
-        port=options["port"],
-        workers=workers,
-        log_config=None,
-        access_log=True,
-        timeout_graceful_shutdown=30,
-    )
+    try:
+        uvicorn.run(
+            "lightning_app.server:worker_app",
+            factory=True,
+            host=options["host"],
+            port=options["port"],
+            workers=workers,
+            log_config=None,
+            access_log=True,
+            timeout_graceful_shutdown=30,
+        )
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
 
 
 def worker_app() -> Any:
