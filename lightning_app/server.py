@@ -26,6 +26,7 @@ def serve(
     base_model: str | None = None,
     device: str = "auto",
     backend: Literal["torch", "onnx"] = "torch",
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto",
     max_batch_size: int | None = None,
     forward_batch_size: int | None = None,
     max_wait_ms: float = 5.0,
@@ -78,6 +79,9 @@ def serve(
         device: cpu, cuda, cuda:N, or auto (CUDA when there is a GPU).
         backend: torch, or onnx to run every version with onnxruntime on the ONNX files `clf export --format onnx`
             wrote beside its weights (the int8 model when there is one). A version without them is refused.
+        dtype: the torch backend's weights: auto (bfloat16 on a GPU or CPU that runs it natively — AVX512-BF16 or
+            AMX — where it measured 1.6x the papers/s of float32 with 0.997 agreement, float32 elsewhere), float32,
+            or bfloat16. The start-up log says which was picked.
         max_batch_size: most texts gathered from concurrent requests into one step of a version's worker (default:
             8 on a CPU, 64 on a GPU).
         forward_batch_size: texts per forward pass within a step, sorted by length first (default: 8 on a CPU,
@@ -220,6 +224,7 @@ def _build_server(
     base_model: str | None,
     device: str,
     backend: Literal["torch", "onnx"],
+    dtype: Literal["auto", "float32", "bfloat16"],
     max_batch_size: int | None,
     forward_batch_size: int | None,
     max_wait_ms: float,
@@ -284,6 +289,7 @@ def _build_server(
         Path(base_model) if base_model else None,
         device=device,
         backend=backend,
+        dtype=dtype,
         max_batch_size=max_batch_size,
         forward_batch_size=forward_batch_size,
         max_wait_ms=max_wait_ms,
@@ -370,12 +376,13 @@ def _build_server(
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True, timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
     log.info(
-        "serving %s on http://%s:%d (%s; batching %s, up to %d texts per step, %d per forward pass, %d queued at most, "
-        "%g s per request)",
+        "serving %s on http://%s:%d (%s, %s; batching %s, up to %d texts per step, %d per forward pass, %d queued at "
+        "most, %g s per request)",
         service.live_version,
         host,
         port,
         service.device,
+        service.predictor().dtype,
         "on" if batching else "off",
         service.max_batch_size,
         service.forward_batch_size,

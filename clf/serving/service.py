@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clf.inference.predictor import BASE_VERSION, Backend, ModelPredictor
+from clf.inference.predictor import BASE_VERSION, Backend, Dtype, ModelPredictor
 from clf.monitoring.metrics import ServiceMetrics
 from clf.monitoring.monitor import PredictionMonitor
 from clf.registry import ModelRegistry, RegistryError
@@ -125,6 +125,8 @@ class ClassificationService:
         prediction_ids: signs the ``prediction_id`` of every answer (`PredictionIds`); a random key of this process
             by default. Replicas that take feedback for one another must share one key.
         metrics: the Prometheus metrics every prediction, load and swap is counted in; new ones by default.
+        dtype: the torch backend's weights: float32, bfloat16, or auto (bfloat16 where the hardware runs it
+            natively; see `clf.inference.predictor.resolve_dtype`).
         fault_injection: version → share of its papers to fail as model errors (chosen by a hash of the text, so
             the same papers fail every time): fault drills and tests of the gates (``clf serve --inject-errors``).
 
@@ -155,6 +157,7 @@ class ClassificationService:
         prediction_ids: PredictionIds | None = None,
         metrics: ServiceMetrics | None = None,
         fault_injection: dict[str, float] | None = None,
+        dtype: Dtype = "float32",
     ) -> None:
         device = resolve_device(device)
         on_gpu = device.startswith("cuda")
@@ -179,6 +182,7 @@ class ClassificationService:
         self.monitor = monitor if monitor is not None else PredictionMonitor()
         self.metrics = metrics if metrics is not None else ServiceMetrics()
         self.fault_injection = dict(fault_injection or {})
+        self.dtype = dtype
         self.warmup = warmup
         self.backend = backend
         self.max_queue = max_queue
@@ -192,7 +196,7 @@ class ClassificationService:
         self._rule: TrafficRule = SingleVersion(first.version)
         self.metrics.went_live(first.version)
         self.metrics.traffic(traffic_shares(self._rule))
-        log.info("serving %s from %s (%s backend)", first.version, first.model_dir, first.backend)
+        log.info("serving %s from %s (%s backend, %s)", first.version, first.model_dir, first.backend, first.dtype)
 
     # ------------------------------------------------------------------------------------------------ versions
 
@@ -247,7 +251,7 @@ class ClassificationService:
             if version in self._loaded:
                 return self._loaded[version].predictor
         if predictor is None:
-            predictor = ModelPredictor.from_registry(self.registry, version, self.device, self.backend)
+            predictor = ModelPredictor.from_registry(self.registry, version, self.device, self.backend, self.dtype)
         added = self._add(predictor)
         if added is predictor:
             log.info("loaded %s from %s", predictor.version, predictor.model_dir)
@@ -535,9 +539,9 @@ class ClassificationService:
 
     def _first_predictor(self, version: str | None, base_model: str | Path | None) -> ModelPredictor:
         if version is not None:
-            return ModelPredictor.from_registry(self.registry, version, self.device, self.backend)
+            return ModelPredictor.from_registry(self.registry, version, self.device, self.backend, self.dtype)
         if self.registry.production_version() is not None:
-            return ModelPredictor.from_registry(self.registry, "production", self.device, self.backend)
+            return ModelPredictor.from_registry(self.registry, "production", self.device, self.backend, self.dtype)
         registered = [entry["version"] for entry in self.registry.list_versions()]
         if registered:
             raise RegistryError(
@@ -550,7 +554,7 @@ class ClassificationService:
                 "runs/quickstart/export) or serve an export directly with --base-model runs/quickstart/export"
             )
         log.warning("registry %s is empty: serving the base model %s", self.registry.base_dir, base_model)
-        return ModelPredictor(base_model, BASE_VERSION, self.device, self.backend)
+        return ModelPredictor(base_model, BASE_VERSION, self.device, self.backend, dtype=self.dtype)
 
     def _add(self, predictor: ModelPredictor) -> ModelPredictor:
         """Warms `predictor` up and starts its worker; the version already loaded wins a race between two loads."""
