@@ -271,7 +271,7 @@ def _build_server(
     from clf.deploy.controller import DeploymentController
     from clf.deploy.fleet import Replica
     from clf.deploy.gates import CanaryGates, RollbackThresholds
-    from clf.deploy.state import open_store
+    from clf.deploy.stores import open_store
     from clf.monitoring.alerts import AlertManager
     from clf.monitoring.logs import configure_logging
     from clf.serving.prediction_ids import PredictionIds

@@ -22,6 +22,7 @@ from clf.deploy.state import (
     RefusedRollback,
     check_stages,
 )
+from clf.deploy.stores import open_store
 
 _LAZY = {
     "BlueGreenRollout": "clf.deploy.blue_green",
@@ -69,6 +70,7 @@ __all__ = [
     "check_stages",
     "deployment_status",
     "evaluate_gates",
+    "open_store",
     "request_deployment",
     "request_rollback",
     "validate_deployment",

@@ -22,8 +22,8 @@ from clf.deploy.state import (
     DeploymentError,
     Phase,
     check_stages,
-    open_store,
 )
+from clf.deploy.stores import open_store
 from clf.registry import ModelRegistry, RegistryError
 
 

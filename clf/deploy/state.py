@@ -13,12 +13,11 @@ strategy decides on lives only in a process's memory: a restarted service, or an
 folder, reads this state and decides the same (see `DeploymentController`).
 
 `SqlDeploymentStore` (`clf.deploy.sql_store`) keeps the same things in a SQL database for replicas that share no
-filesystem; `open_store` picks one.
+filesystem; `clf.deploy.stores.open_store` picks one.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -435,29 +434,6 @@ class DeploymentStore:
 
 def _file_name(replica_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(replica_id))[:200]
-
-
-def open_store(registry_dir: str | Path, state_db: str | None = None) -> Any:
-    """The deployment store of a registry: its ``deployment/`` folder, or a SQL database.
-
-    Args:
-        registry_dir: the registry folder.
-        state_db: a SQLAlchemy URL (``postgresql+psycopg://...``); by default the ``CLF_STATE_DB`` environment
-            variable, and without either the registry's folder.
-
-    Returns:
-        A `DeploymentStore` or a `clf.deploy.sql_store.SqlDeploymentStore` (the same methods).
-    """
-    url = state_db or os.environ.get(STATE_DB_ENV) or None
-    if url is None:
-        return DeploymentStore(registry_dir)
-    from clf.deploy.sql_store import SqlDeploymentStore
-
-    return SqlDeploymentStore(url)
-
-
-STATE_DB_ENV = "CLF_STATE_DB"
-"""The environment variable `open_store` reads the SQL state store's URL from."""
 
 
 def check_stages(stages: Sequence[int]) -> list[int]:

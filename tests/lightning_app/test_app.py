@@ -96,7 +96,7 @@ def test_metrics_as_json_and_prometheus_text(server):
     assert metrics["latency_p95_ms"] > 0
     text = requests.get(f"{server.url}/metrics", params={"format": "prometheus"}, timeout=30)
     assert text.headers["content-type"].startswith("text/plain")
-    assert 'clf_predictions_total{arm="live",version="v1.0.0"} 4.0' in text.text
+    assert 'clf_predictions_total{version="v1.0.0"} 4.0' in text.text
     assert 'clf_requests_total{arm="live",code="200",version="v1.0.0"} 4.0' in text.text
     assert 'clf_requests_total{arm="none",code="422",version="none"} 1.0' in text.text
     assert 'clf_rejections_total{kind="client_error",reason="empty_text"} 1.0' in text.text
