@@ -72,6 +72,20 @@ def is_canary_split(rule: TrafficRule) -> TypeGuard[WeightedSplit]:
     )
 
 
+def drop_canary_split(context: RolloutContext) -> None:
+    """Drops a canary split from the service (the state runs no canary any more) and unloads its candidate.
+
+    Args:
+        context: the service and its helpers.
+    """
+    service = context.service
+    rule = service.traffic_rule
+    if is_canary_split(rule):
+        service.set_traffic_rule(None)
+        if rule.treatment != service.live_version:
+            context.unload_quietly(rule.treatment)
+
+
 class CanaryRollout:
     """Carries out canary rollouts; see the module docstring.
 

@@ -139,6 +139,20 @@ class RolloutContext:
         if self.alerts is not None:
             self.alerts.send(title, message, level)
 
+    def serve_production(self) -> tuple[str, str] | None:
+        """Swaps the service to the registry's production version when it serves another, unloading the old one.
+
+        Returns:
+            ``(new, old)`` when it switched; None when it already served production (or the registry has none).
+        """
+        production = self.registry.production_version()
+        live = self.service.live_version
+        if production is None or production == live:
+            return None
+        self.service.swap(production)
+        self.unload_quietly(live)
+        return production, live
+
     def unload_quietly(self, version: str) -> None:
         """Unloads `version` unless a traffic rule still sends it requests (then it stays loaded).
 

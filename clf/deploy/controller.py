@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from clf.deploy.blue_green import BlueGreenRollout
-from clf.deploy.canary import CanaryRollout, canary_split, is_canary_split
+from clf.deploy.canary import CanaryRollout, canary_split, drop_canary_split
 from clf.deploy.context import RolloutContext, Strategy
 from clf.deploy.fleet import FleetMetrics, LocalMetrics, MetricsSource, Replica
 from clf.deploy.gates import CanaryGates, RollbackThresholds
@@ -188,22 +188,18 @@ class DeploymentController:
         service = self.service
         if state.phase == Phase.CANARY and state.candidate and state.baseline:
             if service.live_version != state.baseline:
-                self.context.unload_quietly(service.swap(state.baseline))
+                previous = service.swap(state.baseline)
+                if previous != state.candidate:
+                    self.context.unload_quietly(previous)
             service.load(state.candidate)
             rule = canary_split(state)
             if service.traffic_rule != rule:
                 service.set_traffic_rule(rule)
             return []
-        production = self.registry.production_version()
-        if production is not None and production != service.live_version:
-            previous = service.swap(production)
-            log.info("following the registry: serving %s (was %s)", production, previous)
-            self.context.unload_quietly(previous)
-        rule = service.traffic_rule
-        if is_canary_split(rule):
-            service.set_traffic_rule(None)
-            if rule.treatment != service.live_version:
-                self.context.unload_quietly(rule.treatment)
+        switched = self.context.serve_production()
+        if switched is not None:
+            log.info("following the registry: serving %s (was %s)", *switched)
+        drop_canary_split(self.context)
         return []
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clf.deploy.canary import is_canary_split
+from clf.deploy.canary import drop_canary_split
 from clf.deploy.context import RolloutContext
 from clf.deploy.gates import RollbackThresholds, production_breaches
 from clf.deploy.state import Action, Decision, DeploymentState, Phase, RefusedRollback
@@ -81,23 +81,17 @@ class RollbackWatch:
             The ``followed_registry`` decision when the service switched; else none.
         """
         context = self.context
-        service = context.service
         decisions = []
-        production = context.registry.production_version()
-        live = service.live_version
-        if production is not None and production != live:
-            service.swap(production)
+        switched = context.serve_production()
+        if switched is not None:
+            production, live = switched
             state.went_live(production, context.clock())
             context.store.save(state)
-            context.unload_quietly(live)
             decisions.append(context.record(Action.FOLLOWED_REGISTRY, production, f"registry production was {live}"))
         elif self.adopt(state):
             context.store.save(state)
-        rule = service.traffic_rule
-        if state.phase != Phase.CANARY and is_canary_split(rule):
-            service.set_traffic_rule(None)
-            if rule.treatment != service.live_version:
-                context.unload_quietly(rule.treatment)
+        if state.phase != Phase.CANARY:
+            drop_canary_split(context)
         return decisions
 
     def breaches(self, metrics: dict[str, Any]) -> list[str]:
