@@ -170,6 +170,7 @@ class DeploymentController:
             if self.store.acquire_lease(self.replica.id, self.lease_seconds, self.clock()) is not None:
                 decisions = [] if self.leading else self._take_over(previous.holder if previous else None)
                 self.leading = True
+                self.replica.prune()
                 return decisions + self._drive()
         self._follower(previous.holder if previous else None)
         return self.follow()

@@ -148,6 +148,22 @@ class Replica:
         self.history = thin([*self.history, snapshot], snapshot["at"], self.max_window_minutes * 60)
         self.store.put_replica(self.record())
 
+    def prune(self) -> list[str]:
+        """Forgets the records of replicas silent for longer than the longest window (they count for no window).
+
+        Returns:
+            The ids forgotten.
+        """
+        horizon = float(self.clock()) - self.max_window_minutes * 60 - SPARSE_SECONDS
+        gone = [
+            str(record["id"])
+            for record in self.store.replicas()
+            if record.get("id") != self.id and float(record.get("heartbeat_at") or 0) < horizon
+        ]
+        for replica_id in gone:
+            self.store.drop_replica(replica_id)
+        return gone
+
     def leave(self) -> None:
         """Publishes a last record (its snapshots still count for the windows they cover) marked as stopped."""
         record = self.record()

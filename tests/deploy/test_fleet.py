@@ -170,6 +170,17 @@ def test_a_replica_that_leaves_hands_the_lease_over_at_once(fleet):
     assert left["stopped_at"] == fleet.clock.now
 
 
+def test_the_leader_forgets_replicas_silent_for_longer_than_any_window(fleet):
+    fleet.tick()
+    assert {r["id"] for r in fleet.store.replicas()} == {"a", "b", "c"}
+    fleet.clock.advance(30 * 60)
+    fleet.tick("a", "b")  # c is gone, but its last half hour still counts for an hour-long window
+    assert {r["id"] for r in fleet.store.replicas()} == {"a", "b", "c"}
+    fleet.clock.advance(31 * 60 + 60)
+    fleet.tick("a", "b")
+    assert {r["id"] for r in fleet.store.replicas()} == {"a", "b"}
+
+
 def test_a_fleet_sends_each_alert_once_per_cool_down(store):
     clock = Clock()
     managers = [AlertManager(cooldown_seconds=60, clock=clock, claim=store.claim_alert) for _ in range(3)]
