@@ -4,8 +4,9 @@
 
 1. **Ceiling**: the bare predictor (`ModelPredictor`, the path the service runs) on the same machine, for each
    dtype the hardware runs natively (float32, and bfloat16 where `cpu_has_native_bfloat16`): papers/s in requests
-   of 32 (length-sorted passes of 8, as the service runs them) and one paper at a time, and the share of top-1
-   labels bfloat16 agrees with float32 on.
+   of 32 (length-sorted passes of 8, as the service runs them) and one paper at a time, on the first
+   --ceiling-papers of new_papers.jsonl.gz (published after every training paper) whose primary category the model
+   knows; the accuracy of each dtype there, and the share of top-1 labels bfloat16 agrees with float32 on.
 2. **Fleet**: for each replica count, that many `clf serve` processes on one registry (their defaults: `--dtype
    auto`, `--workers 1`) behind a real nginx (tests/helpers/nginx.py's configuration), a closed loop of clients
    through nginx at each concurrency level for --seconds (tools/bench/capacity.py's `load_level`): papers/s,
@@ -41,16 +42,18 @@ from capacity import knee, load_level  # noqa: E402
 from service_load import SNAPSHOT, load_papers, machine, stop_server, wait_ready  # noqa: E402
 
 from clf.inference.predictor import ModelPredictor, cpu_has_native_bfloat16  # noqa: E402
+from clf.io import read_jsonl  # noqa: E402
 from clf.registry import ModelRegistry  # noqa: E402
 from clf.serving.inputs import paper_texts  # noqa: E402
 from tests.helpers.nginx import NginxServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results" / "fleet_throughput.json"
+NEW_PAPERS = SNAPSHOT.parent / "new_papers.jsonl.gz"
 
 
-def ceiling(model_path: Path, texts: list[str], dtype: str) -> dict[str, Any]:
-    """The bare predictor's papers/s in requests of 32 and one at a time, and its top-1 labels."""
+def ceiling(model_path: Path, texts: list[str], truth: list[str], dtype: str) -> dict[str, Any]:
+    """The bare predictor's papers/s in requests of 32 and one at a time, its accuracy, and its top-1 labels."""
     predictor = ModelPredictor(model_path, "bench", dtype=dtype)  # type: ignore[arg-type]
     predictor.predict_texts(texts[:8])
     started = time.perf_counter()
@@ -63,8 +66,15 @@ def ceiling(model_path: Path, texts: list[str], dtype: str) -> dict[str, Any]:
     for text in single:
         predictor.predict_texts([text], batch_size=1)
     one_at_a_time = len(single) / (time.perf_counter() - started)
-    return {"dtype": dtype, "papers_per_s_requests_of_32": round(batched, 1), "papers_per_s_one_at_a_time":
-            round(one_at_a_time, 1), "labels": labels}  # fmt: skip
+    accuracy = float(np.mean([label == true for label, true in zip(labels, truth, strict=True)]))
+    return {
+        "dtype": dtype,
+        "papers_per_s_requests_of_32": round(batched, 1),
+        "papers_per_s_one_at_a_time": round(one_at_a_time, 1),
+        "accuracy": round(accuracy, 4),
+        "papers": len(texts),
+        "labels": labels,
+    }
 
 
 def start_replicas(registry: Path, count: int, folder: Path) -> list[tuple[subprocess.Popen, str, Path]]:
@@ -118,11 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = shlex.join(["python", "tools/bench/fleet_throughput.py", *(sys.argv[1:] if argv is None else argv)])
     if not (args.model_path / "model.safetensors").is_file():
         raise SystemExit(f"{args.model_path} holds no export: run the quickstart, or pass --model-path")
-    papers = load_papers(args.snapshot, limit=max(args.ceiling_papers, 200))
-    texts = paper_texts(papers[: args.ceiling_papers], max_inputs=len(papers), max_text_chars=20_000)
+    papers = load_papers(args.snapshot, limit=500)
+    known = set(ModelPredictor(args.model_path, "labels").labels)
+    unseen = [record for _, record in read_jsonl(NEW_PAPERS) if record["primary"] in known][: args.ceiling_papers]
+    texts = paper_texts(unseen, max_inputs=len(unseen), max_text_chars=20_000)
+    truth = [record["primary"] for record in unseen]
 
     dtypes = ["float32", "bfloat16"] if cpu_has_native_bfloat16() else ["float32"]
-    ceilings = [ceiling(args.model_path, texts, dtype) for dtype in dtypes]
+    ceilings = [ceiling(args.model_path, texts, truth, dtype) for dtype in dtypes]
     if len(ceilings) == 2:
         agree = np.mean([a == b for a, b in zip(ceilings[0]["labels"], ceilings[1]["labels"], strict=True)])
         ceilings[1]["top1_agreement_with_float32"] = round(float(agree), 4)
