@@ -131,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     papers = load_papers(args.snapshot, limit=500)
     known = set(ModelPredictor(args.model_path, "labels").labels)
     unseen = [record for _, record in read_jsonl(NEW_PAPERS) if record["primary"] in known][: args.ceiling_papers]
-    texts = paper_texts(unseen, max_inputs=len(unseen), max_text_chars=20_000)
+    bodies = [{"title": record["title"], "abstract": record["abstract"]} for record in unseen]
+    texts = paper_texts(bodies, max_inputs=len(bodies), max_text_chars=20_000)
     truth = [record["primary"] for record in unseen]
 
     dtypes = ["float32", "bfloat16"] if cpu_has_native_bfloat16() else ["float32"]
