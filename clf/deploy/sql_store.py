@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from filelock import FileLock
 
-from clf.deploy.state import Decision, DeploymentState, Lease
+from clf.deploy.state import Decision, DeploymentState, Lease, next_lease
 
 _LOCK_KEY = 0x636C66  # "clf": the advisory lock every replica of one database takes
 _METADATA = sa.MetaData()
@@ -232,11 +232,9 @@ class SqlDeploymentStore:
         Returns:
             The lease now held by `replica_id`, or None when another replica holds it.
         """
-        current = self.lease()
-        if current is not None and current.held_by_other(replica_id, now):
+        lease = next_lease(self.lease(), replica_id, seconds, now)
+        if lease is None:
             return None
-        acquired = current.acquired_at if current is not None and current.holder == replica_id else now
-        lease = Lease(replica_id, acquired, now + seconds)
         with self.engine.begin() as connection:
             connection.execute(_LEASE.delete().where(_LEASE.c.id == 1))
             connection.execute(_LEASE.insert().values(id=1, **asdict(lease)))

@@ -247,6 +247,24 @@ class Lease:
         return self.holder != replica_id and self.expires_at > now
 
 
+def next_lease(current: Lease | None, replica_id: str, seconds: float, now: float) -> Lease | None:
+    """The lease `replica_id` holds after asking for it: taken, renewed, or None while another replica holds it.
+
+    Args:
+        current: the lease as stored (None: nobody ever took it).
+        replica_id: the replica asking.
+        seconds: how long the lease lasts unless renewed.
+        now: epoch seconds.
+
+    Returns:
+        The lease to store, or None when another replica's lease has not expired.
+    """
+    if current is not None and current.held_by_other(replica_id, now):
+        return None
+    acquired = current.acquired_at if current is not None and current.holder == replica_id else now
+    return Lease(replica_id, acquired, now + seconds)
+
+
 class DeploymentStore:
     """Reads and writes the deployment state and appends decisions, under one file lock.
 
@@ -361,12 +379,9 @@ class DeploymentStore:
         Returns:
             The lease now held by `replica_id`, or None when another replica holds it.
         """
-        current = self.lease()
-        if current is not None and current.held_by_other(replica_id, now):
-            return None
-        acquired = current.acquired_at if current is not None and current.holder == replica_id else now
-        lease = Lease(replica_id, acquired, now + seconds)
-        write_json_atomic(self.lease_path, asdict(lease))
+        lease = next_lease(self.lease(), replica_id, seconds, now)
+        if lease is not None:
+            write_json_atomic(self.lease_path, asdict(lease))
         return lease
 
     def release_lease(self, replica_id: str) -> None:
