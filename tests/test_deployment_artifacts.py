@@ -139,7 +139,7 @@ def test_compose_runs_replicas_that_nginx_and_prometheus_both_reach():
         for volume in spec.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):
-                assert (REPO / source).is_file(), f"{source}: mounted but not in the repository"
+                assert (REPO / source).exists(), f"{source}: mounted but not in the repository"
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (apt-get install nginx-light)")
@@ -162,6 +162,68 @@ def test_prometheus_accepts_its_configuration():
     config = REPO / "tools" / "deploy" / "prometheus.yml"
     result = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
+def test_the_alerting_rules_check_and_pass_their_unit_tests():
+    deploy = REPO / "tools" / "deploy"
+    checked = subprocess.run(["promtool", "check", "rules", "prometheus-rules.yml"], cwd=deploy, capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run(["promtool", "test", "rules", "prometheus-rules.test.yml"], cwd=deploy,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def _metric_families() -> set[str]:
+    """The metric names a replica exposes (a histogram's with its _bucket, _count and _sum series)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = ServiceMetrics()
+    metrics.loaded("v1")
+    metrics.observe("v1", 10.0, [0.9, None], service_ms=5.0, batch_size=2)
+    metrics.request(200, "v1", "live")
+    metrics.rejected("shed")
+    metrics.went_live("v1")
+    metrics.traffic({"v1": 1.0})
+    text = metrics.exposition().decode()
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples} | {"up"}
+
+
+def _expressions() -> list[str]:
+    dashboard = json.loads((REPO / "tools" / "deploy" / "grafana" / "clf.json").read_text())
+    rules = yaml.safe_load((REPO / "tools" / "deploy" / "prometheus-rules.yml").read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]] + [
+        rule["expr"] for group in rules["groups"] for rule in group["rules"]
+    ]
+
+
+def test_the_dashboard_and_the_rules_use_only_metrics_a_replica_exposes():
+    exposed = _metric_families()
+    used = set()
+    for expression in _expressions():
+        for name in re.findall(r"\b(clf_[a-z_]+|up)\b(?=\s*[{\[)])", expression):
+            assert name in exposed, f"{name} in {expression!r} is no metric of clf.monitoring.metrics"
+            used.add(name)
+    assert len(used) >= 10, f"the check found only {sorted(used)}"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed (apt-get install prometheus)")
+def test_every_dashboard_query_parses(tmp_path):
+    dashboard = json.loads((REPO / "tools" / "deploy" / "grafana" / "clf.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"clf:dashboard_query_{index}", "expr": query} for index, query in enumerate(queries)
+    ]}]}  # fmt: skip
+    (tmp_path / "queries.yml").write_text(yaml.safe_dump(rules))
+    checked = subprocess.run(["promtool", "check", "rules", str(tmp_path / "queries.yml")], capture_output=True,
+                             text=True, timeout=60)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    provisioning = yaml.safe_load(
+        (REPO / "tools" / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
+    uids = {source["uid"] for source in provisioning["datasources"]}
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} <= uids
 
 
 # --------------------------------------------------------------------------------------------------- Kubernetes
