@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -48,6 +49,7 @@ from clf.serving.errors import (
 )
 from clf.serving.health import check_model_health
 from clf.serving.routing import traffic_shares
+from lightning_app.dashboard import STATIC, Dashboard
 from lightning_app.feedback import FeedbackGuard
 from lightning_app.payloads import check_identifier, papers_and_user, read_json, validate
 from lightning_app.schemas import (
@@ -87,6 +89,7 @@ def create_app(
     feedback: Callable[[str, str], Any] | None = None,
     feedback_guard: FeedbackGuard | None = None,
     replica_id: str | None = None,
+    dashboard: Dashboard | None = None,
 ) -> FastAPI:
     """Builds the HTTP application around `service`.
 
@@ -110,6 +113,7 @@ def create_app(
             endpoint refuses everything with 403.
         replica_id: sent as the ``X-Clf-Replica`` header of every answer, so that a client behind a load balancer
             (and an operator reading its logs) knows which replica answered.
+        dashboard: what ``/dashboard`` shows and who may act on it; a read-only one over `service` by default.
 
     Returns:
         The FastAPI application (``app.state.service`` is the service).
@@ -261,6 +265,37 @@ def create_app(
             log.exception("feedback not recorded")
             return _error(503, f"feedback not recorded: {err}", "unavailable", 5)
         return JSONResponse({"recorded": True, "prediction_id": body.prediction_id})
+
+    board = dashboard or Dashboard(service)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard")
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page() -> FileResponse:
+        return FileResponse(STATIC / "dashboard.html", media_type="text/html")
+
+    @app.get("/dashboard/data", include_in_schema=False)
+    async def dashboard_data() -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(board.data))
+
+    @app.post("/dashboard/rollback", include_in_schema=False)
+    async def dashboard_rollback(request: Request) -> JSONResponse:
+        if not board.can_act:
+            raise InvalidInputError(
+                "the dashboard is read-only: configure clf serve --dashboard-token-file (or CLF_DASHBOARD_TOKEN) "
+                "on a replica that runs rollouts",
+                ClientErrorReason.FORBIDDEN,
+                status=403,
+            )
+        if not request.headers.get("authorization"):
+            raise InvalidInputError("send Authorization: Bearer <dashboard token>", ClientErrorReason.UNAUTHORIZED, 401)
+        if not board.authorized(request.headers.get("authorization")):
+            raise InvalidInputError("wrong dashboard token", ClientErrorReason.FORBIDDEN, status=403)
+        decision = await run_in_threadpool(board.rollback, "requested from the dashboard")
+        return JSONResponse(decision)
 
     @app.get("/health", response_model=Liveness)
     async def liveness() -> dict[str, str]:

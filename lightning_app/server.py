@@ -16,6 +16,8 @@ log = logging.getLogger("clf.serving.http")
 
 FEEDBACK_TOKEN_ENV = "CLF_FEEDBACK_TOKEN"
 """The environment variable that may hold the feedback token (one, or several separated by commas)."""
+DASHBOARD_TOKEN_ENV = "CLF_DASHBOARD_TOKEN"
+"""The environment variable that may hold the dashboard's action token(s), comma-separated."""
 
 
 def serve(
@@ -61,6 +63,7 @@ def serve(
     feedback_rate_limit: str = "60/minute",
     feedback_max_age_hours: float = 720.0,
     prediction_key_file: str | None = None,
+    dashboard_token_file: str | None = None,
     inject_errors: str | None = None,
     json_logs: bool = False,
     log_level: str = "INFO",
@@ -142,6 +145,8 @@ def serve(
         feedback_max_age_hours: feedback on a prediction older than this is refused.
         prediction_key_file: the key that signs prediction ids (hex), shared by replicas that take feedback for one
             another; created when missing. Default: <registry>/secrets/prediction_ids.key.
+        dashboard_token_file: a file holding the token(s) that may act from /dashboard (roll back), one per line; also
+            CLF_DASHBOARD_TOKEN (comma-separated). Without any the dashboard is read-only.
         inject_errors: fault injection for drills and tests, VERSION=RATE: this replica fails that share of the
             version's papers (chosen by a hash of the text) as model errors. Never set in normal serving.
         json_logs: log one JSON object per line (also CLF_JSON_LOGS=1).
@@ -258,6 +263,7 @@ def _build_server(
     feedback_rate_limit: str,
     feedback_max_age_hours: float,
     prediction_key_file: str | None,
+    dashboard_token_file: str | None,
     inject_errors: str | None,
     json_logs: bool,
     log_level: str,
@@ -277,10 +283,13 @@ def _build_server(
     from clf.serving.prediction_ids import PredictionIds
     from clf.serving.service import ClassificationService
     from lightning_app.app import create_app
+    from lightning_app.dashboard import Dashboard, cached
     from lightning_app.feedback import FeedbackGuard
 
     configure_logging(json_logs=json_logs, level=log_level)  # replaces the CLI's plain stderr handler too
-    guard = FeedbackGuard(_feedback_tokens(feedback_token_file), rate_limit=feedback_rate_limit)
+    guard = FeedbackGuard(
+        _tokens(feedback_token_file, FEEDBACK_TOKEN_ENV, "--feedback-token-file"), rate_limit=feedback_rate_limit
+    )
     key_file = Path(prediction_key_file) if prediction_key_file else Path(registry) / "secrets" / "prediction_ids.key"
     prediction_ids = PredictionIds.from_key_file(key_file, max_age_s=feedback_max_age_hours * 3600)
     service = ClassificationService(
@@ -314,6 +323,8 @@ def _build_server(
         rollback_on_latency=rollback_on_latency,
     )
     replica = None
+    controller = None
+    experiment = None
     if store is not None:
         # Serves what the fleet serves before the first request arrives; the first tick takes the lease if it is
         # free and resumes a rollout left in progress.
@@ -357,6 +368,12 @@ def _build_server(
         periodic.append((experiment_sync_seconds, sync.sync))
         on_shutdown.append(sync.close)
         feedback = functools.partial(framework.record_feedback, verify=prediction_ids.verify)
+
+        def running_experiment() -> dict[str, Any] | None:
+            running = framework.running_experiment_for(service.live_version)
+            return None if running is None else framework.analyze_experiment(running.id).to_json()
+
+        experiment = cached(running_experiment)
         if not guard.enabled:
             log.warning(
                 "POST /feedback refuses every request: no token (--feedback-token-file or %s)", FEEDBACK_TOKEN_ENV
@@ -372,6 +389,13 @@ def _build_server(
         feedback=feedback,
         feedback_guard=guard,
         replica_id=replica.id if replica is not None else replica_id,
+        dashboard=Dashboard(
+            service,
+            controller,
+            alerts,
+            experiment,
+            _tokens(dashboard_token_file, DASHBOARD_TOKEN_ENV, "--dashboard-token-file"),
+        ),
     )
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=True, timeout_graceful_shutdown=30)
     server = uvicorn.Server(config)
@@ -431,12 +455,12 @@ def _fault_injection(spec: str | None) -> dict[str, float]:
     return faults
 
 
-def _feedback_tokens(token_file: str | None) -> list[str]:
-    """The feedback tokens: the file's non-empty lines, and the environment variable's comma-separated values."""
-    tokens = [part.strip() for part in os.environ.get(FEEDBACK_TOKEN_ENV, "").split(",") if part.strip()]
+def _tokens(token_file: str | None, env: str, option: str) -> list[str]:
+    """Tokens: the file's non-empty lines, and the environment variable's comma-separated values."""
+    tokens = [part.strip() for part in os.environ.get(env, "").split(",") if part.strip()]
     if token_file:
         path = Path(token_file)
         if not path.is_file():
-            raise FileNotFoundError(f"--feedback-token-file {token_file}: file not found")
+            raise FileNotFoundError(f"{option} {token_file}: file not found")
         tokens += [line.strip() for line in path.read_text().splitlines() if line.strip()]
     return tokens

@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any, TypeGuard
 
 from clf.deploy.context import RolloutContext
-from clf.deploy.gates import CanaryGates, GateVerdict, evaluate_gates
+from clf.deploy.gates import CanaryGates, GateResult, GateVerdict, evaluate_gates
 from clf.deploy.state import Action, Decision, DeploymentState, Phase, check_stages
 from clf.registry import RegistryError
 from clf.serving.errors import ModelLoadError
@@ -166,15 +166,8 @@ class CanaryRollout:
         """
         assert state.candidate is not None and state.baseline is not None
         context = self.context
-        elapsed = context.clock() - (state.stage_started_at or context.clock())
-        window = elapsed / 60
-        canary, production = context.metrics(state.candidate, window), context.metrics(state.baseline, window)
-        yardstick = production if int(production.get("total") or 0) >= self.gates.min_requests else None
-        reference = yardstick or state.baseline_metrics or production
-        # Before the stage ends only errors may cut it short: a p95 over the stage's first few dozen requests is
-        # their third-slowest, noise on a busy machine. Latency is judged over the whole stage.
-        gates = self.gates if elapsed >= state.stage_seconds else replace(self.gates, max_p95_ratio=math.inf)
-        result = evaluate_gates(canary, reference, gates)
+        result, elapsed, yardstick = self.judge(state)
+        canary, production = result.canary, result.live_production
         evidence = {state.candidate: canary, state.baseline: production}
         if result.verdict == GateVerdict.FAIL:
             return [self.context.withdraw(state, f"stage {state.stage} %: " + "; ".join(result.reasons), evidence)]
@@ -196,6 +189,30 @@ class CanaryRollout:
         context.store.save(state)
         reason = f"{state.stage} % of traffic, {state.stage_seconds:.0f} s"
         return decisions + [context.record(Action.STAGE_STARTED, state.candidate, reason, stage=state.stage)]
+
+    def judge(self, state: DeploymentState) -> tuple[GateResult, float, dict[str, Any] | None]:
+        """The current stage's gates as they stand, deciding nothing (`step` acts on it; the dashboard shows it).
+
+        Args:
+            state: the saved state, in phase ``canary``.
+
+        Returns:
+            The gate result (its `production` is the yardstick judged against: production over the stage once it has
+            enough requests, else its last stage's numbers), the seconds the stage has run, and production's numbers
+            over the stage when they are enough to be the next yardstick (else None).
+        """
+        assert state.candidate is not None and state.baseline is not None
+        context = self.context
+        elapsed = context.clock() - (state.stage_started_at or context.clock())
+        window = elapsed / 60
+        canary, production = context.metrics(state.candidate, window), context.metrics(state.baseline, window)
+        yardstick = production if int(production.get("total") or 0) >= self.gates.min_requests else None
+        reference = yardstick or state.baseline_metrics or production
+        # Before the stage ends only errors may cut it short: a p95 over the stage's first few dozen requests is
+        # their third-slowest, noise on a busy machine. Latency is judged over the whole stage.
+        gates = self.gates if elapsed >= state.stage_seconds else replace(self.gates, max_p95_ratio=math.inf)
+        result = evaluate_gates(canary, reference, gates)
+        return replace(result, live_production=production), elapsed, yardstick
 
     def resume(self, state: DeploymentState, why: str = "service restarted") -> Decision:
         """After a restart: loads the canary again, installs its stage's split and starts the stage's clock again

@@ -93,6 +93,10 @@ class GateResult:
         canary: the canary's metrics over the stage.
         production: production's metrics over the same time.
         latency: the model latency that was compared, or None when the two could not be compared.
+        limits: the thresholds applied: ``error_rate`` (the canary's must stay below it), ``p95_ms`` (its model
+            latency p95 must stay below it; None when latency was not judged) and ``min_requests``.
+        live_production: production's own numbers over the stage, when the yardstick is another window (set by the
+            canary strategy; empty otherwise).
     """
 
     verdict: GateVerdict
@@ -100,6 +104,8 @@ class GateResult:
     canary: dict[str, Any] = field(default_factory=dict)
     production: dict[str, Any] = field(default_factory=dict)
     latency: LatencyComparison | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+    live_production: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for the decision log: the verdict's reasons, or which latency it judged when it passed.
@@ -182,22 +188,26 @@ def evaluate_gates(canary: dict[str, Any], production: dict[str, Any], gates: Ca
         PASS, FAIL (with every breached gate), or WAIT when the canary has fewer than `min_requests` requests.
     """
     total = int(canary.get("total") or 0)
-    if total < gates.min_requests:
-        return GateResult(GateVerdict.WAIT, [f"{total} of {gates.min_requests} canary requests"], canary, production)
-    reasons = []
     error_limit = max(float(production.get("error_rate") or 0.0) * gates.max_error_ratio, gates.error_rate_floor)
+    latency = compare_model_latency(canary, production, gates.min_latency_samples)
+    p95_limit = None
+    if latency is not None and gates.max_p95_ratio != math.inf:
+        p95_limit = max(latency.production_ms * gates.max_p95_ratio, latency.production_ms + gates.p95_slack_ms)
+    limits = {"error_rate": error_limit, "p95_ms": p95_limit, "min_requests": gates.min_requests}
+    if total < gates.min_requests:
+        waiting = [f"{total} of {gates.min_requests} canary requests"]
+        return GateResult(GateVerdict.WAIT, waiting, canary, production, latency, limits)
+    reasons = []
     error_rate = float(canary.get("error_rate") or 0.0)
     if error_rate >= error_limit:
         reasons.append(f"canary error rate {error_rate:.1%} is not below {error_limit:.1%}")
-    latency = compare_model_latency(canary, production, gates.min_latency_samples)
-    if latency is not None and gates.max_p95_ratio != math.inf:
-        limit = max(latency.production_ms * gates.max_p95_ratio, latency.production_ms + gates.p95_slack_ms)
-        if latency.canary_ms >= limit:
-            reasons.append(
-                f"canary model latency p95 at {latency.basis} {latency.canary_ms:.0f} ms is not below {limit:.0f} ms "
-                f"(production {latency.production_ms:.0f} ms)"
-            )
-    return GateResult(GateVerdict.FAIL if reasons else GateVerdict.PASS, reasons, canary, production, latency)
+    if latency is not None and p95_limit is not None and latency.canary_ms >= p95_limit:
+        reasons.append(
+            f"canary model latency p95 at {latency.basis} {latency.canary_ms:.0f} ms is not below {p95_limit:.0f} ms "
+            f"(production {latency.production_ms:.0f} ms)"
+        )
+    verdict = GateVerdict.FAIL if reasons else GateVerdict.PASS
+    return GateResult(verdict, reasons, canary, production, latency, limits)
 
 
 def production_breaches(metrics: dict[str, Any], thresholds: RollbackThresholds) -> list[str]:

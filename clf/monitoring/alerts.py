@@ -26,6 +26,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -225,6 +226,8 @@ class AlertManager:
         self.clock = clock
         self.sleep = sleep
         self.claim = claim
+        self.recent: deque[dict[str, Any]] = deque(maxlen=50)
+        """The last 50 messages sent (alerts and notifications), oldest first: title, message, level, at, delivery."""
         self._last_raised: dict[tuple[AlertKind, str | None], float] = {}
         self._lock = threading.Lock()
 
@@ -279,8 +282,15 @@ class AlertManager:
             raise ValueError(f"level must be one of {[v.value for v in AlertLevel]}, got {level!r}") from None
         log.log(_LOG_LEVELS[level], "%s: %s", title, message, extra={"alert_level": level.value})
         if self.slack_webhook is None:
-            return Delivery.LOGGED
-        return self._post({"text": f"{_ICONS[level]} *[{self.source}] {title}*\n{message}"})
+            delivery = Delivery.LOGGED
+        else:
+            delivery = self._post({"text": f"{_ICONS[level]} *[{self.source}] {title}*\n{message}"})
+        with self._lock:
+            self.recent.append(
+                {"title": title, "message": message, "level": level.value, "at": float(self.clock()),
+                 "delivery": delivery.value}
+            )  # fmt: skip
+        return delivery
 
     notify = send
 

@@ -271,6 +271,14 @@ class ServiceMetrics:
         multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)
         return generate_latest(merged)
 
+    def confidence_counts(self) -> dict[str, list[float]]:
+        """Each version's answers per confidence bucket since start (`CONFIDENCE_BUCKETS`, +Inf last).
+
+        Returns:
+            version → counts per bucket (not cumulative).
+        """
+        return {key[0]: counts for key, counts in _bucket_counts(self.confidence).items()}
+
     def snapshot(self) -> dict[str, Any]:
         """This process's cumulative counters and buckets, per version, as plain JSON (see `window_metrics`).
 
