@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,7 +53,9 @@ def open_text(path: Path) -> IO[str]:
     return path.open("r", encoding="utf-8")
 
 
-def read_jsonl(path: Path, *, skip_partial_last_line: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(
+    path: Path, *, skip_partial_last_line: bool = False, position: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Streams the objects of a JSON Lines file (plain or `.gz`) with their 1-based line numbers.
 
     Lines are split on ``\\n`` only (as `append_jsonl` writes them) and each is decoded as UTF-8 on its own, so a
@@ -63,6 +65,8 @@ def read_jsonl(path: Path, *, skip_partial_last_line: bool = False) -> Iterator[
         path: the file to read.
         skip_partial_last_line: tolerate a truncated final line, which is what an interrupted append leaves
             behind; any other corrupt line is still an error.
+        position: called every thousand lines, and at the end, with the bytes of the file read so far (of the
+            compressed file for ``.gz``): a progress report's measure, to set against the file's size.
 
     Yields:
         ``(line number, object)`` for each non-blank line.
@@ -71,7 +75,7 @@ def read_jsonl(path: Path, *, skip_partial_last_line: bool = False) -> Iterator[
         DataFileError: naming the file and line of a line that is not UTF-8 or not a JSON object (nested too
             deeply included), or of the first line a corrupt or truncated ``.gz`` file cannot give.
     """
-    for number, raw in _numbered_lines(Path(path)):
+    for number, raw in _numbered_lines(Path(path), position):
         if not raw.strip():
             continue
         try:
@@ -94,14 +98,18 @@ def read_jsonl(path: Path, *, skip_partial_last_line: bool = False) -> Iterator[
         yield number, obj
 
 
-def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def _numbered_lines(path: Path, position: Callable[[int], None] | None = None) -> Iterator[tuple[int, bytes]]:
     if not path.is_file():
         raise DataFileError(f"{path}: file not found. Check the path (absolute, or relative to {Path.cwd()}).")
     number = 0
-    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+    with path.open("rb") as raw_file, gzip.GzipFile(fileobj=raw_file) if path.suffix == ".gz" else raw_file as handle:
         try:
             for number, raw in enumerate(handle, start=1):
+                if position is not None and number % 1000 == 0:
+                    position(raw_file.tell())
                 yield number, raw
+            if position is not None:
+                position(raw_file.tell())
         # What gzip raises on a file cut short (EOFError), a damaged stream (zlib.error) or a bad header or CRC
         # (BadGzipFile, an OSError).
         except (EOFError, zlib.error, OSError) as err:

@@ -30,6 +30,7 @@ from clf import DEFAULT_CATEGORIES
 from clf.data.api_pager import ArxivApiPager, PageFetchError
 from clf.data.collection_state import CollectionState
 from clf.data.paper import Paper, strip_version
+from clf.data.progress import Progress, interactive
 from clf.data.snapshot import DateRange, SnapshotReader
 from clf.io import (
     DataFileError,
@@ -300,6 +301,10 @@ class ArxivCollector:
             log.info("%s: resuming with %d saved papers, next page starts at %d", category, len(papers), next_start)
         query = self._query(category, dates)
         last_logged = len(papers) // self.progress_every
+        # On a terminal a bar; elsewhere the log lines below say the same every progress_every papers.
+        bar = Progress(f"collecting {category}", total=max_results, bar=True) if interactive() else None
+        if bar is not None:
+            bar.move_to(min(len(papers), max_results))
         while len(papers) < max_results and not exhausted:
             results, total = self._fetch_page(query, next_start, category, saved=len(papers))
             kept: list[Paper] = []
@@ -314,6 +319,8 @@ class ArxivCollector:
             # The whole page is saved, even past max_results, so a later, larger request misses none of it.
             _append_jsonl(path, (p.to_dict() for p in kept))
             papers.extend(kept)
+            if bar is not None:
+                bar.move_to(min(len(papers), max_results), scanned=next_start + len(results))
             next_start += len(results)
             exhausted = not results or next_start >= total
             CollectionState(self._signature(category, dates), next_start, len(papers), exhausted).save(
@@ -329,6 +336,8 @@ class ArxivCollector:
                     next_start,
                     total,
                 )
+        if bar is not None:
+            bar.close()
         return papers[:max_results]
 
     # ------------------------------------------------------------------ helpers

@@ -26,6 +26,7 @@ from clf import DEFAULT_CATEGORIES
 from clf.data.cleaning import model_input_text
 from clf.data.collector import DATASET_FILE, DEFAULT_API_URL, ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
+from clf.data.progress import Progress, interactive
 from clf.data.validation import validate_samples
 from clf.io import DataFileError, read_jsonl
 from clf.pretrained import resolve_pretrained
@@ -336,12 +337,21 @@ class ArxivDataModule(L.LightningDataModule):
     def _encode(self, dataset: Dataset, split: str) -> Dataset:
         tokenizer = self.tokenizer
 
-        def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
-            encoded = tokenizer(batch["text"], truncation=True, max_length=self.max_length)
-            encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-            return encoded
+        if interactive():  # datasets draws its own bar, with rate and ETA
+            return dataset.map(_Encoder(tokenizer, self.max_length), batched=True, remove_columns=["text"],
+                               desc=f"tokenizing {split}")  # fmt: skip
+        # In a log, datasets' bar would be noise: the same progress as periodic lines instead.
+        from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
-        return dataset.map(encode, batched=True, remove_columns=["text"], desc=f"tokenizing {split}")
+        was_on = is_progress_bar_enabled()
+        disable_progress_bar()
+        try:
+            with Progress(f"tokenizing {split}", total=len(dataset), unit="texts") as progress:
+                encoder = _Encoder(tokenizer, self.max_length, progress)
+                return dataset.map(encoder, batched=True, remove_columns=["text"])
+        finally:
+            if was_on:
+                enable_progress_bar()
 
     def _predict_dataset(self, path: Path) -> Dataset:
         records, texts = [], []
@@ -413,3 +423,19 @@ class PadToLongest:
             Name → tensor of shape ``(batch, longest)`` (``labels``: ``(batch,)`` or ``(batch, classes)``).
         """
         return dict(self._pad(features))
+
+
+class _Encoder:
+    """Tokenizes a batch of texts (truncated to `max_length`) and records each length; reports its progress."""
+
+    def __init__(self, tokenizer: Any, max_length: int, progress: Progress | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.progress = progress
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, Any]:
+        encoded = self.tokenizer(batch["text"], truncation=True, max_length=self.max_length)
+        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
+        if self.progress is not None:
+            self.progress.advance(len(batch["text"]))
+        return encoded

@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 import clf
 from clf.data.cleaning import clean_text, english_ratio, normalised_title_hash
 from clf.data.paper import strip_version
+from clf.data.progress import Progress
 from clf.data.validation import DataValidationError, validate_samples
 from clf.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_samples_json
 
@@ -254,7 +255,13 @@ class DatasetPreprocessor:
         samples = self._load_raw(source)
         steps: list[dict[str, Any]] = [{"step": "load", "count": len(samples)}]
 
-        cleaned = [self._clean_sample(sample) for sample in samples]
+        cleaned = []
+        with Progress("cleaning papers", total=len(samples)) as progress:
+            for sample in samples:
+                cleaned.append(self._clean_sample(sample))
+                if len(cleaned) % 500 == 0:
+                    progress.move_to(len(cleaned))
+            progress.move_to(len(cleaned))
         changed = sum(a["text"] != b["text"] for a, b in zip(samples, cleaned, strict=True))
         steps.append({"step": "clean", "changed": changed, "count": len(cleaned)})
         logger.info("cleaned %d samples, %d of them changed", len(cleaned), changed)

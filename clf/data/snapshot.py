@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clf.data.paper import Paper, strip_version
+from clf.data.progress import Progress
 from clf.io import DataFileError, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,11 @@ class SnapshotReader:
                 "../shared/data/arxiv/papers.jsonl.gz or arxiv-metadata-oai-snapshot.json."
             )
 
-    def iter_papers(self) -> Iterator[Paper]:
+    def iter_papers(self, position: Callable[[int], None] | None = None) -> Iterator[Paper]:
         """Yields every paper in file order.
+
+        Args:
+            position: called now and then with the bytes of the file read so far (see `clf.io.read_jsonl`).
 
         Yields:
             Each record of the snapshot as a `Paper`.
@@ -77,7 +81,7 @@ class SnapshotReader:
         Raises:
             DataFileError: naming the file, line and field of a corrupt or incomplete record.
         """
-        for number, record in read_jsonl(self.path):
+        for number, record in read_jsonl(self.path, position=position):
             try:
                 yield paper_from_snapshot_record(record)
             except SnapshotRecordError as err:
@@ -116,21 +120,23 @@ class SnapshotReader:
         reservoirs: dict[str, list[Paper]] = {c: [] for c in categories}
         seen: dict[str, int] = dict.fromkeys(categories, 0)
         dates = dates or DateRange()
-        scanned = 0
-        for paper in self.iter_papers():
-            scanned += 1
-            category = _category_for(paper, wanted, primary_only)
-            if category is None or paper.published not in dates:
-                continue
-            seen[category] += 1
-            reservoir = reservoirs[category]
-            if len(reservoir) < per_category:
-                reservoir.append(paper)
-            else:
-                slot = rng.randrange(seen[category])
-                if slot < per_category:
-                    reservoir[slot] = paper
-        log.info("Scanned %d papers in %s; matching per category: %s", scanned, self.path, seen)
+        scanned = [0]  # read by the progress callback while the loop counts
+        with Progress(f"scanning {self.path.name}", total=self.path.stat().st_size, unit="B") as progress:
+            for paper in self.iter_papers(lambda done: progress.move_to(done, papers=scanned[0])):
+                scanned[0] += 1
+                category = _category_for(paper, wanted, primary_only)
+                if category is None or paper.published not in dates:
+                    continue
+                seen[category] += 1
+                reservoir = reservoirs[category]
+                if len(reservoir) < per_category:
+                    reservoir.append(paper)
+                else:
+                    slot = rng.randrange(seen[category])
+                    if slot < per_category:
+                        reservoir[slot] = paper
+            progress.counts["papers"] = scanned[0]
+        log.info("Scanned %d papers in %s; matching per category: %s", scanned[0], self.path, seen)
         return {c: sorted(_unique(papers), key=lambda p: p.arxiv_id) for c, papers in reservoirs.items()}
 
 
