@@ -113,7 +113,7 @@ def test_fit_writes_checkpoints_tensorboard_and_an_export_that_reloads(tmp_path,
 def test_test_writes_the_report_and_logs_it(tmp_path, tiny_data):
     run_lightning(["fit", *tiny(tmp_path, tiny_data)])
     run_lightning(["test", *tiny(tmp_path, tiny_data), "--ckpt_path", "best"])
-    log_dir = tmp_path / "logs" / "tiny" / "version_1"
+    log_dir = tmp_path / "logs" / "tiny" / "version_0"  # the fit's run: the test sits beside its curves
     report = json.loads((log_dir / "test_report.json").read_text())
     assert set(report["classes"]) == set(report["labels"]) and len(report["labels"]) == 10
     matrix = torch.tensor(report["confusion_matrix"])
@@ -140,7 +140,7 @@ def test_predict_writes_label_probability_and_top3(tmp_path, tiny_data, shared_p
     )
     run_lightning(["fit", *tiny(tmp_path, tiny_data)])
     run_lightning(["predict", *tiny(tmp_path, tiny_data), "--ckpt_path", "best", "--data.predict_file", str(papers)])
-    lines = [json.loads(line) for line in (tmp_path / "logs" / "tiny" / "version_1" / "predictions.jsonl").open()]
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "tiny" / "version_0" / "predictions.jsonl").open()]
     assert [line["arxiv_id"] for line in lines] == ["a", "b"]
     for line in lines:
         ranked = [entry["probability"] for entry in line["top3"]]
@@ -224,8 +224,8 @@ def test_ddp_on_two_cpu_processes_writes_one_export_and_report_like_a_single_run
     exported = AutoModelForSequenceClassification.from_pretrained(export).state_dict()
     expected = single.model.backbone.state_dict()
     assert {k: v.shape for k, v in exported.items()} == {k: v.shape for k, v in expected.items()}
-    assert sorted(p.name for p in (tmp_path / "logs" / "tiny").iterdir()) == ["version_0", "version_1"]
-    report = json.loads((tmp_path / "logs" / "tiny" / "version_1" / "test_report.json").read_text())
+    assert sorted(p.name for p in (tmp_path / "logs" / "tiny").iterdir()) == ["version_0"], "test in the fit's run"
+    report = json.loads((tmp_path / "logs" / "tiny" / "version_0" / "test_report.json").read_text())
     # Each rank sees half of the test split; the report counts both halves.
     test_split = json.loads((tiny_data / "splits" / "test.json").read_text())["samples"]
     assert len(test_split) <= 2 * 3 * 8, "the test split must fit the tiny config's limit_test_batches"

@@ -22,6 +22,7 @@ from transformers import get_linear_schedule_with_warmup
 from clf.model.backbone import build_backbone
 from clf.model.metrics import per_class_metrics, summary_metrics
 from clf.model.report import write_test_report
+from clf.model.tensorboard import hparam_metrics, log_hparams
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +208,7 @@ class ArxivClassifier(L.LightningModule):
         if hasattr(experiment, "add_figure"):
             experiment.add_figure("test/confusion_matrix", figure, global_step=self.global_step)
             experiment.add_text("test/report", (out_dir / "test_report.md").read_text(), global_step=self.global_step)
-        if hasattr(self.logger, "log_hyperparams"):
-            self.logger.log_hyperparams(self.hparams, metrics=summary)
+        log_hparams(self.trainer, self, hparam_metrics(summary, "test"))
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class probabilities, shape ``(batch, num_labels)`` (the artifact's answers when `answer_scoring` is set)."""

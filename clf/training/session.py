@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
+from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from clf.artifact import ModelArtifact, is_artifact, record_test_metrics
@@ -33,6 +33,7 @@ from clf.model.module import ArxivClassifier
 from clf.model.oom import BatchSetting, run_with_oom_backoff
 from clf.model.precision import auto_precision
 from clf.model.predictions import write_predictions
+from clf.model.tensorboard import TensorBoardSummary, run_pointer
 from clf.training.errors import TrainingConfigError
 from clf.training.finishing import ArtifactAnswers, ScoreOnFitEnd
 from clf.training.result import RunResult, Stage
@@ -151,6 +152,7 @@ class TrainingSession(LightningCLI):
         # After export: on_fit_end runs in this order, and the scoring is fitted on the exported artifact.
         parser.add_lightning_class_args(ScoreOnFitEnd, "scoring")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(TensorBoardSummary, "tensorboard")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -187,11 +189,19 @@ class TrainingSession(LightningCLI):
         self.config = self._request.parse(self._subcommand_parsers[self._request.stage.value])
 
     def before_instantiate_classes(self) -> None:
-        """Resolves an unset ``trainer.precision`` to the best one for the hardware (see `auto_precision`)."""
+        """Resolves an unset ``trainer.precision`` to the best one for the hardware (see `auto_precision`), and
+        points test, validate and predict of a fit's checkpoint at that fit's logger folder (`run_pointer`)."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.trainer.precision is None:
             config.trainer.precision = auto_precision(str(config.trainer.accelerator))
             log.info("trainer.precision not set: using %s on this hardware", config.trainer.precision)
+        if _on_cuda(str(config.trainer.accelerator)):  # memory and utilisation in TensorBoard beside the curves
+            callbacks = self.trainer_defaults.get("callbacks") or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            self.trainer_defaults = {**self.trainer_defaults, "callbacks": [*callbacks, DeviceStatsMonitor()]}
+        if self.subcommand in ("test", "validate", "predict") and _log_into_the_fit(config):
+            # The fit's config.yaml stays; this stage's resolved config goes beside it.
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"{self.subcommand}_config.yaml"}
 
     def instantiate_classes(self) -> None:
         """Builds the model, data and trainer, unless the request asked to parse and check only."""
@@ -375,7 +385,9 @@ class TrainingSession(LightningCLI):
             stage=stage,
             run_dir=Path(trainer.default_root_dir),
             log_dir=log_dir,
-            config_path=_existing(log_dir / "config.yaml" if log_dir else None),
+            config_path=_existing(log_dir / self.save_config_kwargs.get("config_filename", "config.yaml"))
+            if log_dir
+            else None,
             monitor=getattr(checkpoint, "monitor", None),
             metrics={k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1},
             epochs=trainer.current_epoch,
@@ -427,6 +439,32 @@ def _apply(parser: LightningArgumentParser, config: Namespace, changes: dict[str
         raise TrainingConfigError(
             f"overrides: {err}{hint}. `clf fit --config X --print_config` lists the keys of a config."
         ) from None
+
+
+def _on_cuda(accelerator: str) -> bool:
+    """Whether the trainer will run on CUDA (``cuda``/``gpu``, or ``auto`` with a GPU present)."""
+    return accelerator in ("cuda", "gpu") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def _log_into_the_fit(config: Namespace) -> bool:
+    """Sets the TensorBoard logger's version to the fit's, when the checkpoint is one of that fit's; says whether."""
+    ckpt = config.get("ckpt_path")
+    dirpath = config.get("checkpoint", {}).get("dirpath") if isinstance(config.get("checkpoint"), Namespace) else None
+    if not ckpt or not dirpath:
+        return False
+    if str(ckpt) not in ("best", "last") and Path(ckpt).resolve().parent != Path(dirpath).resolve():
+        return False
+    fit_logs = run_pointer(dirpath)
+    logger = config.trainer.logger
+    init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
+    if fit_logs is None or not isinstance(init_args, Namespace) or init_args.get("version") is not None:
+        return False
+    same = "save_dir" in init_args and "name" in init_args
+    if not same or (Path(init_args.save_dir) / str(init_args.name)).resolve() != fit_logs.parent.resolve():
+        return False
+    init_args.version = fit_logs.name
+    log.info("logging into the fit's run %s", fit_logs)
+    return True
 
 
 def _move_run(parser: LightningArgumentParser, config: Namespace, run_dir: Path) -> Namespace:

@@ -107,7 +107,9 @@ def test_test_and_predict_use_the_best_checkpoint_of_the_run(tmp_path, tiny_conf
     tested = training.test(tiny_config, run_dir=run_dir)
     assert tested.stage is Stage.TEST and tested.best_checkpoint == run_dir / "checkpoints" / "best.ckpt"
     report = json.loads(tested.report_path.read_text())
-    assert tested.report_path.parent == tested.log_dir == run_dir / "logs" / "tiny" / "version_1"
+    # Into the fit's run (TensorBoard shows the test beside its curves); the fit's config.yaml stays.
+    assert tested.report_path.parent == tested.log_dir == run_dir / "logs" / "tiny" / "version_0"
+    assert (tested.log_dir / "config.yaml").is_file() and (tested.log_dir / "test_config.yaml").is_file()
     assert set(tested.test_metrics) >= {"test/acc", "test/f1_macro", "test/loss"}
     assert report["metrics"]["test/acc"] == pytest.approx(tested.test_metrics["test/acc"], abs=1e-4)
     # The best checkpoint is the exported one: its test metrics join the export's metrics and model card.
