@@ -25,6 +25,7 @@ from jsonargparse import CLI
 from clf import DEFAULT_CATEGORIES, __version__
 from clf.commands.evaluate import evaluate
 from clf.commands.export import export
+from clf.commands.report import report
 from clf.commands.reproduce import reproduce
 from clf.data.collector import DEFAULT_API_URL, ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
@@ -260,6 +261,7 @@ def _is_fit_config(path: Path) -> bool:
 POSITIONAL_OPTIONS = {
     "registry": ("--action", "--version"),
     "reproduce": ("--version",),
+    "report": ("--run_dir",),
     "deploy": ("--action", "--version"),
     "ab": ("--action", "--experiment_id"),
     "db": ("--action",),
@@ -307,6 +309,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "tune": tune,
     "registry": registry,
     "evaluate": evaluate,
+    "report": report,
     "export": export,
     "reproduce": reproduce,
     **plugin_commands(),

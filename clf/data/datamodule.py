@@ -209,6 +209,36 @@ class ArxivDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ helpers
 
+    def statistics(self) -> dict[str, dict[str, Any]]:
+        """Per loaded split: papers, papers per class, token lengths and the share cut at `max_length`.
+
+        Returns:
+            ``{split: {"papers", "classes": {label: count}, "tokens_p50", "tokens_p95", "truncated_share"}}`` for
+            each split set up so far (a multi-label paper counts for each of its classes).
+        """
+        import numpy as np
+
+        stats: dict[str, dict[str, Any]] = {}
+        for split, dataset in self.datasets.items():
+            if split == "predict" or "length" not in dataset.column_names:
+                continue
+            lengths = np.asarray(dataset["length"])
+            counts: dict[str, int] = {}
+            if "labels" in dataset.column_names:
+                for target in dataset["labels"]:
+                    indices = [i for i, on in enumerate(target) if on] if isinstance(target, list) else [int(target)]
+                    for index in indices:
+                        label = self.id_to_label[index]
+                        counts[label] = counts.get(label, 0) + 1
+            stats[split] = {
+                "papers": len(dataset),
+                "classes": dict(sorted(counts.items())),
+                "tokens_p50": float(np.percentile(lengths, 50)) if len(lengths) else None,
+                "tokens_p95": float(np.percentile(lengths, 95)) if len(lengths) else None,
+                "truncated_share": float(np.mean(lengths >= self.max_length)) if len(lengths) else None,
+            }
+        return stats
+
     def _dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
             raise RuntimeError(f"the {split} split is not loaded; call setup() first")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
+import torch
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -81,3 +82,53 @@ def per_class_metrics(num_labels: int, multi_label: bool, threshold: float = 0.5
             "confusion_matrix": MulticlassConfusionMatrix(num_classes=num_labels),
         }
     )
+
+
+class Reliability(Metric):
+    """Top-1 confidence against accuracy in equal-width bins: the reliability diagram and its ECE.
+
+    Args:
+        bins: how many equal-width confidence bins in [0, 1].
+    """
+
+    full_state_update = False
+
+    def __init__(self, bins: int = 15) -> None:
+        super().__init__()
+        self.bins = bins
+        self.add_state("count", default=torch.zeros(bins, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("confidence", default=torch.zeros(bins, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("correct", default=torch.zeros(bins, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, probabilities: torch.Tensor, targets: torch.Tensor) -> None:
+        """Adds a batch.
+
+        Args:
+            probabilities: ``(batch, classes)`` probabilities.
+            targets: ``(batch,)`` true class indices.
+        """
+        top, predicted = probabilities.float().max(dim=1)
+        index = (top * self.bins).long().clamp(max=self.bins - 1)
+        self.count += torch.bincount(index, minlength=self.bins).to(self.count)
+        self.confidence += torch.bincount(index, weights=top.double(), minlength=self.bins).to(self.confidence)
+        hits = (predicted == targets).double()
+        self.correct += torch.bincount(index, weights=hits, minlength=self.bins).to(self.correct)
+
+    def compute(self) -> dict[str, object]:
+        """The bins and the expected calibration error.
+
+        Returns:
+            ``{"ece", "bins": [{"lower", "upper", "count", "confidence", "accuracy"}, ...]}`` (empty bins have
+            ``None`` confidence and accuracy).
+        """
+        total = float(self.count.sum())
+        rows, ece = [], 0.0
+        for i in range(self.bins):
+            n = float(self.count[i])
+            mean = float(self.confidence[i]) / n if n else None
+            accuracy = float(self.correct[i]) / n if n else None
+            if n:
+                ece += n / total * abs(accuracy - mean)  # type: ignore[operator]
+            rows.append({"lower": i / self.bins, "upper": (i + 1) / self.bins, "count": int(n), "confidence": mean,
+                         "accuracy": accuracy})  # fmt: skip
+        return {"ece": ece if total else None, "bins": rows}

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 from transformers import get_linear_schedule_with_warmup
 
 from clf.model.backbone import build_backbone
-from clf.model.metrics import per_class_metrics, summary_metrics
+from clf.model.metrics import Reliability, per_class_metrics, summary_metrics
 from clf.model.report import write_test_report
 from clf.model.tensorboard import hparam_metrics, log_hparams
 
@@ -112,6 +112,7 @@ class ArxivClassifier(L.LightningModule):
         self.val_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="val/")
         self.test_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="test/")
         self.test_per_class = per_class_metrics(num_labels, multi_label, threshold)
+        self.test_reliability = Reliability()
         self.test_encoder_metrics = summary_metrics(num_labels, multi_label, threshold).clone(prefix="test/encoder_")
         self.answer_scoring: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
         """Set by the training session when the model under test or predict is an export with its own scoring: maps
@@ -187,6 +188,8 @@ class ArxivClassifier(L.LightningModule):
             probabilities = self._answers(probabilities, batch)
         self.test_metrics.update(probabilities, targets)
         self.test_per_class.update(probabilities, targets)
+        if not self.multi_label:
+            self.test_reliability.update(probabilities, targets)
 
     def on_test_epoch_end(self) -> None:
         # compute() gathers the states of every rank, so all ranks see the same numbers.
@@ -196,14 +199,25 @@ class ArxivClassifier(L.LightningModule):
             summary |= {name: float(value) for name, value in self.test_encoder_metrics.compute().items()}
             self.test_encoder_metrics.reset()
         per_class = {name: value.cpu() for name, value in self.test_per_class.compute().items()}
+        calibration = None if self.multi_label else self.test_reliability.compute()
         self.log_dict(summary)
         self.test_metrics.reset()
         self.test_per_class.reset()
+        self.test_reliability.reset()
         # trainer.log_dir broadcasts from rank zero: every rank must ask for it before the rank-zero section.
         out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
         if not self.trainer.is_global_zero:
             return
-        figure = write_test_report(out_dir, self.id2label, per_class, summary, multi_label=self.multi_label)
+        data = getattr(self.trainer, "datamodule", None)
+        figure = write_test_report(
+            out_dir,
+            self.id2label,
+            per_class,
+            summary,
+            multi_label=self.multi_label,
+            calibration=calibration,
+            data=data.statistics() if hasattr(data, "statistics") else None,
+        )
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_figure"):
             experiment.add_figure("test/confusion_matrix", figure, global_step=self.global_step)

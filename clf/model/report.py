@@ -22,6 +22,8 @@ def write_test_report(
     summary: dict[str, float],
     *,
     multi_label: bool = False,
+    calibration: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> Figure:
     """Writes ``test_report.json``, ``test_report.md`` and ``confusion_matrix.png`` into `out_dir`.
 
@@ -32,6 +34,8 @@ def write_test_report(
             (``(C, C)`` rows = true class, or ``(C, 2, 2)`` per class in multi-label mode).
         summary: the scalar test metrics.
         multi_label: whether the confusion matrix is per class.
+        calibration: the reliability bins and ECE of the top-1 answers (`clf.model.metrics.Reliability`).
+        data: the data statistics per split (`ArxivDataModule.statistics`).
 
     Returns:
         The confusion-matrix figure (for TensorBoard).
@@ -57,6 +61,10 @@ def write_test_report(
         if multi_label
         else "rows: true class, columns: predicted class, in `labels` order",
     }
+    if calibration is not None:
+        report["calibration"] = calibration
+    if data is not None:
+        report["data"] = data
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "test_report.json", report)
     write_text_atomic(out_dir / "test_report.md", _markdown(report))

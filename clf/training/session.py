@@ -33,6 +33,7 @@ from clf.model.module import ArxivClassifier
 from clf.model.oom import BatchSetting, run_with_oom_backoff
 from clf.model.precision import auto_precision
 from clf.model.predictions import write_predictions
+from clf.model.run_report import write_run_report
 from clf.model.tensorboard import TensorBoardSummary, run_pointer
 from clf.training.errors import TrainingConfigError
 from clf.training.finishing import ArtifactAnswers, ScoreOnFitEnd
@@ -297,6 +298,11 @@ class TrainingSession(LightningCLI):
         result = self._finish(Stage.TEST, ckpt)
         if self.trainer.is_global_zero and folder is not None:
             record_test_metrics(folder, result.test_metrics)
+        if self.trainer.is_global_zero and result.log_dir is not None:
+            try:
+                log.info("run report: %s", write_run_report(result.log_dir))
+            except Exception:  # a report is a view of the run; never a reason to fail the test
+                log.warning("the run report could not be written", exc_info=True)
         return result
 
     def _export_of(self, ckpt: str | None) -> Path | None:
