@@ -63,6 +63,13 @@ def write_run_report(run_dir: Path, output: Path | None = None) -> Path:
     log_dir = find_log_dir(Path(run_dir))
     test = json.loads((log_dir / "test_report.json").read_text())
     scalars, wall = _scalars(log_dir)
+    if not any(tag.startswith(("train/", "val/")) for tag in scalars):
+        # A test logged apart from its fit (runs from before they shared one): the curves of the newest sibling.
+        for sibling in sorted(log_dir.parent.glob("version_*"), key=lambda p: p.stat().st_mtime, reverse=True):
+            curves, times = _scalars(sibling) if sibling != log_dir else ({}, [])
+            if any(tag.startswith(("train/", "val/")) for tag in curves):
+                scalars, wall = {**curves, **scalars}, sorted(times + wall)
+                break
     root = _run_root(log_dir)
     sections = [
         _section("Test metrics", _metrics_table(test.get("metrics", {}))),
@@ -120,7 +127,8 @@ def _pyplot() -> Any:
 
 def _curves_png(scalars: dict[str, list[tuple[int, float]]]) -> bytes:
     plt = _pyplot()
-    drawn = [tag for tag in CURVES if tag in scalars] or sorted(scalars)[:4]
+    other = [tag for tag in sorted(scalars) if "/" in tag and not tag.startswith("hp/")]
+    drawn = [tag for tag in CURVES if tag in scalars] or other[:4]
     figure, axes = plt.subplots(1, len(drawn), figsize=(4.2 * len(drawn), 3.2), squeeze=False)
     for ax, tag in zip(axes[0], drawn, strict=True):
         steps, values = zip(*scalars[tag], strict=True)
