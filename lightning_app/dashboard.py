@@ -202,6 +202,20 @@ class Dashboard:
         ]
 
 
+def running_experiment(framework: Any, service: ClassificationService) -> dict[str, Any] | None:
+    """The analysis of the experiment running on the service's live version (its interval and p-value), as JSON.
+
+    Args:
+        framework: the `clf.experiments.ABTestingFramework`.
+        service: the running service.
+
+    Returns:
+        `ExperimentAnalysis.to_json`, or None when no experiment runs.
+    """
+    running = framework.running_experiment_for(service.live_version)
+    return None if running is None else framework.analyze_experiment(running.id).to_json()
+
+
 def cached(fetch: Callable[[], dict[str, Any] | None], seconds: float = EXPERIMENT_REFRESH_SECONDS) -> Callable:
     """`fetch` called at most once per `seconds` (its last answer in between; None while it fails).
 

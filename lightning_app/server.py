@@ -283,7 +283,7 @@ def _build_server(
     from clf.serving.prediction_ids import PredictionIds
     from clf.serving.service import ClassificationService
     from lightning_app.app import create_app
-    from lightning_app.dashboard import Dashboard, cached
+    from lightning_app.dashboard import Dashboard, cached, running_experiment
     from lightning_app.feedback import FeedbackGuard
 
     configure_logging(json_logs=json_logs, level=log_level)  # replaces the CLI's plain stderr handler too
@@ -369,11 +369,7 @@ def _build_server(
         on_shutdown.append(sync.close)
         feedback = functools.partial(framework.record_feedback, verify=prediction_ids.verify)
 
-        def running_experiment() -> dict[str, Any] | None:
-            running = framework.running_experiment_for(service.live_version)
-            return None if running is None else framework.analyze_experiment(running.id).to_json()
-
-        experiment = cached(running_experiment)
+        experiment = cached(functools.partial(running_experiment, framework, service))
         if not guard.enabled:
             log.warning(
                 "POST /feedback refuses every request: no token (--feedback-token-file or %s)", FEEDBACK_TOKEN_ENV

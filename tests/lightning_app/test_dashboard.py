@@ -4,6 +4,7 @@ no request to any host but the service."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ import requests
 from clf.deploy import DeploymentController, Phase
 from clf.monitoring import AlertManager
 from clf.serving import ClassificationService
+from clf.serving.routing import traffic_shares
 from lightning_app.app import create_app
-from lightning_app.dashboard import STATIC, Dashboard
+from lightning_app.dashboard import STATIC, Dashboard, cached, running_experiment
 from tests.deploy.conftest import GATES, PAPERS
 from tests.helpers.browser import chromium, requested_urls, screenshot
 from tests.helpers.http_service import LoopbackServer
@@ -95,6 +97,23 @@ def test_rolling_back_from_the_dashboard_needs_the_configured_token(canary):
     assert canary.controller.store.load().phase == Phase.IDLE
 
 
+def test_the_running_experiment_shows_with_its_interval_and_p_value(tiny_registry, tmp_path):
+    from clf.experiments import ABTestingFramework, ExperimentSync
+
+    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    framework = ABTestingFramework(f"sqlite:///{tmp_path / 'experiments.db'}", registry=tiny_registry)
+    experiment = framework.create_experiment("new head", "v1.0.0", CANARY, 0.5)
+    sync = ExperimentSync(framework, service)
+    sync.sync()
+    board = Dashboard(service, experiment=cached(lambda: running_experiment(framework, service)))
+    with LoopbackServer(create_app(service, dashboard=board, on_shutdown=[sync.close])) as server:
+        _traffic(server.url, 8)
+        shown = requests.get(f"{server.url}/dashboard/data", timeout=30).json()["experiment"]
+    assert shown["experiment_id"] == experiment.id
+    assert {shown["control"]["version"], shown["treatment"]["version"]} == {"v1.0.0", CANARY}
+    assert shown["recommendation"] and "test" in shown, "the z-test (None until both arms have feedback)"
+
+
 def test_a_dashboard_without_a_token_is_read_only(tiny_registry):
     service = ClassificationService(tiny_registry, max_wait_ms=1)
     with LoopbackServer(create_app(service)) as server:
@@ -134,6 +153,11 @@ def test_the_page_in_chromium_shows_what_the_metrics_and_the_rollout_say(canary)
         state = canary.controller.store.load()
 
         assert _value(driver, "#stage") == str(state.stage) == "50"
+        assert (
+            json.loads(_value(driver, "#split"))
+            == {"v1.0.0": 0.5, CANARY: 0.5}
+            == traffic_shares(canary.service.traffic_rule)
+        )
         assert _value(driver, "#candidate") == CANARY and _value(driver, "#live") == "v1.0.0"
         assert _value(driver, "#phase") == "canary"
         for version in ("v1.0.0", CANARY):
