@@ -27,6 +27,7 @@ from clf.serving.routing import traffic_shares
 
 if TYPE_CHECKING:
     from clf.deploy.controller import DeploymentController
+    from clf.deploy.state import DeploymentState
     from clf.monitoring.alerts import AlertManager
     from clf.serving.service import ClassificationService
 
@@ -93,6 +94,7 @@ class Dashboard:
         rule = service.traffic_rule
         versions = sorted(set(service.loaded_versions) | set(rule.versions))
         source = controller.context.source if controller is not None else None
+        state = controller.store.load() if controller is not None else None
         confidence = service.metrics.confidence_counts()
         per_version = {}
         for version in versions:
@@ -116,8 +118,8 @@ class Dashboard:
             "live_version": service.live_version,
             "loaded_versions": service.loaded_versions,
             "traffic_shares": traffic_shares(rule),
-            "rollout": self._rollout(),
-            "gates": self._gates(),
+            "rollout": self._rollout(state),
+            "gates": self._gates(state),
             "versions": per_version,
             "confidence_bounds": list(CONFIDENCE_BUCKETS),
             "decisions": controller.store.decisions(10) if controller is not None else [],
@@ -145,10 +147,9 @@ class Dashboard:
             raise RuntimeError("this replica runs no rollouts (--rollouts false or --version): roll back elsewhere")
         return request_rollback(self.controller.registry, reason, self.controller.store).to_json()
 
-    def _rollout(self) -> dict[str, Any] | None:
-        if self.controller is None:
+    def _rollout(self, state: DeploymentState | None) -> dict[str, Any] | None:
+        if self.controller is None or state is None:
             return None
-        state = self.controller.store.load()
         record = state.to_json()
         started = state.stage_started_at
         elapsed = None if started is None else max(float(self.clock()) - started, 0.0)
@@ -164,11 +165,10 @@ class Dashboard:
         record.pop("baseline_metrics", None)
         return record
 
-    def _gates(self) -> dict[str, Any] | None:
+    def _gates(self, state: DeploymentState | None) -> dict[str, Any] | None:
         controller = self.controller
-        if controller is None:
+        if controller is None or state is None:
             return None
-        state = controller.store.load()
         if state.phase != "canary" or state.candidate is None or state.baseline is None:
             return None
         result, elapsed, _ = controller.canary.judge(state)

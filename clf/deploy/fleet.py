@@ -220,8 +220,7 @@ class FleetMetrics:
         """
         now = float(self.clock())
         since = now - max(window_minutes, 0.0) * 60
-        records = [r for r in self.replica.store.replicas() if r.get("id") != self.replica.id]
-        others = [r for r in records if float(r.get("heartbeat_at") or 0) >= since and r.get("snapshots")]
+        others = answered_since([r for r in self.replica.store.replicas() if r.get("id") != self.replica.id], since)
         if not others:
             return self.local.metrics(version, window_minutes)
         fresh = {**self.replica.service.metrics.snapshot(), "at": now}
@@ -241,13 +240,26 @@ def store_metrics(records: list[dict[str, Any]], version: str, since: float) -> 
         Its metrics (percentiles read from the summed histograms) with ``replicas`` (how many counted), or
         ``{"total": 0, "replicas": n}``.
     """
-    counted = [r for r in records if float(r.get("heartbeat_at") or 0) >= since and r.get("snapshots")]
+    counted = answered_since(records, since)
     total: dict[str, Any] = {}
     for record in counted:
         total = add(total, window_counts(record, version, since))
     summary = window_metrics(total)
     summary["replicas"] = len(counted)
     return summary if summary["total"] else {"total": 0, "replicas": len(counted)}
+
+
+def answered_since(records: list[dict[str, Any]], since: float) -> list[dict[str, Any]]:
+    """The replica records that count for a window starting at `since`: heard from since then, with snapshots.
+
+    Args:
+        records: replica records as the store holds them.
+        since: the window's start, epoch seconds.
+
+    Returns:
+        Those records, in order.
+    """
+    return [r for r in records if float(r.get("heartbeat_at") or 0) >= since and r.get("snapshots")]
 
 
 def window_counts(record: dict[str, Any], version: str, since: float) -> dict[str, Any]:

@@ -72,14 +72,14 @@ class PrometheusMetrics:
         counts = {
             "predictions": predictions,
             "errors": self._scalar(f"sum({increase('clf_prediction_errors_total')})"),
-            "latency": _buckets(self._vector(f"sum by (le) ({increase('clf_request_latency_seconds_bucket')})")),
+            "latency": _buckets(self.query(f"sum by (le) ({increase('clf_request_latency_seconds_bucket')})")),
             "per_paper": _buckets(
-                self._vector(f"sum by (le) ({increase('clf_model_latency_per_paper_seconds_bucket')})")
+                self.query(f"sum by (le) ({increase('clf_model_latency_per_paper_seconds_bucket')})")
             ),
             "model_latency": {},
         }
         by_batch: dict[str, list[dict[str, Any]]] = {}
-        for sample in self._vector(f"sum by (batch, le) ({increase('clf_model_latency_seconds_bucket')})"):
+        for sample in self.query(f"sum by (batch, le) ({increase('clf_model_latency_seconds_bucket')})"):
             by_batch.setdefault(sample["metric"].get("batch", ""), []).append(sample)
         counts["model_latency"] = {batch: _buckets(samples) for batch, samples in by_batch.items()}
         return window_metrics(counts)
@@ -105,9 +105,6 @@ class PrometheusMetrics:
             raise PrometheusUnavailable(f"Prometheus at {self.url} refused {promql!r}: {body.get('error', body)}")
         result = body["data"]["result"]
         return result if isinstance(result, list) else []
-
-    def _vector(self, promql: str) -> list[dict[str, Any]]:
-        return self.query(promql)
 
     def _scalar(self, promql: str) -> float:
         result = self.query(promql)

@@ -8,8 +8,8 @@
 Several versions can be loaded at once; a traffic rule (`clf.serving.routing`) picks the one that answers each
 request, which is how blue-green, canary and A/B experiments share one service. Every answered input is recorded
 in the `PredictionMonitor` with the version that answered it, its queue wait and its model latency, and in the
-Prometheus counters and histograms of `ServiceMetrics` (with its arm too), as are model loads, swaps and the traffic
-shares of the installed rule.
+Prometheus counters and histograms of `ServiceMetrics`, as are model loads, swaps and the traffic shares of the
+installed rule (the HTTP layer counts each answer there with its arm and status code).
 
 Input is validated and cleaned before it is queued (`clf.serving.inputs`), so nothing a client sends can make a
 model fail; each version's queue is bounded (a full one sheds with `OverloadedError`); and a paper that makes the
