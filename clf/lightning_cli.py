@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 
+from clf.training.distributed import leaving_process_group
 from clf.training.session import TrainingSession
 
 
@@ -31,4 +32,7 @@ def run_lightning(args: list[str], *, run: bool = True) -> TrainingSession:
     # `clf` passes the arguments it parsed from sys.argv (spelling normalised); sys.argv itself must stay as it is,
     # because DDP's launcher starts the other ranks with it.
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended to run from within Python")
-    return TrainingSession(args, run=run, parser_kwargs={"prog": "clf"})
+    # A DDP stage leaves its process group behind; destroyed here, while the interpreter is whole, so a run that did
+    # its work does not abort at exit (see clf.training.distributed).
+    with leaving_process_group():
+        return TrainingSession(args, run=run, parser_kwargs={"prog": "clf"})
