@@ -32,6 +32,7 @@ from clf.data.paper import strip_version
 from clf.evaluation.baseline import DEFAULT_C_GRID, fit_tfidf_baseline
 from clf.evaluation.compare import EvaluationError, label_index, load_samples, sample_texts
 from clf.evaluation.metrics import BOOTSTRAP_RESAMPLES, ClassificationReport
+from clf.evaluation.paired import Difference, paired_bootstrap
 from clf.evaluation.protocol import Protocol, describe_part
 from clf.io import sha256_of_file
 
@@ -151,6 +152,8 @@ class ScoredCandidate:
         report: every metric, with intervals.
         seconds: wall time: predicting the test papers (the baseline: fitting, choosing C and predicting).
         details: what the candidate is: path and backend, or the baseline's config and validation scores.
+        probabilities: its ``(N, C)`` probabilities of the test papers (for paired comparisons; not in `to_json`).
+        truth: the papers' true class indices, in the same order.
     """
 
     name: str
@@ -158,14 +161,16 @@ class ScoredCandidate:
     report: ClassificationReport
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
+    probabilities: np.ndarray | None = field(default=None, repr=False, compare=False)
+    truth: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict.
 
         Returns:
-            The fields, the report as nested dicts.
+            The fields but the arrays, the report as nested dicts.
         """
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in ("probabilities", "truth")}
 
 
 def truth_of(samples: Sequence[dict[str, Any]], labels: Sequence[str], version: str = "") -> np.ndarray:
@@ -262,7 +267,9 @@ def score_model_stages(
             seed=seed,
             abstain_below=scoring.abstain_below,
         )
-        return ScoredCandidate(name, "model", report, round(seconds, 3), {**details, "stage": stage})
+        return ScoredCandidate(
+            name, "model", report, round(seconds, 3), {**details, "stage": stage}, probabilities.numpy(), truth
+        )
 
     results = [scored(predictor.version, answers, "answers")]
     if stages and not scoring.is_plain:
@@ -316,9 +323,10 @@ def score_baseline(
     )
     probabilities = baseline.predict_proba(sample_texts(list(samples)), labels)
     seconds = time.perf_counter() - started
+    truth = truth_of(samples, labels)
     report = ClassificationReport.from_probabilities(
         probabilities,
-        truth_of(samples, labels),
+        truth,
         labels,
         listed_of(samples, labels),
         resamples=resamples,
@@ -331,7 +339,7 @@ def score_baseline(
         "train": len(train),
         "val": len(val),
     }
-    return ScoredCandidate(BASELINE_NAME, "baseline", report, round(seconds, 3), details)
+    return ScoredCandidate(BASELINE_NAME, "baseline", report, round(seconds, 3), details, probabilities, truth)
 
 
 def differences(candidate: ScoredCandidate, reference: ScoredCandidate) -> dict[str, float]:
@@ -350,6 +358,26 @@ def differences(candidate: ScoredCandidate, reference: ScoredCandidate) -> dict[
     gains["any_listed_accuracy"] = a.any_listed_accuracy - b.any_listed_accuracy
     gains["ece"] = b.ece - a.ece
     return {name: round(value, 6) for name, value in gains.items()}
+
+
+def paired_against(candidate: ScoredCandidate, reference: ScoredCandidate) -> dict[str, Difference]:
+    """Accuracy and macro-F1 of `candidate` minus `reference`, with paired bootstrap intervals.
+
+    Args:
+        candidate: a scored model, with its probabilities.
+        reference: another (the baseline), scored on the same papers in the same order.
+
+    Returns:
+        ``{"accuracy": Difference, "macro_f1": Difference}``.
+
+    Raises:
+        EvaluationError: when either lacks probabilities or they were scored on different papers.
+    """
+    if candidate.probabilities is None or reference.probabilities is None or candidate.truth is None:
+        raise EvaluationError(f"{candidate.name} or {reference.name} was scored without keeping its probabilities")
+    if reference.truth is None or not np.array_equal(candidate.truth, reference.truth):
+        raise EvaluationError(f"{candidate.name} and {reference.name} were not scored on the same papers")
+    return paired_bootstrap(candidate.probabilities, reference.probabilities, candidate.truth)
 
 
 @dataclass(frozen=True)
@@ -379,8 +407,9 @@ class ProtocolResult:
         Returns:
             ``protocol`` (its summary), ``test_scored`` (the papers scored: count, classes, dates, id hash),
             ``excluded_as_seen`` (per model, how many of its training papers were in the test set, and from where
-            that is known), ``candidates`` (each one's report, time and details) and ``versus_baseline`` (each
-            model minus the baseline).
+            that is known), ``candidates`` (each one's report, time and details), ``versus_baseline`` (each
+            model minus the baseline) and ``paired_versus_baseline`` (accuracy and macro-F1 of each model minus the
+            baseline with paired bootstrap intervals, `clf.evaluation.paired`).
         """
         baseline = self.baseline
         return {
@@ -393,6 +422,11 @@ class ProtocolResult:
             "candidates": [candidate.to_json() for candidate in self.candidates],
             "versus_baseline": {
                 c.name: differences(c, baseline) for c in self.candidates if baseline is not None and c.kind == "model"
+            },
+            "paired_versus_baseline": {
+                c.name: {name: asdict(d) for name, d in paired_against(c, baseline).items()}
+                for c in self.candidates
+                if baseline is not None and c.kind == "model" and c.probabilities is not None
             },
         }
 

@@ -41,11 +41,17 @@ def test_candidates_side_by_side(tool, trained_export, tmp_path, capsys):
         assert [c["name"] for c in result["candidates"]] == ["fitted", "random", "tfidf_logreg"]
         assert {c["report"]["num_samples"] for c in result["candidates"]} == {result["test_scored"]["count"]}
         assert set(result["versus_baseline"]) == {"fitted", "random"}
+        assert set(result["paired_versus_baseline"]) == {"fitted", "random"}
+        for name, paired in result["paired_versus_baseline"].items():
+            for metric, difference in paired.items():
+                assert difference["low"] <= difference["difference"] <= difference["high"]
+                assert difference["difference"] == pytest.approx(result["versus_baseline"][name][metric], abs=1e-6)
     temporal = {c["name"]: c["report"] for c in document["protocols"]["temporal"]["candidates"]}
     assert temporal["fitted"]["accuracy"] > temporal["random"]["accuracy"]  # a fitted head against random weights
     table = output.with_suffix(".md").read_text()
     assert "**Sampled (--max-papers 90)" in table
-    assert table.count("| fitted |") == table.count("| tfidf_logreg |") == 2
+    assert table.count("| tfidf_logreg |") == 2
+    assert table.count("| fitted |") == 4, "a row in each protocol's table and in its paired differences"
     fitted = temporal["fitted"]
     assert f"| fitted | {fitted['accuracy']:.4f} [{fitted['intervals']['accuracy']['low']:.4f}," in table
     assert table in capsys.readouterr().out

@@ -144,7 +144,25 @@ def markdown(document: dict[str, Any]) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *(row(c["name"], c, count) for c in result["candidates"]),
         ]
+        paired = result.get("paired_versus_baseline") or {}
+        if paired:
+            lines += [
+                "",
+                "Each model minus the baseline on the same papers, with paired bootstrap 95 % intervals:",
+                "",
+                "| candidate | accuracy difference [95 % CI] | macro-F1 difference [95 % CI] |",
+                "| --- | --- | --- |",
+                *(
+                    f"| {candidate} | {_signed(d['accuracy'])} | {_signed(d['macro_f1'])} |"
+                    for candidate, d in paired.items()
+                ),
+            ]
     return "\n".join(lines) + "\n"
+
+
+def _signed(difference: dict[str, float]) -> str:
+    points = {k: 100 * difference[k] for k in ("difference", "low", "high")}
+    return f"{points['difference']:+.2f} points [{points['low']:+.2f}, {points['high']:+.2f}]"
 
 
 def plot(result: ProtocolResult, folder: Path, name: str) -> None:
