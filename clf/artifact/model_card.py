@@ -168,10 +168,31 @@ def _scoring(scoring: Scoring) -> list[str]:
                 else ""
             )
         )
-    lines.append(f"- an answer whose top probability is below {scoring.abstain_below:.2f} is flagged as unsure")
+    lines.append(_abstention(scoring))
     if scoring.is_plain:
         lines.insert(0, "- the encoder's own softmax (sigmoid per class when multi-label), not calibrated")
     return lines
+
+
+def _abstention(scoring: Scoring) -> str:
+    line = f"- an answer whose top probability is below {scoring.abstain_below:.4g} is flagged as unsure"
+    target = scoring.abstain_target_accuracy
+    if target is None:
+        return line
+    # The evidence is what the fit measured (clf.evaluation.selective.ThresholdChoice.to_json); read defensively, as
+    # the card must render whatever an older or hand-edited scoring.json holds.
+    found = scoring.fitted.get("abstain") or {}
+    papers, coverage, accuracy = found.get("papers"), found.get("coverage"), found.get("accuracy")
+    where = f"{papers:,} validation papers" if isinstance(papers, int) else "the validation papers"
+    if not isinstance(coverage, int | float) or not isinstance(accuracy, int | float):
+        return f"{line}: the threshold chosen for {target:.0%} accuracy of the answered papers on {where}"
+    measured = f"{coverage:.1%} of them were answered, {accuracy:.1%} of those right"
+    if found.get("outcome") == "reached":
+        return f"{line}: the lowest threshold whose answers reached {target:.0%} accuracy on {where} ({measured})"
+    return (
+        f"{line}: {target:.0%} accuracy was asked for but not reached on {where}; this is the most accurate "
+        f"threshold answering at least {found.get('min_answered', '?')} of them ({measured})"
+    )
 
 
 def _training_data(lineage: Lineage) -> list[str]:

@@ -11,7 +11,10 @@ one inference path (`clf.inference.scoring`), so the service, ONNX serving and e
   is exactly softmax(logits / T)); multi-label models scale each class's logit instead.
 
 ``scoring.json`` says which stages apply and with what numbers, and ``abstain_below``, the calibrated top-1
-probability under which an answer is flagged as unsure. An artifact without it answers with the plain softmax.
+probability under which an answer is flagged as unsure: a fixed value (`DEFAULT_ABSTAIN_BELOW` unless set), or, when
+``abstain_target_accuracy`` is recorded, the lowest threshold whose answers reached that accuracy on the validation
+papers (its evidence under ``fitted["abstain"]``). An artifact without ``scoring.json`` answers with the plain
+softmax; one written before ``abstain_target_accuracy`` existed reads as a fixed threshold.
 """
 
 from __future__ import annotations
@@ -102,7 +105,10 @@ class Scoring:
         companion: the TF-IDF model, when the artifact has one.
         mixture: ``log_linear`` or ``linear`` (`MIXTURES`); artifacts written before it existed mixed linearly.
         abstain_below: calibrated top-1 probability under which an answer is flagged as unsure.
-        fitted: what was measured when the stages were fitted (validation scores of each candidate weight...).
+        fitted: what was measured when the stages were fitted (validation scores of each candidate weight, and under
+            ``abstain`` the evidence the threshold was chosen on...).
+        abstain_target_accuracy: the validation accuracy of the answered papers `abstain_below` was chosen for;
+            None when it is a fixed value.
     """
 
     calibration: Calibration = field(default_factory=Calibration)
@@ -111,6 +117,7 @@ class Scoring:
     abstain_below: float = DEFAULT_ABSTAIN_BELOW
     fitted: dict[str, Any] = field(default_factory=dict)
     mixture: str = "linear"
+    abstain_target_accuracy: float | None = None
 
     def __post_init__(self) -> None:
         if self.mixture not in MIXTURES:
@@ -121,6 +128,10 @@ class Scoring:
             raise ScoringError(f"{FILE}: encoder_weight {self.encoder_weight} < 1 but the artifact has no companion")
         if not 0 <= self.abstain_below <= 1:
             raise ScoringError(f"{FILE}: abstain_below must be in [0, 1], got {self.abstain_below}")
+        if self.abstain_target_accuracy is not None and not 0 < self.abstain_target_accuracy <= 1:
+            raise ScoringError(
+                f"{FILE}: abstain_target_accuracy must be in (0, 1] or null, got {self.abstain_target_accuracy}"
+            )
 
     @property
     def is_plain(self) -> bool:
@@ -152,6 +163,7 @@ class Scoring:
             "companion": TFIDF_FILE if self.companion is not None else None,
             "mixture": self.mixture,
             "abstain_below": self.abstain_below,
+            "abstain_target_accuracy": self.abstain_target_accuracy,
             "fitted": self.fitted,
         }
 
@@ -182,6 +194,7 @@ def read_scoring(folder: Path) -> Scoring:
             abstain_below=float(document.get("abstain_below", DEFAULT_ABSTAIN_BELOW)),
             fitted=dict(document.get("fitted") or {}),
             mixture=str(document.get("mixture", "linear")),
+            abstain_target_accuracy=_optional_float(document.get("abstain_target_accuracy")),
         )
     except (DataFileError, TypeError, KeyError, AttributeError) as err:
         raise ScoringError(f"{path}: {err}") from None
@@ -210,6 +223,10 @@ def write_scoring(folder: Path, scoring: Scoring) -> None:
             str(folder / TFIDF_WEIGHTS_FILE),
         )
     write_json_atomic(folder / FILE, scoring.to_json())
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _read_companion(folder: Path) -> Companion:

@@ -7,11 +7,21 @@ papers, through the one inference path.
       val_papers: 1000       # validation papers the mixture weight and the temperature are fitted on
       val_selection: newest  # the most recently published ones (or: stratified)
       mixture: log_linear    # p ∝ p_encoder^w · p_tfidf^(1-w) (or: linear)
+      target_accuracy: 0.9   # abstain_below: the lowest threshold whose answers are 90 % right on those papers
 
 The encoder's validation probabilities come from `clf.inference.ModelPredictor` on the export itself, so what is
 fitted is what the service will compute. For every weight of `weights` the temperature of that mixture is fitted,
 and the pair with the lowest validation log-likelihood is kept; both are written into the artifact
 (`clf.artifact.record_scoring`) and its model card. Test papers are never used.
+
+With ``target_accuracy``, the unsure threshold ``abstain_below`` is chosen last, on the same validation papers'
+answers as the service computes them (mixed and calibrated, `clf.inference.scoring.Scorer`):
+`clf.evaluation.selective.choose_threshold` keeps the lowest threshold at which the answered papers (top-1
+probability at or above it) are at least that accurate, resting on at least ``target_min_answered`` of them. When no
+threshold reaches the target, the most accurate one is kept and a warning says so: the service then flags as many
+answers as it must to come closest, rather than quietly answering at an accuracy nobody asked for. The target, and
+the coverage and accuracy it gave, go into ``scoring.json`` (``abstain_target_accuracy``, ``fitted["abstain"]``)
+and the model card.
 
 Why the newest validation papers: the service answers papers published after every paper it was trained on, and
 confidence drifts with time (a model is less often right on newer papers). Fitting the temperature on the most
@@ -37,6 +47,7 @@ from clf.artifact import Calibration, Companion, Scoring, record_scoring
 from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW, MIXTURES
 from clf.data.datamodule import stratified_subset
 from clf.evaluation.baseline import VECTORIZER_PARAMS
+from clf.evaluation.selective import MIN_ANSWERED, ThresholdChoice, choose_threshold, top1_outcomes
 from clf.inference import ModelPredictor
 from clf.inference.scoring import CompanionModel, Scorer, fit_temperature, mix
 
@@ -61,7 +72,8 @@ with scikit-learn's default token pattern and norm written out so the stored mod
 
 
 class ScoreOnFitEnd(L.Callback):
-    """Fits the exported artifact's scoring at the end of fit (after ``export``); does nothing when both are off.
+    """Fits the exported artifact's scoring at the end of fit (after ``export``); does nothing unless `companion`,
+    `calibrate` or `target_accuracy` asks for something.
 
     Args:
         companion: mix in a TF-IDF + logistic-regression model trained on the whole training split (single-label).
@@ -73,12 +85,16 @@ class ScoreOnFitEnd(L.Callback):
         weights: encoder shares tried for the mixture, chosen on validation log-likelihood.
         companion_c: inverse regularisation strength of the companion's logistic regression.
         companion_max_features: most TF-IDF terms kept (by frequency); None: all seen in two documents.
-        abstain_below: the calibrated top-1 probability under which answers are flagged as unsure.
+        abstain_below: the calibrated top-1 probability under which answers are flagged as unsure, when no
+            `target_accuracy` is given (or too few validation papers to choose one on).
+        target_accuracy: choose `abstain_below` instead: the lowest threshold at which the validation papers'
+            answers (those not flagged unsure) are at least this accurate; None keeps `abstain_below`.
+        target_min_answered: the fewest validation papers a chosen threshold may answer.
         seed: seed of the validation subset.
 
     Raises:
-        ValueError: for a weight outside [0, 1], a non-positive `companion_c` or `val_papers`, or an unknown
-            `val_selection` or `mixture`.
+        ValueError: for a weight outside [0, 1], a non-positive `companion_c`, `val_papers` or
+            `target_min_answered`, an unknown `val_selection` or `mixture`, or a `target_accuracy` outside (0, 1].
     """
 
     def __init__(
@@ -92,6 +108,8 @@ class ScoreOnFitEnd(L.Callback):
         companion_c: float = 10.0,
         companion_max_features: int | None = 200_000,
         abstain_below: float = DEFAULT_ABSTAIN_BELOW,
+        target_accuracy: float | None = None,
+        target_min_answered: int = MIN_ANSWERED,
         seed: int = 42,
     ) -> None:
         if any(not 0 <= w <= 1 for w in weights) or not weights:
@@ -102,31 +120,49 @@ class ScoreOnFitEnd(L.Callback):
             raise ValueError(f"--scoring.val_selection must be one of {', '.join(VAL_SELECTIONS)}, got {val_selection}")
         if mixture not in MIXTURES:
             raise ValueError(f"--scoring.mixture must be one of {', '.join(MIXTURES)}, got {mixture}")
+        if target_accuracy is not None and not 0 < target_accuracy <= 1:
+            raise ValueError(f"--scoring.target_accuracy must be in (0, 1] (e.g. 0.9), got {target_accuracy}")
+        if target_min_answered < 1:
+            raise ValueError(f"--scoring.target_min_answered must be >= 1, got {target_min_answered}")
         self.val_selection, self.mixture = val_selection, mixture
         self.companion, self.calibrate = companion, calibrate
         self.val_papers, self.weights = val_papers, list(weights)
         self.companion_c, self.companion_max_features = companion_c, companion_max_features
         self.abstain_below, self.seed = abstain_below, seed
+        self.target_accuracy, self.target_min_answered = target_accuracy, target_min_answered
         self.scoring: Scoring | None = None
+        self.abstain: ThresholdChoice | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Fits and stores the scoring of the artifact the export callback wrote (rank zero; others wait)."""
-        if not (self.companion or self.calibrate) or trainer.interrupted:
+        if not (self.companion or self.calibrate or self.target_accuracy is not None) or trainer.interrupted:
             return
         exported = next((getattr(cb, "exported", None) for cb in trainer.callbacks if hasattr(cb, "exported")), None)
         if exported is not None:
-            self._fit(exported, trainer.datamodule)
+            self.fit_artifact(exported, trainer.datamodule)
         trainer.strategy.barrier("clf-scoring")
 
     @rank_zero_only
-    def _fit(self, folder: Any, datamodule: Any) -> None:
+    def fit_artifact(self, folder: Any, datamodule: Any) -> Scoring | None:
+        """Fits the scoring of the artifact in `folder` on its data's validation papers and records it there (on rank
+        zero; the other ranks do nothing).
+
+        Args:
+            folder: the exported artifact.
+            datamodule: the `clf.data.ArxivDataModule` it was trained on (its ``val`` and ``train`` splits).
+
+        Returns:
+            The scoring written (also in ``self.scoring``; the abstention threshold's evidence in ``self.abstain``);
+            None on the other ranks.
+        """
         started = time.perf_counter()
         predictor = ModelPredictor(folder, "fit")
         val = select_validation(datamodule.split_samples("val"), self.val_papers, self.val_selection, self.seed)
         texts = [sample["text"] for sample in val]
         multi_label = predictor.multi_label
         label2id = {label: index for index, label in predictor.id2label.items()}
-        encoder = predictor.encoder_probabilities(texts).double().numpy()
+        encoder_output = predictor.encoder_probabilities(texts)
+        encoder = encoder_output.double().numpy()
         if multi_label:
             labels = np.array(
                 [[1.0 if c in (s.get("categories") or [s["label"]]) else 0.0 for c in label2id] for s in val]
@@ -155,10 +191,44 @@ class ScoreOnFitEnd(L.Callback):
             found = temperatures.get(weight)
             temperature, before, after = found or fit_temperature(mixed, labels, multi_label=multi_label)
             calibration = Calibration(temperature, fitted_on, before, after)
+        abstain_below, target = self.abstain_below, None
+        if self.target_accuracy is not None:
+            scorer = Scorer(Scoring(calibration, weight, companion, mixture=self.mixture), multi_label)
+            abstain_below, target = self._choose_abstention(scorer(encoder_output, texts), labels, fitted)
         fitted["seconds"] = round(time.perf_counter() - started, 1)
-        self.scoring = Scoring(calibration, weight, companion, self.abstain_below, fitted, self.mixture)
+        self.scoring = Scoring(calibration, weight, companion, abstain_below, fitted, self.mixture, target)
         record_scoring(folder, self.scoring)
         log.info("scoring fitted on %d val papers in %.0f s: %s", len(val), fitted["seconds"], self.scoring.describe())
+        return self.scoring
+
+    def _choose_abstention(
+        self, answers: torch.Tensor, labels: np.ndarray, fitted: dict[str, Any]
+    ) -> tuple[float, float | None]:
+        """``abstain_below`` and the target it was chosen for (None: none chosen) from the validation papers'
+        `answers`; the evidence goes into `fitted` under ``abstain``."""
+        assert self.target_accuracy is not None
+        # The answers are float32, as the service computes them, so a paper exactly at the threshold stays answered.
+        confidence, correct = top1_outcomes(answers.double().numpy(), labels)
+        choice = choose_threshold(confidence, correct, self.target_accuracy, self.target_min_answered)
+        self.abstain, fitted["abstain"] = choice, choice.to_json()
+        if choice.threshold is None:
+            log.warning(
+                "--scoring.target_accuracy %g: %s; keeping --scoring.abstain_below %g (raise --scoring.val_papers or "
+                "lower --scoring.target_min_answered)",
+                self.target_accuracy,
+                choice.describe(),
+                self.abstain_below,
+            )
+            return self.abstain_below, None
+        if choice.reached:
+            log.info("abstain_below %s", choice.describe())
+        else:
+            log.warning(
+                "--scoring.target_accuracy %g is not reached on the validation papers; abstain_below is %s",
+                self.target_accuracy,
+                choice.describe(),
+            )
+        return choice.threshold, self.target_accuracy
 
 
 class ArtifactAnswers:

@@ -319,13 +319,13 @@ class TrainingSession(LightningCLI):
     def _score_as_export(
         self, model: ArxivClassifier, datamodule: ArxivDataModule, folder: Path | None, stage: str
     ) -> Scoring | None:
-        """When the checkpoint is the one exported to `folder` (`_export_of`) and the export has its own scoring (a
-        TF-IDF companion, a temperature), the stage answers as the export does and that scoring is returned;
-        otherwise the encoder's probabilities are the answers and None is returned."""
+        """When the checkpoint is the one exported to `folder` (`_export_of`), the export's scoring is returned, and
+        the stage answers as the export does when that scoring has stages of its own (a TF-IDF companion, a
+        temperature); otherwise the encoder's probabilities are the answers. None when there is no such export."""
         scoring = ModelArtifact.open(folder, verify=False).scoring if folder is not None else None
         if scoring is None or scoring.is_plain:
             model.answer_scoring = None
-            return None
+            return scoring  # a plain export still has its own abstain_below (chosen for a target accuracy, say)
         log.info("%s: answering as the export %s does (%s)", stage, folder, scoring.describe())
         model.answer_scoring = ArtifactAnswers(scoring, model.multi_label, lambda: datamodule.row_texts(stage))
         return scoring
