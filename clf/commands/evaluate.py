@@ -9,7 +9,11 @@ The protocols (`clf.evaluation.protocol`) are built from the shared data once an
 model is scored through `clf.inference.ModelPredictor`, as the service answers; a TF-IDF + logistic-regression
 baseline is trained on the protocol's train papers (C chosen on its val papers) and scored on the same test papers.
 Test papers the model was trained or validated on (from its lineage, or ``--trained-on``) are left out for both.
-Writes ``evaluation.json``, ``reliability.png`` and ``per_class_f1.png`` to ``--output-dir`` and prints the JSON.
+Every candidate's report includes the coverage–accuracy curve of selective answers (`clf.evaluation.selective`): at
+each confidence threshold 0, 0.05, ..., 0.95, the share of papers answered and their accuracy, the largest coverage
+whose answers are 90 % and 95 % right, and the unsure share at the artifact's own ``abstain_below``.
+Writes ``evaluation.json``, ``evaluation.md`` (the same in tables), ``reliability.png``, ``per_class_f1.png`` and
+``coverage_accuracy.png`` to ``--output-dir`` and prints the JSON.
 ``--max-papers`` builds the protocol from a small sample, for checks in seconds; real numbers use every paper.
 """
 
@@ -31,14 +35,17 @@ from clf.evaluation.protocol import (
     build_protocol,
     split_protocol,
 )
-from clf.evaluation.suite import ProtocolResult, evaluate_on_protocol
-from clf.io import write_json_atomic
+from clf.evaluation.selective import MIN_ANSWERED
+from clf.evaluation.suite import ProtocolResult, ScoredCandidate, evaluate_on_protocol
+from clf.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "evaluation.json"
+MARKDOWN_FILE = "evaluation.md"
 RELIABILITY_FILE = "reliability.png"
 PER_CLASS_FILE = "per_class_f1.png"
+COVERAGE_FILE = "coverage_accuracy.png"
 
 
 def evaluate(
@@ -80,7 +87,8 @@ def evaluate(
         baseline: also train and score the TF-IDF + logistic-regression baseline.
         trained_on: the data folder the model was trained on, when its artifact's lineage does not name it.
         exclude_seen: leave out of the test set the papers the model was trained or validated on.
-        output_dir: where evaluation.json and the figures go; runs/evaluate/<model>-<protocol> by default.
+        output_dir: where evaluation.json, evaluation.md and the figures go; runs/evaluate/<model>-<protocol> by
+            default.
         batch_size: texts per forward pass.
         bootstrap_resamples: resamples of each bootstrap interval.
         seed: seed of the protocol's sampling and splits and of the baseline.
@@ -132,9 +140,14 @@ def evaluate(
             "seed": seed,
         },
         "seconds": round(time.perf_counter() - started, 3),
-        "files": {"evaluation": str(folder / RESULT_FILE), **write_figures(result, folder)},
+        "files": {
+            "evaluation": str(folder / RESULT_FILE),
+            "markdown": str(folder / MARKDOWN_FILE),
+            **write_figures(result, folder),
+        },
     }
     write_json_atomic(folder / RESULT_FILE, document)
+    write_text_atomic(folder / MARKDOWN_FILE, markdown(result, predictor.version, sampled=max_papers is not None))
     print(json.dumps(document, indent=2, ensure_ascii=False))
     if max_papers is not None:
         log.warning("--max_papers %d: a sample for checking, not a result; real numbers use every paper", max_papers)
@@ -142,7 +155,7 @@ def evaluate(
 
 
 def write_figures(result: ProtocolResult, folder: Path) -> dict[str, str]:
-    """Draws the reliability diagram and the per-class F1 of every candidate into `folder`.
+    """Draws the reliability diagram, the per-class F1 and the coverage–accuracy curve of every candidate.
 
     Args:
         result: the scored candidates.
@@ -151,14 +164,86 @@ def write_figures(result: ProtocolResult, folder: Path) -> dict[str, str]:
     Returns:
         Figure name → its file.
     """
-    from clf.evaluation.plots import per_class_f1_plot, reliability_diagram
+    from clf.evaluation.plots import coverage_accuracy_plot, per_class_f1_plot, reliability_diagram
 
     reports = {candidate.name: candidate.report for candidate in result.candidates}
     title = f"{result.protocol.name}: {len(result.samples)} test papers"
+    coverage_title = f"Coverage and accuracy, {title}"
     return {
         "reliability": str(reliability_diagram(reports, folder / RELIABILITY_FILE, f"Reliability, {title}")),
         "per_class_f1": str(per_class_f1_plot(reports, folder / PER_CLASS_FILE, f"Per-class F1, {title}")),
+        "coverage_accuracy": str(coverage_accuracy_plot(reports, folder / COVERAGE_FILE, coverage_title)),
     }
+
+
+def markdown(result: ProtocolResult, model: str, sampled: bool = False) -> str:
+    """The evaluation as Markdown: every candidate's scores, then its coverage–accuracy curve.
+
+    Args:
+        result: the scored candidates.
+        model: the evaluated model's name, for the heading.
+        sampled: whether the protocol was built from a sample (``--max-papers``): the text then says so.
+
+    Returns:
+        The Markdown text.
+    """
+    candidates = result.candidates
+    lines = [f"# {model} on the {result.protocol.name} protocol", ""]
+    description = result.protocol.description.strip().rstrip(".")
+    lines += [f"{len(result.samples):,} test papers: {description}.", ""]
+    if sampled:
+        lines += ["A sample (`--max-papers`) for checking, not a result.", ""]
+    targets = [f"coverage at {choice.target_accuracy:.0%} accuracy" for choice in candidates[0].report.coverage_targets]
+    lines += [
+        "| candidate | accuracy (95 % interval) | macro-F1 | ECE | unsure | accuracy answered / unsure | "
+        + " | ".join(targets)
+        + " |",
+        "| --- " * (6 + len(targets)) + "|",
+    ]
+    lines += [_summary_row(candidate) for candidate in candidates]
+    lines += [
+        "",
+        "*unsure*: the share of papers whose top-1 probability is below the candidate's threshold (a model's "
+        "`abstain_below`); *coverage at X accuracy*: the share answered at the lowest confidence threshold whose "
+        f"answers are X right (with the threshold), among thresholds answering at least {MIN_ANSWERED} papers; "
+        "when none is, the best accuracy such a threshold reaches.",
+        "",
+        "## Coverage and accuracy by confidence threshold",
+        "",
+        "Papers whose top-1 probability is at or above the threshold are answered; the accuracy is theirs.",
+        "",
+        "| threshold | " + " | ".join(f"{c.name} coverage | {c.name} accuracy" for c in candidates) + " |",
+        "| --- " * (1 + 2 * len(candidates)) + "|",
+    ]
+    curves = [candidate.report.coverage_curve for candidate in candidates]
+    for points in zip(*curves, strict=True):
+        cells = [f"{points[0].threshold:.2f}"]
+        for point in points:
+            cells += [f"{point.coverage:.3f}", "–" if point.accuracy is None else f"{point.accuracy:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _summary_row(candidate: ScoredCandidate) -> str:
+    report = candidate.report
+    interval = report.intervals.get("accuracy")
+    accuracy = f"{report.accuracy:.3f}" + (f" ({interval.low:.3f}–{interval.high:.3f})" if interval else "")
+    cells = [candidate.name, accuracy, f"{report.macro_f1:.3f}", f"{report.ece:.3f}"]
+    held = report.abstention
+    if held is None:
+        cells += ["–", "–"]
+    else:
+        cells.append(f"{held.unsure_share:.1%} below {held.below:.2f}")
+        sides = (held.accuracy_sure, held.accuracy_unsure)
+        cells.append(" / ".join("–" if value is None else f"{value:.3f}" for value in sides))
+    for choice in report.coverage_targets:
+        if choice.threshold is None:
+            cells.append(f"too few papers ({choice.papers})")
+        elif choice.reached:
+            cells.append(f"{choice.coverage:.1%} (threshold {choice.threshold:.3f})")
+        else:
+            cells.append(f"not reached (best {choice.accuracy:.3f} at {choice.coverage:.1%})")
+    return "| " + " | ".join(cells) + " |"
 
 
 def _protocol(

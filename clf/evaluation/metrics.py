@@ -27,6 +27,9 @@ The definitions, for predictions ``ŷ_i`` and true classes ``y_i``:
 * **abstention at threshold t**: the share of papers whose top-1 confidence is below ``t`` (answers flagged
   ``unsure``), and the accuracy of the others and of those; with calibrated probabilities the second is high and the
   third low.
+* **coverage–accuracy curve**: at each threshold 0, 0.05, ..., 0.95, the share of papers answered (top-1 confidence
+  at or above it) and the accuracy of those; and the largest coverage whose answers are 90 % and 95 % right
+  (`clf.evaluation.selective`, which defines them).
 * **reliability diagram**: per bin, its paper count, mean confidence and accuracy (the terms of the ECE).
 * **bootstrap 95 % interval** (percentile method, Efron & Tibshirani 1993): draw ``N`` papers with replacement
   ``R = 1,000`` times from a seeded generator, compute the metric on each resample, and take the 2.5th and 97.5th
@@ -40,6 +43,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from clf.evaluation.selective import (
+    ACCURACY_TARGETS,
+    CoveragePoint,
+    ThresholdChoice,
+    choose_threshold,
+    coverage_accuracy_curve,
+    top1_outcomes,
+)
 
 ECE_BINS = 15
 """Equal-width confidence bins of the expected calibration error and the reliability diagram."""
@@ -470,6 +482,10 @@ class ClassificationReport:
         intervals: ``accuracy`` and ``macro_f1`` → bootstrap interval.
         bootstrap: how the intervals were drawn: method, resamples, level, seed.
         abstention: the unsure share at the model's threshold and the accuracy on each side.
+        coverage_curve: the coverage–accuracy curve at the thresholds of
+            `clf.evaluation.selective.COVERAGE_THRESHOLDS`.
+        coverage_targets: for each accuracy of `clf.evaluation.selective.ACCURACY_TARGETS`, the lowest threshold
+            whose answers reach it, and the coverage there.
     """
 
     num_samples: int
@@ -486,6 +502,8 @@ class ClassificationReport:
     intervals: dict[str, Interval] = field(default_factory=dict)
     bootstrap: dict[str, Any] = field(default_factory=dict)
     abstention: Abstention | None = None
+    coverage_curve: list[CoveragePoint] = field(default_factory=list)
+    coverage_targets: list[ThresholdChoice] = field(default_factory=list)
 
     @classmethod
     def from_probabilities(
@@ -528,6 +546,7 @@ class ClassificationReport:
             raise ValueError(f"label_names must name the {probs.shape[1]} columns, got {len(label_names)} names")
         scores = class_scores(probs, truth)
         diagram = reliability_bins(probs, truth, bins)
+        confidence, correct = top1_outcomes(probs, truth)
         return cls(
             num_samples=len(truth),
             labels=list(label_names),
@@ -548,6 +567,8 @@ class ClassificationReport:
             intervals=bootstrap_intervals(probs, truth, resamples=resamples, level=level, seed=seed),
             bootstrap={"method": "percentile", "resamples": resamples, "level": level, "seed": seed},
             abstention=abstention(probs, truth, abstain_below),
+            coverage_curve=coverage_accuracy_curve(confidence, correct),
+            coverage_targets=[choose_threshold(confidence, correct, target) for target in ACCURACY_TARGETS],
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""The figures of an evaluation: reliability diagrams and per-class F1, one series per candidate.
+"""The figures of an evaluation: reliability diagrams, per-class F1 and coverage–accuracy, one series per candidate.
 
     reliability_diagram({"v1.2.0": report, "tfidf_logreg": baseline_report}, "runs/evaluate/reliability.png")
     per_class_f1_plot({"v1.2.0": report, "tfidf_logreg": baseline_report}, "runs/evaluate/per_class_f1.png")
+    coverage_accuracy_plot({"v1.2.0": report}, "runs/evaluate/coverage_accuracy.png")
 
 Drawn with matplotlib's object API on the Agg canvas (files only, no display, no global backend switched).
 """
@@ -83,6 +84,47 @@ def per_class_f1_plot(reports: Mapping[str, ClassificationReport], path: str | P
     axes.set_xlabel("F1")
     axes.set_title(title or "Per-class F1")
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=min(len(reports), 3), fontsize="small")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def coverage_accuracy_plot(reports: Mapping[str, ClassificationReport], path: str | Path, title: str = "") -> Path:
+    """Accuracy of the answered papers against their share as the confidence threshold rises (`coverage_curve`),
+    with each candidate's own threshold (its `abstention`) marked.
+
+    Args:
+        reports: candidate name → its report.
+        path: the PNG file to write.
+        title: a heading, e.g. the protocol.
+
+    Returns:
+        The written file.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 5))
+    axes = figure.subplots()
+    for name, report in reports.items():
+        points = [p for p in report.coverage_curve if p.accuracy is not None]
+        (line,) = axes.plot([p.coverage for p in points], [p.accuracy for p in points], marker=".", label=name)
+        marked = report.abstention
+        if marked is not None and marked.accuracy_sure is not None:
+            axes.plot(
+                [1 - marked.unsure_share],
+                [marked.accuracy_sure],
+                marker="o",
+                linestyle="none",
+                markersize=9,
+                fillstyle="none",
+                color=line.get_color(),
+                label=f"{name}: unsure below {marked.below:.2f}",
+            )
+    axes.set_xlim(0, 1.02)
+    axes.set_xlabel("coverage (share of papers answered, not unsure)")
+    axes.set_ylabel("accuracy of the answered papers")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower left", fontsize="small")
+    axes.set_title(title or "Coverage and accuracy by confidence threshold (0, 0.05, ..., 0.95)")
     figure.tight_layout()
     return _save(figure, path)
 

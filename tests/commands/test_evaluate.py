@@ -67,6 +67,22 @@ def test_a_model_and_the_baseline_on_the_temporal_protocol(trained_export, cache
     assert report["any_listed_accuracy"] >= report["accuracy"] and 0 <= report["ece"] <= 1
     assert sum(b["count"] for b in report["reliability"]) == len(temporal.test)
     assert set(report["per_class"]) == set(CLASSES)
+    # Selective answers: the coverage-accuracy curve, the coverage at 90 % and 95 %, and the artifact's threshold.
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == truth
+    at = {point["threshold"]: point for point in report["coverage_curve"]}
+    assert len(at) == 20 and at[0.0]["coverage"] == 1.0 and at[0.0]["accuracy"] == pytest.approx(report["accuracy"])
+    assert at[0.6]["answered"] == (confidence >= 0.6).sum()
+    assert at[0.6]["accuracy"] == pytest.approx(correct[confidence >= 0.6].mean())
+    assert [target["target_accuracy"] for target in report["coverage_targets"]] == [0.9, 0.95]
+    for target in report["coverage_targets"]:
+        if target["outcome"] == "reached":
+            assert correct[confidence >= target["threshold"]].mean() >= target["target_accuracy"]
+    assert report["abstention"]["below"] == 0.5  # the export's own abstain_below
+    assert (out / "coverage_accuracy.png").read_bytes()[:8] == PNG
+    written = (out / "evaluation.md").read_text()
+    assert printed["files"]["markdown"] == str(out / "evaluation.md")
+    assert "| base |" in written and "| tfidf_logreg |" in written and "coverage at 90% accuracy" in written
+    assert f"| 0.60 | {at[0.6]['coverage']:.3f} | {at[0.6]['accuracy']:.3f} |" in written
     # The baseline learnt from the protocol's train papers and chose C on its val papers.
     assert baseline["details"]["train"] == len(temporal.train) and baseline["details"]["val"] == len(temporal.val)
     assert baseline["details"]["chosen_C"] in baseline["details"]["c_grid"]

@@ -196,6 +196,24 @@ def test_the_report_gathers_every_metric_and_is_json():
     assert document["per_class"]["cs.CL"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
 
 
+def test_the_report_gives_the_coverage_accuracy_curve_and_the_coverage_at_each_target_accuracy():
+    # Confidences 0.90 ✓, 0.85 ✓, 0.70 ✓, 0.65 ✗, 0.50 ✗, 0.50 ✓: from 0.70 up three answered, all right.
+    report = ClassificationReport.from_probabilities(PROBS, TRUTH, ["cs.AI", "cs.CL", "cs.CV"], resamples=10)
+    by_threshold = {point.threshold: point for point in report.coverage_curve}
+    assert len(report.coverage_curve) == 20
+    assert (by_threshold[0.5].coverage, by_threshold[0.5].accuracy) == (1.0, pytest.approx(4 / 6))
+    assert (by_threshold[0.7].answered, by_threshold[0.7].accuracy) == (3, 1.0)
+    assert by_threshold[0.9].answered == 1 and by_threshold[0.95].accuracy is None
+    # Six papers are fewer than a threshold may rest on: the report says so rather than choose one on three.
+    assert [(c.target_accuracy, c.outcome) for c in report.coverage_targets] == [
+        (0.9, "too_few_papers"),
+        (0.95, "too_few_papers"),
+    ]
+    document = json.loads(json.dumps(report.to_json()))
+    assert document["coverage_curve"][14] == {"threshold": 0.7, "answered": 3, "coverage": 0.5, "accuracy": 1.0}
+    assert document["coverage_targets"][0]["outcome"] == "too_few_papers"
+
+
 @pytest.mark.parametrize(
     ("probs", "truth", "message"),
     [
