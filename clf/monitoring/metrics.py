@@ -7,6 +7,9 @@ percentiles of `PredictionMonitor` cannot be aggregated: a p95 of p95s is no p95
                                                     before any model was picked)
     clf_predictions_total{version}                  papers classified (or failed) by a model
     clf_prediction_errors_total{version}            of those, failures of the model
+    clf_unsure_predictions_total{version}           of those, answers flagged unsure (top-1 probability below the
+                                                    artifact's abstain_below): the unsure share is this over
+                                                    clf_predictions_total
     clf_request_latency_seconds{version}            histogram: end-to-end latency per paper, queue included
     clf_model_latency_seconds{version,batch}        histogram: service time of the batch each paper ran in, by
                                                     batch-size bucket (1, 2-3, 4-7, ...): the canary gates' latency
@@ -88,6 +91,12 @@ class ServiceMetrics:
             ["version"],
             registry=own,
         )
+        self.unsure = Counter(
+            "clf_unsure_predictions",
+            "Answers flagged unsure: top-1 probability below the model's abstain_below.",
+            ["version"],
+            registry=own,
+        )
         self.latency = Histogram(
             "clf_request_latency_seconds",
             "End-to-end latency per paper, queue included.",
@@ -153,6 +162,7 @@ class ServiceMetrics:
         *,
         service_ms: float | None = None,
         batch_size: int | None = None,
+        unsure: int = 0,
     ) -> None:
         """Records the papers of one request answered by `version` (a None confidence is a model error).
 
@@ -162,12 +172,15 @@ class ServiceMetrics:
             confidences: one per paper: its top-1 probability, or None when the model failed on it.
             service_ms: the service time of the batch the request ran in, when measured.
             batch_size: texts in that batch, when measured.
+            unsure: how many of the answers were flagged unsure.
         """
         confidences = list(confidences)
         failures = sum(1 for value in confidences if value is None)
         self.predictions.labels(version).inc(len(confidences))
         if failures:
             self.errors.labels(version).inc(failures)
+        if unsure:
+            self.unsure.labels(version).inc(unsure)
         latency = self.latency.labels(version)
         for value in confidences:
             latency.observe(latency_ms / 1000)
@@ -217,6 +230,7 @@ class ServiceMetrics:
         self.loads.labels(version).inc()
         self.predictions.labels(version)
         self.errors.labels(version)
+        self.unsure.labels(version)
         for histogram in (self.latency, self.per_paper, self.batch_size, self.confidence):
             histogram.labels(version)
         for bucket in sorted({batch_bucket(size) for size in range(1, max(max_batch_size, 1) + 1)}):

@@ -517,12 +517,14 @@ class ClassificationService:
                 None if event.error is not None or record.get("error") else record.get("probability")
                 for record in (event.records or [{}] * len(event.texts))
             ]
+            unsure = sum(1 for record in event.records or () if record.get("unsure") is True)
             self.metrics.observe(
                 event.route.version,
                 event.latency_ms,
                 confidences,
                 service_ms=event.service_ms,
                 batch_size=event.batch_size,
+                unsure=unsure,
             )
         except Exception:
             log.exception("could not record predictions in the metrics")

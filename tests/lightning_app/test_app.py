@@ -88,8 +88,7 @@ def test_health_turns_503_when_the_model_files_break(server, tiny_registry):
 
 
 def test_metrics_as_json_and_prometheus_text(server):
-    for paper in PAPERS[:4]:
-        requests.post(f"{server.url}/predict", json=paper, timeout=30)
+    answers = [requests.post(f"{server.url}/predict", json=paper, timeout=30).json() for paper in PAPERS[:4]]
     requests.post(f"{server.url}/predict", json={"title": ""}, timeout=30)  # refused: not a prediction
     metrics = requests.get(f"{server.url}/metrics", params={"window_minutes": 5}, timeout=30).json()
     assert metrics["total"] == 4 and metrics["by_version"]["v1.0.0"]["total"] == 4
@@ -97,6 +96,8 @@ def test_metrics_as_json_and_prometheus_text(server):
     text = requests.get(f"{server.url}/metrics", params={"format": "prometheus"}, timeout=30)
     assert text.headers["content-type"].startswith("text/plain")
     assert 'clf_predictions_total{version="v1.0.0"} 4.0' in text.text
+    unsure = sum(answer["predictions"][0]["unsure"] for answer in answers)
+    assert f'clf_unsure_predictions_total{{version="v1.0.0"}} {float(unsure)}' in text.text
     assert 'clf_requests_total{arm="live",code="200",version="v1.0.0"} 4.0' in text.text
     assert 'clf_requests_total{arm="none",code="422",version="none"} 1.0' in text.text
     assert 'clf_rejections_total{kind="client_error",reason="empty_text"} 1.0' in text.text

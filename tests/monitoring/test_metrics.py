@@ -48,6 +48,18 @@ def test_the_exposition_counts_requests_predictions_errors_and_buckets():
     assert any(name.startswith("process_") for name, _ in samples), "the process collector"
 
 
+def test_unsure_answers_are_counted_per_version_beside_the_predictions():
+    metrics = ServiceMetrics()
+    metrics.loaded("v1")
+    metrics.loaded("v2")
+    metrics.observe("v1", 30.0, [0.9, 0.4, 0.3, None], unsure=2)
+    metrics.observe("v1", 30.0, [0.8])
+    samples = _samples(metrics)
+    assert samples[("clf_unsure_predictions_total", (("version", "v1"),))] == 2, "the unsure share is 2 of 5"
+    assert samples[("clf_predictions_total", (("version", "v1"),))] == 5
+    assert samples[("clf_unsure_predictions_total", (("version", "v2"),))] == 0, "the series exists from the load on"
+
+
 def test_live_version_and_traffic_shares_follow_swaps_and_splits():
     metrics = ServiceMetrics()
     metrics.went_live("v1")
