@@ -26,7 +26,8 @@ RUN_POINTER = "run.json"
 
 
 def compared_hparams(trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, Any]:
-    """The hyperparameters runs are compared on: backbone, learning rate, batch size, epochs, length, data, seed.
+    """The hyperparameters runs are compared on: backbone, learning rate, dropout, batch size, epochs, length, data,
+    seed.
 
     Args:
         trainer: the trainer.
@@ -44,6 +45,8 @@ def compared_hparams(trainer: pl.Trainer, module: pl.LightningModule) -> dict[st
         "warmup_ratio": hp.get("warmup_ratio"),
         "max_length": hp.get("max_length"),
         "multi_label": bool(hp.get("multi_label")),
+        "attention_dropout": _dropout(hp.get("attention_dropout")),
+        "hidden_dropout": _dropout(hp.get("hidden_dropout")),
         "max_epochs": trainer.max_epochs,
         "precision": str(trainer.precision),
         "accumulate_grad_batches": trainer.accumulate_grad_batches,
@@ -52,6 +55,10 @@ def compared_hparams(trainer: pl.Trainer, module: pl.LightningModule) -> dict[st
         "seed": getattr(data, "seed", None),
     }
     return {key: value for key, value in values.items() if value is not None}
+
+
+def _dropout(value: float | None) -> float | str:
+    return "checkpoint" if value is None else float(value)
 
 
 def hparam_metrics(metrics: dict[str, Any], stage: str) -> dict[str, float]:

@@ -45,4 +45,5 @@ def test_fit_and_test_land_in_one_run_with_compared_hparams_and_final_metrics(tm
     )
     assert not INTERNAL & set(hparams), f"internal keys logged: {INTERNAL & set(hparams)}"
     assert hparams["learning_rate"] == tiny_config["model"]["learning_rate"]
+    assert (hparams["attention_dropout"], hparams["hidden_dropout"]) == (0.0, "checkpoint"), "the defaults"
     assert events.Graph() is not None, "the model graph"
