@@ -115,6 +115,8 @@ class DynamicBatcher:
         self._closed = False
         self._lock = threading.Lock()
         self._queued = 0
+        self._held: _Request | None = None
+        """A request taken off the queue that would have overfilled the batch being gathered: it starts the next."""
         self._seconds_per_text: float | None = None
         self.batches_run = 0
         self.texts_run = 0
@@ -183,7 +185,7 @@ class DynamicBatcher:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            first, self._held = (self._held, None) if self._held is not None else (self._queue.get(), None)
             if first is _STOP:
                 return
             if not self._take(first):
@@ -208,7 +210,9 @@ class DynamicBatcher:
         return True
 
     def _gather(self, batch: list[_Request]) -> bool:
-        """Adds waiting requests to `batch` until it is full or the wait is over; True when told to stop."""
+        """Adds waiting requests to `batch` while they fit in `max_batch_size` and the wait is not over; True when told
+        to stop. A request that would overfill the batch is held back to start the next one (a request larger than a
+        batch on its own still runs, alone)."""
         size = len(batch[0].texts)
         deadline = time.monotonic() + self.max_wait_s
         while size < self.max_batch_size:
@@ -225,6 +229,9 @@ class DynamicBatcher:
                     break
             if item is _STOP:
                 return True
+            if size + len(item.texts) > self.max_batch_size:
+                self._held = item  # still counted as queued, and still cancellable, until the next batch takes it
+                break
             if self._take(item):
                 batch.append(item)
                 size += len(item.texts)

@@ -57,6 +57,36 @@ def test_a_full_batch_leaves_the_rest_for_the_next_pass():
     batcher.close()
 
 
+def test_a_request_that_would_overfill_the_batch_starts_the_next_one():
+    # 31 texts then 32: gathered into one pass, they would make 63, twice the configured maximum.
+    release = threading.Event()
+    predict = Recorder(hold_first=release)
+    batcher = DynamicBatcher(predict, max_batch_size=32, max_wait_ms=0)
+    batcher.submit(["x"])
+    predict.started.wait(5)
+    first, second = batcher.submit([f"a{i}" for i in range(31)]), batcher.submit([f"b{i}" for i in range(32)])
+    third = batcher.submit(["c"])
+    release.set()
+    assert [len(f.result(5).results) for f in (first, second, third)] == [31, 32, 1]
+    assert predict.sizes == [1, 31, 32, 1], "no pass above max_batch_size"
+    assert max(predict.sizes) <= batcher.max_batch_size
+    batcher.close()
+
+
+def test_a_held_back_request_can_still_be_cancelled():
+    release = threading.Event()
+    predict = Recorder(hold_first=release)
+    batcher = DynamicBatcher(predict, max_batch_size=4, max_wait_ms=0)
+    batcher.submit(["x"])
+    predict.started.wait(5)
+    kept, held = batcher.submit(["a", "b", "c"]), batcher.submit(["d", "e"])
+    held.cancel()
+    release.set()
+    assert kept.result(5).results == [{"label": "A"}, {"label": "B"}, {"label": "C"}]
+    batcher.close()
+    assert predict.sizes == [1, 3] and held.cancelled()
+
+
 def test_without_batching_each_request_runs_alone():
     release = threading.Event()
     predict = Recorder(hold_first=release)
