@@ -17,14 +17,29 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import IO, Any
 
 log = logging.getLogger("clf.progress")
 
 JSON_LOGS_ENV = "CLF_JSON_LOGS"
-"""With this set to 1, logs are JSON lines and no bar is drawn (the name `clf.monitoring.logs` reads too)."""
+"""With this set to ``1``, ``true``, ``yes`` or ``on`` (any case), logs are JSON lines (`clf.monitoring.logs`) and no
+bar is drawn."""
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def json_logs_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `JSON_LOGS_ENV` asks for JSON logs: the one reading of it, for the logs and the bars alike.
+
+    Args:
+        environ: the environment to read; None reads `os.environ`.
+
+    Returns:
+        True when the variable is ``1``, ``true``, ``yes`` or ``on``, in any case.
+    """
+    return (os.environ if environ is None else environ).get(JSON_LOGS_ENV, "").strip().lower() in _TRUE
 
 
 def interactive(stream: IO[str] | None = None) -> bool:
@@ -37,8 +52,7 @@ def interactive(stream: IO[str] | None = None) -> bool:
         True on an interactive terminal.
     """
     stream = stream if stream is not None else sys.stderr
-    json_logs = os.environ.get(JSON_LOGS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-    return not json_logs and bool(getattr(stream, "isatty", lambda: False)())
+    return not json_logs_requested() and bool(getattr(stream, "isatty", lambda: False)())
 
 
 class Progress:
@@ -82,7 +96,7 @@ class Progress:
                 desc=description,
                 unit=unit,
                 unit_scale=unit == "B",
-                unit_divisor=1024 if unit == "B" else 1000,
+                unit_divisor=1000,  # MB as in the log line: 10^6 bytes
                 file=stream if stream is not None else sys.stderr,
                 # A terminal that reports no size (some ptys) would get a bar of width 0: COLUMNS or 80 then.
                 ncols=shutil.get_terminal_size().columns,

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import traceback
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-JSON_LOGS_ENV = "CLF_JSON_LOGS"
-"""Environment variable that turns JSON logs on when set to ``1``, ``true`` or ``yes``."""
+from clf.data.progress import json_logs_requested
 
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 """Loggers that uvicorn gives their own handlers; `configure_logging` routes them through the root logger."""
@@ -92,19 +90,6 @@ class JSONFormatter(logging.Formatter):
                 continue
             entry[f"extra_{key}" if key in _FIELDS else key] = value
         return json.dumps(entry, default=str, ensure_ascii=False)
-
-
-def json_logs_requested(environ: dict[str, str] | None = None) -> bool:
-    """Whether `JSON_LOGS_ENV` asks for JSON logs (``1``, ``true`` or ``yes``, any case).
-
-    Args:
-        environ: the environment to read; None reads `os.environ`.
-
-    Returns:
-        True when JSON logs are asked for.
-    """
-    value = (os.environ if environ is None else environ).get(JSON_LOGS_ENV, "")
-    return value.strip().lower() in ("1", "true", "yes")
 
 
 def configure_logging(

@@ -19,7 +19,8 @@ import termios
 
 import pytest
 
-from clf.data.progress import Progress, interactive
+from clf.data.progress import Progress, interactive, json_logs_requested
+from clf.monitoring.logs import JSONFormatter, configure_logging
 from tests.conftest import REPO
 
 SNAPSHOT = REPO.parent / "shared" / "data" / "arxiv" / "papers.jsonl.gz"
@@ -66,6 +67,36 @@ def test_json_logs_or_a_file_are_not_interactive(monkeypatch, tmp_path):
     with os.fdopen(replica, "w") as terminal:
         assert not interactive(terminal), "JSON logs never get a bar"
     os.close(primary)
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", "on", " On "])
+def test_every_spelling_that_turns_bars_off_also_turns_json_logs_on(monkeypatch, value):
+    monkeypatch.setenv("CLF_JSON_LOGS", value)
+    assert json_logs_requested()
+    handler = configure_logging()
+    try:
+        assert isinstance(handler.formatter, JSONFormatter), f"CLF_JSON_LOGS={value!r} gave plain logs"
+    finally:
+        logging.getLogger().removeHandler(handler)
+    primary, replica = pty.openpty()
+    with os.fdopen(replica, "w") as terminal:
+        assert not interactive(terminal)
+    os.close(primary)
+
+
+@pytest.mark.parametrize("value", ["", "0", "off", "no"])
+def test_other_values_leave_plain_logs(value):
+    assert not json_logs_requested({"CLF_JSON_LOGS": value})
+
+
+def test_the_bar_and_the_log_line_mean_the_same_megabyte(tmp_path):
+    with (tmp_path / "bar").open("w") as stream:
+        progress = Progress("reading", total=5_000_000, unit="B", stream=stream, bar=True)
+        progress.advance(2_500_000)
+        assert "2.5 of 5.0 MB" in progress.line()
+        progress.close()
+    drawn = (tmp_path / "bar").read_text()
+    assert re.search(r"2\.50?M/5\.00?M", drawn), f"the bar counts 10^6-byte MB like the line: {drawn!r}"
 
 
 def _collect_command(tmp_path) -> list[str]:
