@@ -99,7 +99,8 @@ class ErrorResponse(BaseModel):
 
     error: str = Field(description="What was wrong, and what to do instead.")
     reason: str = Field(
-        description="invalid_json, invalid_encoding, too_deep, too_large, invalid_shape, empty_text, too_many_papers, "
+        description="invalid_json, invalid_encoding, too_deep, too_large, invalid_shape, empty_text, no_papers, "
+        "too_many_papers, "
         "text_too_long, invalid_parameter, not_found, method_not_allowed, unauthorized, forbidden, rate_limited, "
         "unknown_prediction, foreign_prediction, expired_prediction, invalid_label (the client's fault); overloaded, "
         "timeout, unavailable (busy: retry after Retry-After); model_error, server_error (the service's fault)."

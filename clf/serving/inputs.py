@@ -49,7 +49,7 @@ def paper_texts(inputs: Input | Sequence[Input], *, max_inputs: int, max_text_ch
         raise InvalidInputError("send a paper {'title': ..., 'abstract': ...}, a text, or a list of them")
     if not items:
         raise InvalidInputError(
-            "the request holds no papers; send at least one {'title', 'abstract'}", ClientErrorReason.TOO_MANY_PAPERS
+            "the request holds no papers; send at least one {'title', 'abstract'}", ClientErrorReason.NO_PAPERS
         )
     if len(items) > max_inputs:
         raise InvalidInputError(
@@ -82,11 +82,25 @@ def _text_of(item: Any, where: str, max_text_chars: int) -> str:
     for key, value in fields.items():
         check_unicode(value, f"{where}: '{key}'")
     text = model_input_text(fields.get("title", ""), fields.get("abstract", ""), fields.get("text"))
-    if not text.strip():
+    if not has_words(text):
         raise InvalidInputError(
-            f"{where}: empty text once cleaned; give a non-empty 'title' and 'abstract'", ClientErrorReason.EMPTY_TEXT
+            f"{where}: empty text once cleaned (no letter or digit); give a 'title' and 'abstract' with words",
+            ClientErrorReason.EMPTY_TEXT,
         )
     return text
+
+
+def has_words(text: str) -> bool:
+    """Whether `text` holds something to classify: a letter or a digit. A text of spaces, combining marks or
+    punctuation alone tokenizes to nothing (uncased tokenizers strip the marks), and a model would answer it anyway.
+
+    Args:
+        text: a cleaned model input text.
+
+    Returns:
+        True when one of its characters is a letter or a digit.
+    """
+    return any(char.isalnum() for char in text)
 
 
 def check_unicode(value: str, field: str) -> None:

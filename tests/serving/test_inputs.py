@@ -120,7 +120,7 @@ def has_surrogate(value: str) -> bool:
 def assert_model_ready(text: str) -> None:
     """The promise for a text that passed validation."""
     text.encode("utf-8")
-    assert text.strip(), "empty text passed validation"
+    assert any(char.isalnum() for char in text), f"a text without a letter or digit passed validation: {text!r}"
     assert not [char for char in text if unicodedata.category(char) == "Cc"], f"control character in {text!r}"
     assert not INVISIBLE.intersection(text), f"invisible format character in {text!r}"
 
@@ -142,7 +142,8 @@ def flaws_of(item: Any) -> set[ClientErrorReason]:
         flaws.add(ClientErrorReason.TEXT_TOO_LONG)
     if any(has_surrogate(value) for value in fields.values()):
         flaws.add(ClientErrorReason.INVALID_ENCODING)
-    if not model_input_text(fields.get("title", ""), fields.get("abstract", ""), fields.get("text")).strip():
+    cleaned = model_input_text(fields.get("title", ""), fields.get("abstract", ""), fields.get("text"))
+    if not any(char.isalnum() for char in cleaned):
         flaws.add(ClientErrorReason.EMPTY_TEXT)
     return flaws
 
@@ -155,7 +156,9 @@ def check_paper_texts(inputs: Any, predictor: ModelPredictor | None = None) -> N
         assert str(err) and 400 <= err.status < 500
         if not isinstance(items, list | tuple):
             assert err.reason == ClientErrorReason.INVALID_SHAPE
-        elif not 0 < len(items) <= MAX_INPUTS:
+        elif not items:
+            assert err.reason == ClientErrorReason.NO_PAPERS
+        elif len(items) > MAX_INPUTS:
             assert err.reason == ClientErrorReason.TOO_MANY_PAPERS
         else:
             # The first paper with a flaw is named, and the reason is one of its flaws.
@@ -234,7 +237,9 @@ def test_a_paper_a_text_and_a_list_give_one_cleaned_text_each():
         ),
         ([{"title": "ok"}, "\udfff"], ClientErrorReason.INVALID_ENCODING, r"paper 1: 'text' holds .* \(U\+DFFF\)"),
         ({"title": "t" * 200, "abstract": "a" * 101}, ClientErrorReason.TEXT_TOO_LONG, "301 characters"),
-        ([], ClientErrorReason.TOO_MANY_PAPERS, "no papers"),
+        ([], ClientErrorReason.NO_PAPERS, "no papers"),
+        ({"title": "\u0301\u0308", "abstract": "\u0327 \u20dd"}, ClientErrorReason.EMPTY_TEXT, "no letter or digit"),
+        ("... !? --", ClientErrorReason.EMPTY_TEXT, "no letter or digit"),
         (["x"] * (MAX_INPUTS + 1), ClientErrorReason.TOO_MANY_PAPERS, f"send at most {MAX_INPUTS}"),
         ({"title": "\u202e\u200b\ufeff", "abstract": "\x00\x07 $x^2 + y$"}, ClientErrorReason.EMPTY_TEXT, "empty text"),
         ({"title": 3}, ClientErrorReason.INVALID_SHAPE, "'title' must be a string, got int"),
