@@ -14,7 +14,6 @@ rollback``), needs a bearer token configured on the server (``clf serve --dashbo
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from clf.monitoring.histograms import CONFIDENCE_BUCKETS
 from clf.serving.routing import traffic_shares
+from lightning_app.tokens import bearer_token, token_matches
 
 if TYPE_CHECKING:
     from clf.deploy.controller import DeploymentController
@@ -75,10 +75,7 @@ class Dashboard:
         Returns:
             True for ``Bearer <a configured token>``.
         """
-        scheme, _, token = (header or "").partition(" ")
-        return scheme.lower() == "bearer" and any(
-            hmac.compare_digest(token.strip().encode(), allowed.encode()) for allowed in self.tokens
-        )
+        return token_matches(bearer_token(header), self.tokens)
 
     def data(self) -> dict[str, Any]:
         """Everything the page shows, as JSON.

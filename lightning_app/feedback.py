@@ -19,7 +19,6 @@ clf.serving.errors.InvalidInputError: wrong feedback token; use a token the serv
 
 from __future__ import annotations
 
-import hmac
 import math
 import time
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from clf.serving.errors import ClientErrorReason, InvalidInputError
+from lightning_app.tokens import bearer_token, token_matches
 
 MIN_TOKEN_CHARS = 16
 """Shorter tokens are refused at start: they could be guessed within the rate limit."""
@@ -55,7 +55,7 @@ class FeedbackGuard:
             raise ValueError(
                 f"--feedback-rate-limit {rate_limit!r} does not parse ({err}); write e.g. 60/minute"
             ) from None
-        self._tokens = [token.encode() for token in tokens]
+        self._tokens = list(tokens)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     @property
@@ -100,15 +100,12 @@ class FeedbackGuard:
                 ClientErrorReason.FORBIDDEN,
                 status=403,
             )
-        scheme, _, given = (header or "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
+        given = bearer_token(header)
+        if given is None:
             raise InvalidInputError(
                 "feedback needs a token: send Authorization: Bearer <token>", ClientErrorReason.UNAUTHORIZED, status=401
             )
-        candidate = given.strip().encode()
-        # Every token is compared, whichever matches, so the time taken says nothing about which is close.
-        matched = [hmac.compare_digest(candidate, token) for token in self._tokens]
-        if not any(matched):
+        if not token_matches(given, self._tokens):
             raise InvalidInputError(
                 "wrong feedback token; use a token the service was started with",
                 ClientErrorReason.FORBIDDEN,
