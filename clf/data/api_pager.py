@@ -18,6 +18,7 @@ import requests
 from lxml import etree
 
 from clf.data.paper import strip_version
+from clf.http import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ class FeedSession(requests.Session):
         super().__init__()
         self.timeout = timeout
         self.total_results: int | None = None
-        self.retry_after: float | None = None
+        self.retry_after: str | None = None
+        """The last answer's ``Retry-After`` header as sent (read with `clf.http.retry_after_seconds`)."""
 
     def reset(self) -> None:
         """Forgets what the previous answer said."""
@@ -88,7 +90,7 @@ class FeedSession(requests.Session):
         # or a gzip-encoded body does not decompress. Both are a feed that did not arrive whole.
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as err:
             raise MalformedFeedError(str(url), f"incomplete body: {err}") from err
-        self.retry_after = _seconds(response.headers.get("Retry-After"))
+        self.retry_after = response.headers.get("Retry-After")
         if response.status_code == requests.codes.ok:
             self.total_results = check_feed(str(url), response.content)
         return response
@@ -185,13 +187,6 @@ def _atom_datetime(text: str) -> datetime:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     return stamp.astimezone(UTC)
-
-
-def _seconds(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None  # an HTTP date; the back-off schedule applies instead
 
 
 class PageFetchError(RuntimeError):
@@ -300,7 +295,7 @@ class ArxivApiPager:
                 if err.status not in RETRYABLE_STATUS:
                     raise PageFetchError(start, attempt, f"HTTP {err.status}: query {query!r} refused", False) from err
                 failure = f"HTTP {err.status}" + (" (rate limited by arXiv)" if err.status == 429 else "")
-                retry_after = self._session.retry_after or 0.0
+                retry_after = retry_after_seconds(self._session.retry_after, cap=self.max_backoff_seconds) or 0.0
             except requests.Timeout:
                 failure = f"no answer within {self.timeout_seconds:g} s (timeout)"
             except requests.ConnectionError as err:

@@ -21,7 +21,6 @@ Examples:
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import threading
@@ -29,12 +28,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+
+from clf.http import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ class AlertManager:
                         problem,
                     )
                     return Delivery.FAILED
-                retry_after = _retry_after(response)
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"), cap=MAX_WAIT_SECONDS)
                 if retry_after is not None:
                     wait = retry_after
             if attempt < attempts:
@@ -412,21 +412,3 @@ def _redacted(url: str | None) -> str:
         return "<no webhook>"
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}/..."
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta-seconds or an HTTP date), or None."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
