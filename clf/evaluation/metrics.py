@@ -52,6 +52,7 @@ from clf.evaluation.selective import (
     coverage_accuracy_curve,
     top1_outcomes,
 )
+from clf.reliability import bin_edges, calibration_error, confidence_bins
 
 ECE_BINS = 15
 """Equal-width confidence bins of the expected calibration error and the reliability diagram."""
@@ -246,7 +247,8 @@ class ReliabilityBin:
 
 
 def reliability_bins(probabilities: Any, labels: Any, bins: int = ECE_BINS) -> list[ReliabilityBin]:
-    """The reliability diagram: top-1 confidence against accuracy in `bins` equal-width bins ``((m-1)/M, m/M]``.
+    """The reliability diagram: top-1 confidence against accuracy in `bins` equal-width bins ``((m-1)/M, m/M]``
+    (`clf.reliability`, the binning `clf test` uses too).
 
     Args:
         probabilities: an ``(N, C)`` array.
@@ -259,14 +261,11 @@ def reliability_bins(probabilities: Any, labels: Any, bins: int = ECE_BINS) -> l
     Raises:
         ValueError: for fewer than one bin, empty or mismatched inputs, or a label outside ``[0, C)``.
     """
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
+    edges = bin_edges(bins)
     probs, truth = _checked(probabilities, labels)
     confidence = probs.max(axis=1)
     correct = predicted_classes(probs) == truth
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    # side="left" counts the inner edges strictly below a confidence: bin m holds ((m-1)/M, m/M], and 0 goes first.
-    index = np.clip(np.searchsorted(edges[1:-1], confidence, side="left"), 0, bins - 1)
+    index = confidence_bins(confidence, bins)
     result = []
     for m in range(bins):
         members = index == m
@@ -310,8 +309,12 @@ def ece_of_bins(bins: Iterable[ReliabilityBin]) -> float:
         The count-weighted mean gap between each bin's accuracy and mean confidence.
     """
     bins = list(bins)
-    total = sum(b.count for b in bins)
-    return float(sum(b.count / total * abs(b.accuracy - b.confidence) for b in bins if b.count))
+    error = calibration_error(
+        [b.count for b in bins],
+        [b.confidence if b.count else 0.0 for b in bins],
+        [b.accuracy if b.count else 0.0 for b in bins],
+    )
+    return 0.0 if error is None else error
 
 
 @dataclass(frozen=True)

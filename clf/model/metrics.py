@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
@@ -16,6 +17,8 @@ from torchmetrics.classification import (
     MultilabelPrecision,
     MultilabelRecall,
 )
+
+from clf.reliability import bin_edges, calibration_error, confidence_bins
 
 
 def summary_metrics(
@@ -108,7 +111,8 @@ class Reliability(Metric):
             targets: ``(batch,)`` true class indices.
         """
         top, predicted = probabilities.float().max(dim=1)
-        index = (top * self.bins).long().clamp(max=self.bins - 1)
+        # The binning of clf evaluate (clf.reliability), so both commands report one ECE for one model.
+        index = torch.from_numpy(confidence_bins(top.detach().cpu().numpy(), self.bins)).to(top.device)
         self.count += torch.bincount(index, minlength=self.bins).to(self.count)
         self.confidence += torch.bincount(index, weights=top.double(), minlength=self.bins).to(self.confidence)
         hits = (predicted == targets).double()
@@ -121,14 +125,19 @@ class Reliability(Metric):
             ``{"ece", "bins": [{"lower", "upper", "count", "confidence", "accuracy"}, ...]}`` (empty bins have
             ``None`` confidence and accuracy).
         """
-        total = float(self.count.sum())
-        rows, ece = [], 0.0
-        for i in range(self.bins):
-            n = float(self.count[i])
-            mean = float(self.confidence[i]) / n if n else None
-            accuracy = float(self.correct[i]) / n if n else None
-            if n:
-                ece += n / total * abs(accuracy - mean)  # type: ignore[operator]
-            rows.append({"lower": i / self.bins, "upper": (i + 1) / self.bins, "count": int(n), "confidence": mean,
-                         "accuracy": accuracy})  # fmt: skip
-        return {"ece": ece if total else None, "bins": rows}
+        edges = bin_edges(self.bins)
+        counts = self.count.cpu().numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = self.confidence.cpu().numpy() / counts
+            accuracies = self.correct.cpu().numpy() / counts
+        rows = [
+            {
+                "lower": float(edges[i]),
+                "upper": float(edges[i + 1]),
+                "count": int(counts[i]),
+                "confidence": float(means[i]) if counts[i] else None,
+                "accuracy": float(accuracies[i]) if counts[i] else None,
+            }
+            for i in range(self.bins)
+        ]
+        return {"ece": calibration_error(counts, means, accuracies), "bins": rows}
