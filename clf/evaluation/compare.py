@@ -41,8 +41,8 @@ class VersionScore:
         latency_p50_ms: median time to classify one paper alone (tokenize + forward), in milliseconds.
         latency_p95_ms: 95th percentile of the same.
         num_samples: samples scored.
-        any_listed_accuracy: share whose top class is among the paper's listed categories (the label when none is
-            listed).
+        any_listed_accuracy: share whose top class is the label or among the paper's listed categories (the one
+            definition, `clf.evaluation.metrics.any_listed_accuracy`).
         multi_label: whether the model is multi-label.
     """
 
@@ -162,12 +162,13 @@ def evaluate(
     import numpy as np
     from sklearn.metrics import f1_score
 
+    from clf.evaluation.metrics import any_listed_accuracy, listed_of
+
     label2id = {label: index for index, label in predictor.id2label.items()}
     truth = [label_index(sample["label"], label2id, predictor.version) for sample in samples]
     texts = sample_texts(samples)
     records = predictor.predict_texts(texts, batch_size=batch_size)
     predicted = [label2id[record["label"]] for record in records]
-    listed = [set(sample.get("categories") or [predictor.id2label[truth[i]]]) for i, sample in enumerate(samples)]
     latencies = []
     for text in texts[:latency_runs]:
         started = time.perf_counter()
@@ -180,7 +181,11 @@ def evaluate(
         latency_p50_ms=float(np.percentile(latencies, 50)),
         latency_p95_ms=float(np.percentile(latencies, 95)),
         num_samples=len(samples),
-        any_listed_accuracy=float(np.mean([r["label"] in cats for r, cats in zip(records, listed, strict=True)])),
+        any_listed_accuracy=any_listed_accuracy(
+            np.eye(len(label2id))[predicted],
+            truth,
+            listed_of(samples, [predictor.id2label[i] for i in range(len(label2id))]),
+        ),
         multi_label=predictor.multi_label,
     )
     return Evaluation(score, records)

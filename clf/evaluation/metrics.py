@@ -203,6 +203,20 @@ def top_k_accuracy(probabilities: Any, labels: Any, k: int = TOP_K) -> float:
     return float(np.mean(above.sum(axis=1) < k))
 
 
+def listed_of(samples: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[set[int]]:
+    """The class indices of every sample's listed categories (those among `labels`).
+
+    Args:
+        samples: samples, optionally with ``categories``.
+        labels: the classes, in index order.
+
+    Returns:
+        One set per sample.
+    """
+    label2id = {label: i for i, label in enumerate(labels)}
+    return [{label2id[c] for c in s.get("categories") or () if c in label2id} for s in samples]
+
+
 def any_listed_accuracy(probabilities: Any, labels: Any, listed: Sequence[Collection[int]] | None = None) -> float:
     """The share of rows whose top class is among the paper's listed categories (its true class included).
 

@@ -31,7 +31,7 @@ from clf.artifact import ModelArtifact
 from clf.data.paper import strip_version
 from clf.evaluation.baseline import DEFAULT_C_GRID, fit_tfidf_baseline
 from clf.evaluation.compare import EvaluationError, label_index, load_samples, sample_texts
-from clf.evaluation.metrics import BOOTSTRAP_RESAMPLES, ClassificationReport
+from clf.evaluation.metrics import BOOTSTRAP_RESAMPLES, ClassificationReport, listed_of
 from clf.evaluation.paired import Difference, paired_bootstrap
 from clf.evaluation.protocol import Protocol, describe_part
 from clf.io import sha256_of_file
@@ -189,20 +189,6 @@ def truth_of(samples: Sequence[dict[str, Any]], labels: Sequence[str], version: 
     """
     label2id = {label: i for i, label in enumerate(labels)}
     return np.array([label_index(s["label"], label2id, version) for s in samples], dtype=np.int64)
-
-
-def listed_of(samples: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[set[int]]:
-    """The class indices of every sample's listed categories (those among `labels`).
-
-    Args:
-        samples: samples, optionally with ``categories``.
-        labels: the classes, in index order.
-
-    Returns:
-        One set per sample.
-    """
-    label2id = {label: i for i, label in enumerate(labels)}
-    return [{label2id[c] for c in s.get("categories") or () if c in label2id} for s in samples]
 
 
 def score_model_stages(
