@@ -179,7 +179,7 @@ def _abstention(scoring: Scoring) -> str:
     target = scoring.abstain_target_accuracy
     if target is None:
         return line
-    # The evidence is what the fit measured (clf.evaluation.selective.ThresholdChoice.to_json); read defensively, as
+    # The evidence is what the fit measured (clf.inference.selective.ThresholdChoice.to_json); read defensively, as
     # the card must render whatever an older or hand-edited scoring.json holds.
     found = scoring.fitted.get("abstain") or {}
     papers, coverage, accuracy = found.get("papers"), found.get("coverage"), found.get("accuracy")

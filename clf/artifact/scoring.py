@@ -37,6 +37,17 @@ TFIDF_WEIGHTS_FILE = "tfidf.safetensors"
 MIXTURES = ("log_linear", "linear")
 """How the encoder and the companion are mixed: a weighted geometric or arithmetic mean of their probabilities."""
 
+VECTORIZER_PARAMS: dict[str, Any] = {
+    "sublinear_tf": True,
+    "ngram_range": (1, 2),
+    "min_df": 2,
+    "max_df": 0.9,
+    "strip_accents": "unicode",
+    "lowercase": True,
+}
+"""The TF-IDF settings of the classical baseline (`clf.evaluation.baseline`) and of the artifact's companion alike:
+sublinear word uni- and bigrams seen in at least two and at most 90% of the training documents."""
+
 DEFAULT_ABSTAIN_BELOW = 0.5
 """Calibrated top-1 probability under which an answer is flagged as unsure, unless the artifact says otherwise."""
 

@@ -9,7 +9,7 @@ The protocols (`clf.evaluation.protocol`) are built from the shared data once an
 model is scored through `clf.inference.ModelPredictor`, as the service answers; a TF-IDF + logistic-regression
 baseline is trained on the protocol's train papers (C chosen on its val papers) and scored on the same test papers.
 Test papers the model was trained or validated on (from its lineage, or ``--trained-on``) are left out for both.
-Every candidate's report includes the coverage–accuracy curve of selective answers (`clf.evaluation.selective`): at
+Every candidate's report includes the coverage–accuracy curve of selective answers (`clf.inference.selective`): at
 each confidence threshold 0, 0.05, ..., 0.95, the share of papers answered and their accuracy, the largest coverage
 whose answers are 90 % and 95 % right, and the unsure share at the artifact's own ``abstain_below``.
 Writes ``evaluation.json``, ``evaluation.md`` (the same in tables), ``reliability.png``, ``per_class_f1.png`` and
@@ -35,8 +35,8 @@ from clf.evaluation.protocol import (
     build_protocol,
     split_protocol,
 )
-from clf.evaluation.selective import MIN_ANSWERED
 from clf.evaluation.suite import ProtocolResult, ScoredCandidate, evaluate_on_protocol
+from clf.inference.selective import MIN_ANSWERED
 from clf.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,8 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from clf.artifact.scoring import VECTORIZER_PARAMS
+
 DEFAULT_C_GRID: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0)
 """The values of C tried by default."""
 SELECTION_METRIC = "macro_f1"
@@ -31,16 +33,6 @@ MAX_ITER = 2000
 """The most L-BFGS iterations of one fit."""
 BLAS_THREADS = 1
 """BLAS threads while fitting (see `fit_tfidf_baseline`)."""
-
-VECTORIZER_PARAMS: dict[str, Any] = {
-    "sublinear_tf": True,
-    "ngram_range": (1, 2),
-    "min_df": 2,
-    "max_df": 0.9,
-    "strip_accents": "unicode",
-    "lowercase": True,
-}
-"""Sublinear word uni- and bigrams seen in at least two and at most 90% of the training documents."""
 
 
 def make_vectorizer() -> TfidfVectorizer:

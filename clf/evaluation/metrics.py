@@ -29,7 +29,7 @@ The definitions, for predictions ``ŷ_i`` and true classes ``y_i``:
   third low.
 * **coverage–accuracy curve**: at each threshold 0, 0.05, ..., 0.95, the share of papers answered (top-1 confidence
   at or above it) and the accuracy of those; and the largest coverage whose answers are 90 % and 95 % right
-  (`clf.evaluation.selective`, which defines them).
+  (`clf.inference.selective`, which defines them).
 * **reliability diagram**: per bin, its paper count, mean confidence and accuracy (the terms of the ECE).
 * **bootstrap 95 % interval** (percentile method, Efron & Tibshirani 1993): draw ``N`` papers with replacement
   ``R = 1,000`` times from a seeded generator, compute the metric on each resample, and take the 2.5th and 97.5th
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from clf.evaluation.selective import (
+from clf.inference.selective import (
     ACCURACY_TARGETS,
     CoveragePoint,
     ThresholdChoice,
@@ -500,8 +500,8 @@ class ClassificationReport:
         bootstrap: how the intervals were drawn: method, resamples, level, seed.
         abstention: the unsure share at the model's threshold and the accuracy on each side.
         coverage_curve: the coverage–accuracy curve at the thresholds of
-            `clf.evaluation.selective.COVERAGE_THRESHOLDS`.
-        coverage_targets: for each accuracy of `clf.evaluation.selective.ACCURACY_TARGETS`, the lowest threshold
+            `clf.inference.selective.COVERAGE_THRESHOLDS`.
+        coverage_targets: for each accuracy of `clf.inference.selective.ACCURACY_TARGETS`, the lowest threshold
             whose answers reach it, and the coverage there.
     """
 

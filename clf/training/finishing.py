@@ -16,7 +16,7 @@ and the pair with the lowest validation log-likelihood is kept; both are written
 
 With ``target_accuracy``, the unsure threshold ``abstain_below`` is chosen last, on the same validation papers'
 answers as the service computes them (mixed and calibrated, `clf.inference.scoring.Scorer`):
-`clf.evaluation.selective.choose_threshold` keeps the lowest threshold at which the answered papers (top-1
+`clf.inference.selective.choose_threshold` keeps the lowest threshold at which the answered papers (top-1
 probability at or above it) are at least that accurate, resting on at least ``target_min_answered`` of them. When no
 threshold reaches the target, the most accurate one is kept and a warning says so: the service then flags as many
 answers as it must to come closest, rather than quietly answering at an accuracy nobody asked for. The target, and
@@ -44,12 +44,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from clf.artifact import Calibration, Companion, Scoring, record_scoring
-from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW, MIXTURES
+from clf.artifact.scoring import DEFAULT_ABSTAIN_BELOW, MIXTURES, VECTORIZER_PARAMS
 from clf.data.datamodule import stratified_subset
-from clf.evaluation.baseline import VECTORIZER_PARAMS
-from clf.evaluation.selective import MIN_ANSWERED, ThresholdChoice, choose_threshold, top1_outcomes
 from clf.inference import ModelPredictor
 from clf.inference.scoring import CompanionModel, Scorer, fit_temperature, mix
+from clf.inference.selective import MIN_ANSWERED, ThresholdChoice, choose_threshold, top1_outcomes
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import pytest
 from clf.artifact import ModelArtifact
 from clf.data.cleaning import model_input_text
 from clf.data.datamodule import ArxivDataModule
-from clf.evaluation.selective import top1_outcomes
 from clf.inference import ModelPredictor
+from clf.inference.selective import top1_outcomes
 from clf.io import write_samples_json
 from clf.lightning_cli import run_lightning
 from clf.training.finishing import ScoreOnFitEnd

@@ -1,4 +1,4 @@
-"""clf/evaluation/selective.py on a model whose accuracy at each confidence is known exactly by construction: the
+"""clf/inference/selective.py on a model whose accuracy at each confidence is known exactly by construction: the
 threshold for a target accuracy, ties, a target out of reach, the fewest answered papers, and the curve."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from clf.evaluation.selective import (
+from clf.inference.selective import (
     COVERAGE_THRESHOLDS,
     CoveragePoint,
     ThresholdChoice,
