@@ -17,11 +17,11 @@ from starlette.requests import Request
 
 from clf.serving.errors import ClientErrorReason, InvalidInputError
 from clf.serving.inputs import check_unicode
-from lightning_app.schemas import Paper, PaperBatch, PaperWithUser
+from lightning_app.schemas import PaperBatch, PaperInput, PaperWithUser
 
 Model = TypeVar("Model", bound=BaseModel)
 
-_PAPERS = TypeAdapter(list[Paper])
+_PAPERS = TypeAdapter(list[PaperInput])
 _UNION_MEMBERS = {"str", "int", "none"}
 _EXAMPLE = '{"title": "...", "abstract": "..."}'
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -107,7 +107,7 @@ def papers_and_user(payload: Any) -> tuple[list[dict[str, str]], str | None]:
     Raises:
         InvalidInputError: naming the field at fault.
     """
-    papers: list[Paper]
+    papers: list[PaperInput]
     if isinstance(payload, dict) and "papers" in payload:
         batch = validate(PaperBatch, payload)
         papers, user_id = batch.papers, batch.user_id
@@ -130,7 +130,7 @@ def papers_and_user(payload: Any) -> tuple[list[dict[str, str]], str | None]:
 def check_identifier(value: str, field: str) -> str:
     """`value`, if it is text an id or a label can be: no lone surrogate and no control character (NUL included).
 
-    Paper texts are cleaned instead (`clf.data.cleaning.clean_text`); an id is stored and compared as sent, and
+    PaperInput texts are cleaned instead (`clf.data.cleaning.clean_text`); an id is stored and compared as sent, and
     neither a tokenizer nor a database takes a surrogate (PostgreSQL refuses NUL too).
 
     Args:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
 
-class Paper(BaseModel):
+class PaperInput(BaseModel):
     """One paper to classify: its title and abstract (raw arXiv text, LaTeX and all), or an already joined text."""
 
     model_config = _STRICT
@@ -24,7 +24,7 @@ class Paper(BaseModel):
     text: str | None = Field(None, description="Title and abstract already joined; used instead of them when given.")
 
 
-class PaperWithUser(Paper):
+class PaperWithUser(PaperInput):
     """One paper, optionally with the caller's user id (which routes it through a running experiment or split)."""
 
     user_id: str | int | None = Field(None, description="A stable id of the caller: the same user, the same arm.")
@@ -35,11 +35,11 @@ class PaperBatch(BaseModel):
 
     model_config = _STRICT
 
-    papers: list[Paper] = Field(description="The papers (at most the service's --max-inputs, 64 by default).")
+    papers: list[PaperInput] = Field(description="The papers (at most the service's --max-inputs, 64 by default).")
     user_id: str | int | None = Field(None, description="A stable id of the caller.")
 
 
-PredictRequest = PaperWithUser | list[Paper] | PaperBatch
+PredictRequest = PaperWithUser | list[PaperInput] | PaperBatch
 """What ``POST /predict`` takes: one paper, a list of papers, or ``{"papers": [...], "user_id": ...}``."""
 
 

@@ -21,7 +21,7 @@ from clf.experiments.errors import (
 )
 from clf.experiments.framework import ABTestingFramework
 from clf.experiments.logbuffer import FlushResult, PredictionLogBuffer
-from clf.experiments.records import Experiment, PromotionDecision, PromotionOutcome
+from clf.experiments.records import Experiment, ExperimentDecision, ExperimentOutcome
 from clf.experiments.serving import ExperimentSync, SyncOutcome
 from clf.experiments.stats import ProportionTest, sample_size_two_proportions, two_proportion_z_test, wilson_interval
 from clf.experiments.tables import ABTestExperiment, ExperimentStatus, PredictionLog, RetrainingRun
@@ -45,8 +45,8 @@ __all__ = [
     "InvalidExperimentError",
     "PredictionLog",
     "PredictionLogBuffer",
-    "PromotionDecision",
-    "PromotionOutcome",
+    "ExperimentDecision",
+    "ExperimentOutcome",
     "ProportionTest",
     "Recommendation",
     "RetrainingRun",

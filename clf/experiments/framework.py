@@ -31,7 +31,7 @@ from clf.experiments.analysis import DecisionRule, ExperimentAnalysis, Recommend
 from clf.experiments.database import DEFAULT_DB_URL, make_engine
 from clf.experiments.errors import InvalidExperimentError
 from clf.experiments.logbuffer import FlushResult, PredictionLogBuffer
-from clf.experiments.records import Experiment, PromotionDecision, PromotionOutcome, log_row
+from clf.experiments.records import Experiment, ExperimentDecision, ExperimentOutcome, log_row
 from clf.experiments.store import ExperimentStore
 from clf.experiments.tables import ExperimentStatus
 from clf.registry import ModelRegistry, RegistryError
@@ -409,7 +409,7 @@ class ABTestingFramework:
         log.info("experiment %d: %s (%s)", experiment_id, analysis.recommendation.value, analysis.reason)
         return analysis
 
-    def promote_winner(self, experiment_id: int) -> PromotionDecision:
+    def promote_winner(self, experiment_id: int) -> ExperimentDecision:
         """Concludes an experiment: promotes the treatment when it won, else keeps the control; then notifies.
 
         The treatment wins when the analysis recommends PROMOTE (p < alpha and more than ``rule.min_improvement``
@@ -440,13 +440,13 @@ class ABTestingFramework:
             if analysis.recommendation is Recommendation.PROMOTE:
                 reason = f"A/B experiment {experiment_id} ({experiment.name}): {analysis.reason}"
                 self.registry.promote_to_production(experiment.treatment_version, reason=reason)
-                outcome, winner = PromotionOutcome.PROMOTED, experiment.treatment_version
+                outcome, winner = ExperimentOutcome.PROMOTED, experiment.treatment_version
             else:
-                outcome, winner = PromotionOutcome.KEPT_CONTROL, experiment.control_version
+                outcome, winner = ExperimentOutcome.KEPT_CONTROL, experiment.control_version
         except BaseException:
             self.store.release_completion(experiment_id, *previous)
             raise
-        decision = PromotionDecision(
+        decision = ExperimentDecision(
             experiment_id=experiment_id,
             outcome=outcome,
             winner=winner,

@@ -84,7 +84,7 @@ class Experiment:
         }
 
 
-class PromotionOutcome(StrEnum):
+class ExperimentOutcome(StrEnum):
     """What `ABTestingFramework.promote_winner` did."""
 
     PROMOTED = "promoted"
@@ -94,7 +94,7 @@ class PromotionOutcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class PromotionDecision:
+class ExperimentDecision:
     """The end of an experiment, with its evidence.
 
     Attributes:
@@ -109,7 +109,7 @@ class PromotionDecision:
     """
 
     experiment_id: int
-    outcome: PromotionOutcome
+    outcome: ExperimentOutcome
     winner: str
     previous_production: str | None
     production_version: str | None
@@ -144,8 +144,10 @@ class PromotionDecision:
             The title and the message body.
         """
         analysis = self.analysis
-        kept = experiment.treatment_version if self.outcome is PromotionOutcome.PROMOTED else experiment.control_version
-        verb = "promoted" if self.outcome is PromotionOutcome.PROMOTED else "kept"
+        kept = (
+            experiment.treatment_version if self.outcome is ExperimentOutcome.PROMOTED else experiment.control_version
+        )
+        verb = "promoted" if self.outcome is ExperimentOutcome.PROMOTED else "kept"
         title = f"A/B experiment {experiment.id} ({experiment.name}): {verb} {kept}"
         lines = [
             f"{experiment.control_version} (control) vs {experiment.treatment_version} (treatment), "

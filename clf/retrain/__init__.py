@@ -16,7 +16,7 @@ from clf.retrain.outcomes import (
     PromotionOutcome,
     RetrainDecision,
     RetrainingError,
-    RunResult,
+    RetrainResult,
     RunStatus,
 )
 
@@ -33,7 +33,7 @@ __all__ = [
     "RetrainingConfig",
     "RetrainingConfigError",
     "RetrainingError",
-    "RunResult",
+    "RetrainResult",
     "RunStatus",
     "SlackConfig",
 ]

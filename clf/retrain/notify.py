@@ -14,7 +14,7 @@ from email.utils import formatdate, make_msgid
 from enum import StrEnum
 
 from clf.retrain.config import EmailConfig, SlackConfig
-from clf.retrain.outcomes import PromotionDecision, RunResult, RunStatus
+from clf.retrain.outcomes import PromotionDecision, RetrainResult, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class Notifier:
         return AlertManager(slack_webhook=url, source="clf retrain").send(subject, message, level).value
 
 
-def summarize(result: RunResult) -> tuple[str, str, str]:
+def summarize(result: RetrainResult) -> tuple[str, str, str]:
     """The notification of a run: subject, body (dataset size, metrics, decisions, error) and level.
 
     Args:

@@ -182,7 +182,7 @@ class PromotionOutcome:
 
 
 @dataclass
-class RunResult:
+class RetrainResult:
     """What one `RetrainingPipeline.run_pipeline` did; the ``retraining_runs`` row holds the same.
 
     Attributes:

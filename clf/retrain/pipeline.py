@@ -1,7 +1,7 @@
 """`RetrainingPipeline`: detect new papers, decide, retrain, compare with production, promote or archive, notify.
 
     pipeline = RetrainingPipeline(RetrainingConfig(registry="models/classification", growth_threshold=0.2))
-    result = pipeline.run_pipeline()      # RunResult; its retraining_runs row ends completed, skipped or failed
+    result = pipeline.run_pipeline()      # RetrainResult; its retraining_runs row ends completed, skipped or failed
 
 Each step is a public method so it can be run and tested on its own; `run_pipeline` chains them, retries the
 augment-and-train step, and records everything in the ``retraining_runs`` table.
@@ -39,7 +39,7 @@ from clf.retrain.outcomes import (
     PromotionOutcome,
     RetrainDecision,
     RetrainingError,
-    RunResult,
+    RetrainResult,
     RunStatus,
 )
 
@@ -323,7 +323,7 @@ class RetrainingPipeline:
 
     # ------------------------------------------------------------------------------------------------- the loop
 
-    def run_pipeline(self, *, dry_run: bool = False) -> RunResult:
+    def run_pipeline(self, *, dry_run: bool = False) -> RetrainResult:
         """Runs the whole loop once; the run's record always ends ``completed``, ``skipped`` or ``failed``.
 
         Args:
@@ -334,12 +334,12 @@ class RetrainingPipeline:
         """
         if dry_run:
             found = self.check_for_new_data()
-            result = RunResult(run_id=None, new_data=found)
+            result = RetrainResult(run_id=None, new_data=found)
             result.growth = self.should_retrain(found.count, found.current_dataset_size)
             result.status = RunStatus.DRY_RUN
             return result
         self._run_id = self.runs.start(self.trigger_type)
-        result = RunResult(run_id=self._run_id)
+        result = RetrainResult(run_id=self._run_id)
         try:
             self._run(result)
         except Exception as err:  # noqa: BLE001 - any failure must end the record as failed, with its error
@@ -354,7 +354,7 @@ class RetrainingPipeline:
         result.notifications = self.send_notification(subject, message, level)
         return result
 
-    def _run(self, result: RunResult) -> None:
+    def _run(self, result: RetrainResult) -> None:
         found = result.new_data = self.check_for_new_data()
         self._record(
             new_data_count=found.count, dataset_size=found.current_dataset_size, metrics={"new_data": found.to_json()}

@@ -19,7 +19,7 @@ from clf.experiments.errors import (
     UnknownPredictionError,
 )
 from clf.experiments.framework import ABTestingFramework
-from clf.experiments.records import PromotionOutcome
+from clf.experiments.records import ExperimentOutcome
 from clf.experiments.tables import ExperimentStatus, PredictionLog
 from clf.monitoring.alerts import AlertManager, Delivery
 from clf.registry import RegistryError
@@ -280,7 +280,7 @@ def test_a_better_treatment_is_promoted_and_slack_is_told(db_url, tiny_registry,
 
         decision = framework.promote_winner(experiment.id)
 
-        assert decision.outcome is PromotionOutcome.PROMOTED and decision.winner == "v1.1.0"
+        assert decision.outcome is ExperimentOutcome.PROMOTED and decision.winner == "v1.1.0"
         assert (decision.previous_production, decision.production_version) == ("v1.0.0", "v1.1.0")
         assert decision.notification is Delivery.SENT
         assert tiny_registry.production_version() == "v1.1.0"
@@ -305,7 +305,7 @@ def test_a_worse_treatment_is_not_promoted(db_url, tiny_registry, webhook):
 
         decision = framework.promote_winner(experiment.id)
 
-        assert decision.outcome is PromotionOutcome.KEPT_CONTROL and decision.winner == "v1.0.0"
+        assert decision.outcome is ExperimentOutcome.KEPT_CONTROL and decision.winner == "v1.0.0"
         assert tiny_registry.production_version() == "v1.0.0" and len(tiny_registry.history()) == 1
         assert framework.get_experiment(experiment.id).status is ExperimentStatus.COMPLETED
         [text] = webhook.texts

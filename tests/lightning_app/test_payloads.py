@@ -299,7 +299,7 @@ def test_any_headers_and_body_read_to_a_value_or_a_named_refusal(content_length,
 
 
 def paper_ok(paper: Any, with_user: bool) -> bool:
-    """`Paper` (or `PaperWithUser`) in strict mode: known keys only, string title and abstract, text string or null."""
+    """`PaperInput` (or `PaperWithUser`), strict: known keys only, string title and abstract, text string or null."""
     keys = {"title", "abstract", "text"} | ({"user_id"} if with_user else set())
     return (
         isinstance(paper, dict)
