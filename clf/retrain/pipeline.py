@@ -20,6 +20,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from clf.artifact import ModelArtifact
+from clf.artifact.artifact import RUN_CONFIG_FILE
 from clf.data.collector import ArxivCollector, EmptyCategoryError
 from clf.data.paper import Paper, strip_version
 from clf.evaluation import compare_versions
@@ -217,11 +219,12 @@ class RetrainingPipeline:
         from clf import training  # torch and Lightning load when a run trains, not for `clf retrain history`
 
         version = self.registry.next_version(Bump.MINOR)
-        source = self.registry.version_dir(current_version) / "config.yaml"
-        if not source.is_file():
+        folder = self.registry.version_dir(current_version)
+        source = ModelArtifact(folder, verify=False).run_config
+        if source is None:
             raise RetrainingError(
-                f"{source} is missing: {current_version} was not registered from a `clf fit` export, so its training "
-                "config is unknown; retrain it by hand with `clf fit --config ...`"
+                f"{folder / RUN_CONFIG_FILE} is missing: {current_version} was not registered from a `clf fit` "
+                "export, so its training config is unknown; retrain it by hand with `clf fit --config ...`"
             )
         run_dir = Path(self.config.runs_dir) / version
         if run_dir.exists():
