@@ -105,8 +105,9 @@ def coverage_accuracy_curve(
     Raises:
         ValueError: for empty or mismatched inputs.
 
-    >>> [(p.threshold, p.coverage, p.accuracy) for p in coverage_accuracy_curve([0.9, 0.6, 0.4], [1, 1, 0], (0.5,))]
-    [(0.5, 0.6666666666666666, 1.0)]
+    >>> (point,) = coverage_accuracy_curve([0.9, 0.6, 0.4], [1, 1, 0], (0.5,))
+    >>> (point.threshold, point.coverage, point.accuracy)
+    (0.5, 0.6666666666666666, 1.0)
     """
     conf, right = _checked(confidence, correct)
     points = []
