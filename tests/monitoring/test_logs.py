@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import uvicorn.config
 
+from clf.data.progress import JSON_LOGS_ENV
 from clf.monitoring import JSONFormatter, configure_logging
-from clf.monitoring.logs import JSON_LOGS_ENV, UVICORN_LOGGERS
+from clf.monitoring.logs import UVICORN_LOGGERS
 
 FIELDS = {"timestamp", "level", "logger", "message", "module", "function", "line"}
 
