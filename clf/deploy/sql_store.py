@@ -31,6 +31,7 @@ from filelock import FileLock
 from clf.deploy.state import Decision, DeploymentState, Lease, next_lease
 
 _LOCK_KEY = 0x636C66  # "clf": the advisory lock every replica of one database takes
+_SCHEMA_LOCK_KEY = 0x636C6673  # "clfs": held while a replica creates the tables
 _METADATA = sa.MetaData()
 _STATE = sa.Table(
     "clf_deploy_state",
@@ -96,9 +97,21 @@ class SqlDeploymentStore:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)
 
     def _tables(self) -> None:
-        if not self._ready:
+        if self._ready:
+            return
+        # Replicas starting together would each see no table and each CREATE it: the second fails with
+        # DuplicateTable. One at a time: a transaction-scoped advisory lock (PostgreSQL; DDL is transactional, so the
+        # next replica's check sees the committed tables), or the database file's lock (SQLite).
+        if self._postgres:
+            with self.engine.begin() as connection:
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+                _METADATA.create_all(connection, checkfirst=True)
+        elif self._file_lock is not None:
+            with self._file_lock:
+                _METADATA.create_all(self.engine, checkfirst=True)
+        else:
             _METADATA.create_all(self.engine, checkfirst=True)
-            self._ready = True
+        self._ready = True
 
     # ------------------------------------------------------------------------------------------------- state
 
