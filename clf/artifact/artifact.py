@@ -22,7 +22,6 @@ Writing one is `clf.artifact.writer`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -214,7 +213,7 @@ def _optional_json(path: Path) -> dict[str, Any]:
         value = read_json(path)
     except DataFileError as err:
         raise ArtifactError(str(err)) from None
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict) else {}
 
 
 def describe(path: Path) -> dict[str, Any]:

@@ -113,6 +113,7 @@ def evaluate(
         predictor = ModelPredictor.from_registry(ModelRegistry(registry), version, device=device, backend=backend)
         name = predictor.version
     else:
+        assert model_path is not None, "exactly one of version and model_path, checked above"
         predictor = ModelPredictor(model_path, BASE_VERSION, device=device, backend=backend)
         name = Path(model_path).resolve().parent.name or BASE_VERSION
     chosen = _protocol(protocol, split_file, predictor.labels, snapshot, new_snapshot, cache_dir, max_papers, seed)

@@ -163,6 +163,6 @@ def _pairs(recorded: dict[str, Any], best_score: float | None, metrics: dict[str
     pairs = []
     for name, value in wanted.items():
         again = new.get(name)
-        finite = again is not None and math.isfinite(again)
-        pairs.append(MetricPair(name, value, again, again - value if finite else None))
+        delta = again - value if again is not None and math.isfinite(again) else None
+        pairs.append(MetricPair(name, value, again, delta))
     return pairs

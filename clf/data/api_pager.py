@@ -67,7 +67,7 @@ class FeedSession(requests.Session):
         self.total_results = None
         self.retry_after = None
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         """Sends the request with the session timeout and checks a successful answer is a whole Atom feed.
 
         Args:
@@ -159,10 +159,10 @@ def _check_entry(url: str, index: int, entry: Any) -> None:
         raise MalformedFeedError(url, f"{where} has no summary")
     # Without its primary category the client would label the paper with the first category listed.
     primary = entry.find(f"{_ARXIV}primary_category")
-    terms = [primary.get("term") if primary is not None else None]
-    terms += [c.get("term") for c in entry.iterfind(f"{_ATOM}category") if c.get("term") is not None]
-    if terms[0] is None:
+    primary_term = primary.get("term") if primary is not None else None
+    if primary_term is None:
         raise MalformedFeedError(url, f"{where} has no arxiv:primary_category")
+    terms = [primary_term] + [c.get("term") for c in entry.iterfind(f"{_ATOM}category") if c.get("term") is not None]
     bad = next((term for term in terms if term.split() != [term]), None)
     if bad is not None:
         raise MalformedFeedError(url, f"{where} has a category term {bad[:40]!r}, not a category name")

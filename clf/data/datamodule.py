@@ -154,18 +154,21 @@ class ArxivDataModule(L.LightningDataModule):
             hp = self.hparams
             if not raw.is_file():
                 log.info(
-                    "No splits in %s: collecting %d papers from the %s source", self.data_dir, hp.num_papers, hp.source
+                    "No splits in %s: collecting %d papers from the %s source",
+                    self.data_dir,
+                    hp["num_papers"],
+                    hp["source"],
                 )
                 collector = ArxivCollector(
                     data_dir=self.data_dir,
-                    source=hp.source,
-                    snapshot_path=hp.snapshot_path,
-                    api_url=hp.api_url,
-                    seed=hp.seed,
+                    source=hp["source"],
+                    snapshot_path=hp["snapshot_path"],
+                    api_url=hp["api_url"],
+                    seed=hp["seed"],
                 )
-                collector.create_classification_dataset(hp.num_papers, self.categories)
+                collector.create_classification_dataset(hp["num_papers"], self.categories)
             DatasetPreprocessor(
-                data_dir=self.data_dir, min_words=hp.min_words, categories=self.categories, seed=hp.seed
+                data_dir=self.data_dir, min_words=hp["min_words"], categories=self.categories, seed=hp["seed"]
             ).run()
         for split in SPLITS:
             self._tokenized(split)

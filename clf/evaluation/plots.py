@@ -105,8 +105,8 @@ def coverage_accuracy_plot(reports: Mapping[str, ClassificationReport], path: st
     figure = Figure(figsize=(6.5, 5))
     axes = figure.subplots()
     for name, report in reports.items():
-        points = [p for p in report.coverage_curve if p.accuracy is not None]
-        (line,) = axes.plot([p.coverage for p in points], [p.accuracy for p in points], marker=".", label=name)
+        points = [(p.coverage, p.accuracy) for p in report.coverage_curve if p.accuracy is not None]
+        (line,) = axes.plot([c for c, _ in points], [a for _, a in points], marker=".", label=name)
         marked = report.abstention
         if marked is not None and marked.accuracy_sure is not None:
             axes.plot(

@@ -77,7 +77,7 @@ def make_engine(db: str | Engine = DEFAULT_DB_URL, *, connect_timeout_seconds: f
     options: dict = {"pool_pre_ping": True}
     if url.get_backend_name() == "sqlite":
         memory = url.database in (None, "", ":memory:")
-        if not memory:
+        if url.database and not memory:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         options["connect_args"] = {"timeout": connect_timeout_seconds, "check_same_thread": False}
         if memory:

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -293,8 +293,10 @@ def _bad_rows(err: StatementError) -> bool:
 
 def _insert(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT (id) DO NOTHING where the dialect has it, so a retried row is not stored twice."""
-    table = PredictionLog.__table__
+    # A declarative class's __table__ is its Table; DeclarativeBase types it as the general FromClause.
+    table = cast(sa.Table, PredictionLog.__table__)
     dialect = connection.dialect.name
+    statement: sa.Insert
     if dialect == "postgresql":
         statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
     elif dialect == "sqlite":

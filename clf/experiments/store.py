@@ -7,14 +7,15 @@ statistics, promotion) on top.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -281,7 +282,8 @@ class ExperimentStore:
         """
         statement = sa.update(PredictionLog).where(PredictionLog.id == prediction_id).values(true_label=true_label)
         with self.session(f"recording feedback on {prediction_id}") as session:
-            updated = session.execute(statement).rowcount
+            # An UPDATE's result is a CursorResult; Session.execute is typed with the general Result.
+            updated = cast(CursorResult[Any], session.execute(statement)).rowcount
         if not updated:
             raise _unknown(prediction_id)
 
@@ -303,7 +305,10 @@ class ExperimentStore:
         with self.session(f"counting the logs of experiment {experiment_id}") as session:
             return {version: (total, feedback) for version, total, feedback in session.execute(query)}
 
-    def outcomes(self, experiment_id: int) -> tuple[dict[str, list[float]], dict[str, tuple[list[str], list[str]]]]:
+    # builtins.list: in the class body `list` is the method above.
+    def outcomes(
+        self, experiment_id: int
+    ) -> tuple[dict[str, builtins.list[float]], dict[str, tuple[builtins.list[str], builtins.list[str]]]]:
         """What an analysis needs, per model version: every latency, and (predicted, true) labels with feedback.
 
         Args:

@@ -101,7 +101,8 @@ class BackupModelCheckpoint(ModelCheckpoint):
         # repeat the epochs since.
         if (
             not self.save_last
-            or trainer.fast_dev_run
+            # Lightning's debugging connector sets fast_dev_run; Trainer does not declare it.
+            or trainer.fast_dev_run  # type: ignore[attr-defined]
             or trainer.sanity_checking
             or trainer.state.fn != TrainerFn.FITTING
             or self._last_written_step == trainer.global_step

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
 from clf.artifact import ArtifactError, LabelMap, collect_lineage, complete
 from clf.model.checkpointing import load_checkpoint
+from clf.model.module import ArxivClassifier
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ class ExportError(RuntimeError):
 
 
 def export_model(
-    module: L.LightningModule,
+    module: ArxivClassifier,
     tokenizer: PreTrainedTokenizerBase,
     out_dir: str | Path,
     *,
@@ -40,7 +43,7 @@ def export_model(
     """Writes `module`'s backbone and `tokenizer` as a model artifact in `out_dir`, replacing it atomically.
 
     Args:
-        module: an `ArxivClassifier` (anything with ``backbone``, ``id2label`` and ``hparams``).
+        module: the trained classifier.
         tokenizer: the tokenizer the model was trained with.
         out_dir: the export folder.
         metrics: metrics to record in ``metrics.json``.
@@ -80,7 +83,7 @@ def export_model(
     return out_dir
 
 
-def _check_reload(path: Path, id2label: dict[int, str]) -> None:
+def _check_reload(path: Path, id2label: Mapping[int, str]) -> None:
     """The saved weights reload (weights only) with the trained labels."""
     model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
     reloaded = {int(i): label for i, label in model.config.id2label.items()}
@@ -105,15 +108,16 @@ class ExportOnFitEnd(L.Callback):
         """Exports the best checkpoint's weights (every rank loads them; rank zero writes)."""
         if not self.enabled or trainer.interrupted:
             return
+        if not isinstance(pl_module, ArxivClassifier):
+            raise TypeError(f"--export exports an ArxivClassifier, got {type(pl_module).__name__}")
         checkpoint = trainer.checkpoint_callback
-        best = getattr(checkpoint, "best_model_path", "") if checkpoint is not None else ""
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
         summary: dict[str, Any] = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "last": metrics}
-        if best:
+        if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path:
             # Every rank loads the best weights, so a `test` after `fit` in the same process uses them everywhere.
-            pl_module.load_state_dict(load_checkpoint(best)["state_dict"])
+            pl_module.load_state_dict(load_checkpoint(checkpoint.best_model_path)["state_dict"])
             summary.update(
-                best_model_path=best,
+                best_model_path=checkpoint.best_model_path,
                 monitor=checkpoint.monitor,
                 best_score=float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
             )
@@ -121,14 +125,16 @@ class ExportOnFitEnd(L.Callback):
         log_dir = trainer.log_dir
         run_config = Path(log_dir) / "config.yaml" if log_dir else None
         out_dir = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "export"
-        data_dir = getattr(trainer.datamodule, "data_dir", None)
-        self.exported = self._export(pl_module, trainer.datamodule.tokenizer, out_dir, summary, run_config, data_dir)
+        # Lightning's data connector sets trainer.datamodule; Trainer does not declare it.
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]
+        data_dir = getattr(datamodule, "data_dir", None)
+        self.exported = self._export(pl_module, datamodule.tokenizer, out_dir, summary, run_config, data_dir)
         trainer.strategy.barrier("clf-export")
 
     @rank_zero_only
     def _export(
         self,
-        pl_module: L.LightningModule,
+        pl_module: ArxivClassifier,
         tokenizer: PreTrainedTokenizerBase,
         out_dir: Path,
         summary: dict[str, Any],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 import torch
 from torchmetrics import Metric, MetricCollection
@@ -21,6 +23,14 @@ from torchmetrics.classification import (
 from clf.reliability import bin_edges, calibration_error, confidence_bins
 
 
+class _MultilabelArgs(TypedDict):
+    """The arguments every multi-label metric here shares."""
+
+    num_labels: int
+    threshold: float
+    validate_args: bool
+
+
 def summary_metrics(
     num_labels: int, multi_label: bool, threshold: float = 0.5, validate_args: bool = True
 ) -> MetricCollection:
@@ -38,21 +48,23 @@ def summary_metrics(
     Returns:
         The metrics keyed by name, not yet prefixed with the stage.
     """
-    common = {"validate_args": validate_args}
     if multi_label:
+        labels = _MultilabelArgs(num_labels=num_labels, threshold=threshold, validate_args=validate_args)
         return MetricCollection(
             {
-                "acc": MultilabelExactMatch(num_labels=num_labels, threshold=threshold, **common),
-                "f1_macro": MultilabelF1Score(num_labels=num_labels, average="macro", threshold=threshold, **common),
-                "f1_micro": MultilabelF1Score(num_labels=num_labels, average="micro", threshold=threshold, **common),
+                "acc": MultilabelExactMatch(**labels),
+                "f1_macro": MultilabelF1Score(average="macro", **labels),
+                "f1_micro": MultilabelF1Score(average="micro", **labels),
             }
         )
-    metrics = {
-        "acc": MulticlassAccuracy(num_classes=num_labels, average="micro", **common),
-        "f1_macro": MulticlassF1Score(num_classes=num_labels, average="macro", **common),
+    metrics: dict[str, Metric | MetricCollection] = {
+        "acc": MulticlassAccuracy(num_classes=num_labels, average="micro", validate_args=validate_args),
+        "f1_macro": MulticlassF1Score(num_classes=num_labels, average="macro", validate_args=validate_args),
     }
     if num_labels > 3:
-        metrics["top3_acc"] = MulticlassAccuracy(num_classes=num_labels, top_k=3, average="micro", **common)
+        metrics["top3_acc"] = MulticlassAccuracy(
+            num_classes=num_labels, top_k=3, average="micro", validate_args=validate_args
+        )
     return MetricCollection(metrics)
 
 
@@ -68,7 +80,7 @@ def per_class_metrics(num_labels: int, multi_label: bool, threshold: float = 0.5
         ``precision``, ``recall``, ``f1`` (one value per class) and ``confusion_matrix``.
     """
     if multi_label:
-        kwargs = {"num_labels": num_labels, "threshold": threshold}
+        kwargs = _MultilabelArgs(num_labels=num_labels, threshold=threshold, validate_args=True)
         return MetricCollection(
             {
                 "precision": MultilabelPrecision(average=None, **kwargs),
@@ -95,6 +107,10 @@ class Reliability(Metric):
     """
 
     full_state_update = False
+    # The states add_state registers: declared, because Metric's __getattr__ types them as Tensor | Module.
+    count: torch.Tensor
+    confidence: torch.Tensor
+    correct: torch.Tensor
 
     def __init__(self, bins: int = 15) -> None:
         super().__init__()

@@ -112,8 +112,9 @@ class TensorBoardSummary(Callback):
             stage: fit, validate, test or predict.
         """
         pl_module._log_hyperparams = False
-        if getattr(trainer, "datamodule", None) is not None:
-            trainer.datamodule._log_hyperparams = False
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is not None:
+            datamodule._log_hyperparams = False
         for logger in trainer.loggers:
             if hasattr(logger, "_default_hp_metric"):
                 logger._default_hp_metric = False
@@ -126,7 +127,7 @@ class TensorBoardSummary(Callback):
             pl_module: the model.
         """
         experiment = getattr(trainer.logger, "experiment", None)
-        if not self.graph or not trainer.is_global_zero or not hasattr(experiment, "add_graph"):
+        if not self.graph or not trainer.is_global_zero or experiment is None or not hasattr(experiment, "add_graph"):
             return
         ids = torch.ones(2, 16, dtype=torch.long, device=pl_module.device)
         try:

@@ -284,7 +284,7 @@ class AlertManager:
         if self.slack_webhook is None:
             delivery = Delivery.LOGGED
         else:
-            delivery = self._post({"text": f"{_ICONS[level]} *[{self.source}] {title}*\n{message}"})
+            delivery = self._post(self.slack_webhook, {"text": f"{_ICONS[level]} *[{self.source}] {title}*\n{message}"})
         with self._lock:
             self.recent.append(
                 {"title": title, "message": message, "level": level.value, "at": float(self.clock()),
@@ -344,14 +344,14 @@ class AlertManager:
             self._last_raised[(kind, version)] = now
             return True
 
-    def _post(self, payload: dict[str, Any]) -> Delivery:
+    def _post(self, webhook: str, payload: dict[str, Any]) -> Delivery:
         attempts = self.max_retries + 1
-        where = _redacted(self.slack_webhook)
+        where = _redacted(webhook)
         problem = ""
         for attempt in range(1, attempts + 1):
             wait = self.backoff_seconds * 2 ** (attempt - 1)
             try:
-                response = requests.post(self.slack_webhook, json=payload, timeout=self.timeout_seconds)
+                response = requests.post(webhook, json=payload, timeout=self.timeout_seconds)
             except requests.Timeout:
                 problem = f"no answer within {self.timeout_seconds:g} s"
             except requests.ConnectionError as err:

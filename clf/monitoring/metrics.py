@@ -80,7 +80,6 @@ class ServiceMetrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
         own = self.registry
-        live = {"multiprocess_mode": "liveall"}
         self.requests = Counter(
             "clf_requests", "POST /predict requests by answer.", ["version", "arm", "code"], registry=own
         )
@@ -140,13 +139,15 @@ class ServiceMetrics:
         self.live_changes = Counter(
             "clf_live_changes", "Times a version became the live one.", ["version"], registry=own
         )
-        self.live = Gauge("clf_live_version", "1 for the live version.", ["version"], registry=own, **live)
+        self.live = Gauge(
+            "clf_live_version", "1 for the live version.", ["version"], registry=own, multiprocess_mode="liveall"
+        )
         self.share = Gauge(
             "clf_traffic_share",
             "Share of traffic the installed rule sends each version.",
             ["version"],
             registry=own,
-            **live,
+            multiprocess_mode="liveall",
         )
         self._lock = threading.Lock()
         self._shared: set[str] = set()

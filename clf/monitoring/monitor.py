@@ -282,10 +282,7 @@ class PredictionMonitor:
         total = len(records)
         errors = sum(1 for r in records if r.error is not None)
         confidences = np.array([r.confidence for r in records if r.confidence is not None], dtype=float)
-        if total:
-            p50, p95, p99 = (float(v) for v in np.percentile([r.latency_ms for r in records], PERCENTILES))
-        else:
-            p50 = p95 = p99 = None
+        p50, p95, p99 = _percentiles([r.latency_ms for r in records], *PERCENTILES)
         return {
             "total": total,
             "errors": errors,
@@ -339,13 +336,13 @@ def _percentiles(values: list[float], *quantiles: int) -> list[float | None]:
 
 def _timing_summary(records: list[PredictionRecord]) -> dict[str, Any]:
     """Queue wait and model latency of `records`: overall, per paper, and per batch-size bucket."""
-    timed = [r for r in records if r.service_ms is not None and r.batch_size is not None]
+    timed = [(r.service_ms, r.batch_size) for r in records if r.service_ms is not None and r.batch_size is not None]
     queue_p50, queue_p95 = _percentiles([r.queue_ms for r in records if r.queue_ms is not None], 50, 95)
-    model_p50, model_p95 = _percentiles([r.service_ms for r in timed], 50, 95)  # type: ignore[misc]
-    per_paper_p50, per_paper_p95 = _percentiles([r.service_ms / r.batch_size for r in timed], 50, 95)  # type: ignore[operator]
+    model_p50, model_p95 = _percentiles([ms for ms, _ in timed], 50, 95)
+    per_paper_p50, per_paper_p95 = _percentiles([ms / size for ms, size in timed], 50, 95)
     buckets: dict[str, list[float]] = {}
-    for record in timed:
-        buckets.setdefault(batch_bucket(record.batch_size), []).append(record.service_ms)  # type: ignore[arg-type]
+    for ms, size in timed:
+        buckets.setdefault(batch_bucket(size), []).append(ms)
     by_batch = {}
     for label in sorted(buckets, key=lambda b: int(b.split("-")[0])):
         p50, p95 = _percentiles(buckets[label], 50, 95)

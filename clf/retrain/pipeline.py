@@ -140,18 +140,18 @@ class RetrainingPipeline:
         counts = Counter(p.primary_category for p in papers)
         by_category = {c: counts.get(c, 0) for c in cfg.categories}
         size = len(samples) if samples is not None else int((metadata.get("dataset") or {}).get("num_samples") or 0)
-        found = NewData(production, last, source, papers, by_category, size)
+        new_data = NewData(production, last, source, papers, by_category, size)
         log.info(
             "New data since %s (%s of %s): %d papers from %s; by category %s; current dataset %d samples",
             last,
             source.value,
             production,
-            found.count,
+            new_data.count,
             cfg.source,
             by_category,
             size,
         )
-        return found
+        return new_data
 
     def should_retrain(self, new_data_count: int, current_dataset_size: int) -> GrowthDecision:
         """Retrain when the new papers grow the dataset by at least `growth_threshold`.
@@ -377,8 +377,8 @@ class RetrainingPipeline:
         attempts = self.config.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                result.dataset = self.augment_dataset(previous, found.papers)
-                result.version = self.train_new_version(result.dataset, production)
+                result.dataset = dataset = self.augment_dataset(previous, found.papers)
+                result.version = version = self.train_new_version(dataset, production)
                 break
             except Exception as err:
                 if attempt == attempts:
@@ -386,9 +386,9 @@ class RetrainingPipeline:
                 log.warning("Attempt %d/%d failed (%s: %s); retrying", attempt, attempts, type(err).__name__, err)
                 self._record(metrics={f"attempt_{attempt}_error": f"{type(err).__name__}: {err}"})
                 self._sleep(self.config.retry_delay_seconds)
-        comparison = self.evaluate_improvement(result.version, production, result.dataset.test_path)
+        comparison = self.evaluate_improvement(version, production, dataset.test_path)
         result.comparison = comparison.to_json()
-        result.promotion = self.promote_if_better(result.version, comparison)
+        result.promotion = self.promote_if_better(version, comparison)
         result.status = RunStatus.COMPLETED
 
     def _record(self, *, standalone: bool = False, **fields: Any) -> None:

@@ -107,8 +107,9 @@ def test(
     return _run(ConfigRequest(Stage.TEST, config, overrides or {}, run_dir, ckpt_path))
 
 
-# pytest would collect a module-level function named test_*/test; this one is the API, not a test.
-test.__test__ = False
+# pytest would collect a module-level function named test_*/test; this one is the API, not a test. (mypy does not
+# model attributes set on a function.)
+test.__test__ = False  # type: ignore[attr-defined]
 
 
 def predict(

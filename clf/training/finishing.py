@@ -136,9 +136,11 @@ class ScoreOnFitEnd(L.Callback):
         """Fits and stores the scoring of the artifact the export callback wrote (rank zero; others wait)."""
         if not (self.companion or self.calibrate or self.target_accuracy is not None) or trainer.interrupted:
             return
-        exported = next((getattr(cb, "exported", None) for cb in trainer.callbacks if hasattr(cb, "exported")), None)
+        # Lightning's connectors set trainer.callbacks and trainer.datamodule; Trainer does not declare them.
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]
+        exported = next((getattr(cb, "exported", None) for cb in callbacks if hasattr(cb, "exported")), None)
         if exported is not None:
-            self.fit_artifact(exported, trainer.datamodule)
+            self.fit_artifact(exported, trainer.datamodule)  # type: ignore[attr-defined]
         trainer.strategy.barrier("clf-scoring")
 
     @rank_zero_only

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -14,7 +16,8 @@ from optuna.visualization import matplotlib as static  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-PLOTS = {
+# name -> (the plotly figure, the matplotlib axes) of a study.
+PLOTS: dict[str, tuple[Callable[[optuna.Study], Any], Callable[[optuna.Study], Any]]] = {
     "optimization_history": (visualization.plot_optimization_history, static.plot_optimization_history),
     "param_importances": (visualization.plot_param_importances, static.plot_param_importances),
     "parallel_coordinate": (visualization.plot_parallel_coordinate, static.plot_parallel_coordinate),
