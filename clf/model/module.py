@@ -197,7 +197,7 @@ class ArxivClassifier(L.LightningModule):
         )
         if self.answer_scoring is not None:
             self.test_encoder_metrics.update(probabilities, targets)
-            probabilities = self._answers(self.answer_scoring, probabilities, batch)
+            probabilities = self._answers(probabilities, batch)
         self.test_metrics.update(probabilities, targets)
         self.test_per_class.update(probabilities, targets)
         if not self.multi_label:
@@ -239,19 +239,13 @@ class ArxivClassifier(L.LightningModule):
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Class probabilities, shape ``(batch, num_labels)`` (the artifact's answers when `answer_scoring` is set)."""
         probabilities = self.probabilities(self(batch["input_ids"], batch["attention_mask"]))
-        if self.answer_scoring is None:
-            return probabilities
-        return self._answers(self.answer_scoring, probabilities, batch)
+        return probabilities if self.answer_scoring is None else self._answers(probabilities, batch)
 
-    @staticmethod
-    def _answers(
-        scoring: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        probabilities: torch.Tensor,
-        batch: dict[str, torch.Tensor],
-    ) -> torch.Tensor:
-        if "row" not in batch:
+    def _answers(self, probabilities: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        # Its callers run it only with answer_scoring set.
+        if self.answer_scoring is None or "row" not in batch:
             raise RuntimeError("answer_scoring needs batches with a 'row' column (clf's ArxivDataModule gives them)")
-        scored = scoring(probabilities.detach().float().cpu(), batch["row"].cpu())
+        scored = self.answer_scoring(probabilities.detach().float().cpu(), batch["row"].cpu())
         return scored.to(probabilities.device)
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
