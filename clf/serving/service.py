@@ -540,7 +540,7 @@ class ClassificationService:
             return ModelPredictor.from_registry(self.registry, version, self.device, self.backend, self.dtype)
         if self.registry.production_version() is not None:
             return ModelPredictor.from_registry(self.registry, "production", self.device, self.backend, self.dtype)
-        registered = [entry["version"] for entry in self.registry.list_versions()]
+        registered = [entry.version for entry in self.registry.list_versions()]
         if registered:
             raise RegistryError(
                 f"{self.registry.base_dir} holds {', '.join(registered)} but none is in production; "
