@@ -198,7 +198,8 @@ def registry(
         created = models.create_version(model_path, version, bump=bump)
         result = models.get_metadata(created)
     elif action == "list":
-        result = models.list_versions()
+        production = models.production_version()
+        result = [{**entry.to_json(), "production": entry.version == production} for entry in models.list_versions()]
     elif action in ("show", "promote", "compare") and version is None:
         raise RegistryError(f"clf registry {action} needs --version vX.Y.Z")
     elif action == "show":

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -226,15 +227,10 @@ def create_app(
         except Exception as err:  # every paper of the request failed inside the model: counted as model errors
             log.error("inference failed", exc_info=err)
             return _error(500, f"inference failed: {type(err).__name__}: {err}", "model_error")
-        request.state.clf_route = (predictions[0]["version"], predictions[0]["arm"])
-        answers = [_answer(record, top_k) for record in predictions]
+        request.state.clf_route = (predictions[0].version, predictions[0].arm)
+        answers = [replace(p, top_k=p.top_k[:top_k] if top_k and p.top_k else None).to_json() for p in predictions]
         return JSONResponse(
-            {
-                "predictions": answers,
-                "version": predictions[0]["version"],
-                "arm": predictions[0]["arm"],
-                "user_id": user_id,
-            }
+            {"predictions": answers, "version": predictions[0].version, "arm": predictions[0].arm, "user_id": user_id}
         )
 
     @app.post(
@@ -343,14 +339,6 @@ def create_app(
         }
 
     return app
-
-
-def _answer(record: dict[str, Any], top_k: int | None) -> dict[str, Any]:
-    """A prediction as the HTTP contract has it: the full ranking trimmed to `top_k`, or left out."""
-    answer = {key: value for key, value in record.items() if key != "ranked"}
-    if top_k is not None and "ranked" in record:
-        answer["top_k"] = record["ranked"][:top_k]
-    return answer
 
 
 def _error(

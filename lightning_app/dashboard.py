@@ -185,15 +185,16 @@ class Dashboard:
     def _registry(self) -> list[dict[str, Any]]:
         try:
             entries = self.service.registry.list_versions()
+            production = self.service.registry.production_version()
         except Exception:  # a registry being rewritten: the next poll reads it
             log.debug("registry not readable for the dashboard", exc_info=True)
             return []
         return [
             {
-                "version": entry.get("version"),
-                "production": entry.get("production", False),
-                "created_at": entry.get("created_at"),
-                "metrics": {k: v for k, v in (entry.get("metrics") or {}).items() if isinstance(v, int | float)},
+                "version": entry.version,
+                "production": entry.version == production,
+                "created_at": entry.created_at,
+                "metrics": {k: v for k, v in entry.metrics.items() if isinstance(v, int | float)},
             }
             for entry in entries
         ]

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clf.inference.prediction import Prediction
+
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
 
@@ -43,34 +45,11 @@ PredictRequest = PaperWithUser | list[PaperInput] | PaperBatch
 """What ``POST /predict`` takes: one paper, a list of papers, or ``{"papers": [...], "user_id": ...}``."""
 
 
-class LabelProbability(BaseModel):
-    """One ranked category."""
-
-    label: str
-    probability: float
-
-
-class Prediction(BaseModel):
-    """The answer for one paper. A paper that failed on its own has ``error`` set and no label."""
-
-    label: str | None
-    probability: float | None
-    top3: list[LabelProbability]
-    labels: list[str] | None = Field(None, description="Every category above the threshold (multi-label models).")
-    version: str
-    arm: str
-    prediction_id: str | None = Field(description="Signed id to send feedback on this prediction (POST /feedback).")
-    experiment_id: str | None = None
-    error: str | None = None
-    unsure: bool | None = Field(
-        None,
-        description="The top probability is below the model's abstention threshold: show the ranking, not one label.",
-    )
-    top_k: list[LabelProbability] | None = Field(None, description="The `top_k` most probable categories, when asked.")
-
-
 class PredictResponse(BaseModel):
-    """The answers, in the order of the papers sent."""
+    """The answers, in the order of the papers sent (each a `clf.inference.Prediction` as JSON)."""
+
+    # The predictions' field descriptions are the dataclass's attribute docstrings: the fields are declared once.
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     predictions: list[Prediction]
     version: str

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from clf.io import read_json, read_jsonl
 
 if TYPE_CHECKING:
-    from clf.inference import Backend, ModelPredictor
+    from clf.inference import Backend, ModelPredictor, Prediction
     from clf.registry import ModelRegistry
 
 LATENCY_RUNS = 30
@@ -62,11 +62,11 @@ class Evaluation:
 
     Attributes:
         score: the summary.
-        records: one prediction record per sample, in order, as the service would return it.
+        records: one prediction per sample, in order, as the service would return it.
     """
 
     score: VersionScore
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Prediction] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def evaluate(
     truth = [label_index(sample["label"], label2id, predictor.version) for sample in samples]
     texts = sample_texts(samples)
     records = predictor.predict_texts(texts, batch_size=batch_size)
-    predicted = [label2id[record["label"]] for record in records]
+    predicted = [label2id[record.label] for record in records]
     latencies = []
     for text in texts[:latency_runs]:
         started = time.perf_counter()

@@ -38,6 +38,7 @@ from clf.registry import ModelRegistry, RegistryError
 from clf.registry.versions import Version
 
 if TYPE_CHECKING:  # importing clf.serving or clf.monitoring loads torch and Lightning; `clf ab list` needs neither
+    from clf.inference.prediction import Prediction
     from clf.monitoring.alerts import AlertManager
     from clf.serving.routing import Route, WeightedSplit
     from clf.serving.service import PredictionEvent
@@ -264,7 +265,7 @@ class ABTestingFramework:
         experiment_id: int,
         model_version: str,
         input_text: str,
-        prediction: dict[str, Any],
+        prediction: Prediction,
         latency_ms: float,
         user_id: str | None = None,
         prediction_id: str | None = None,
@@ -275,7 +276,7 @@ class ABTestingFramework:
             experiment_id: the experiment that routed it.
             model_version: the version that answered.
             input_text: the cleaned model input.
-            prediction: the service's record (``label``, ``probability``, ``top3``, ``arm``, ``prediction_id``).
+            prediction: the service's answer (its ``label``, ``probability``, ``top3``, ``arm`` are logged).
             latency_ms: time to answer.
             user_id: the caller's user id.
             prediction_id: the id feedback will name; by default the record's ``prediction_id``, or a new one.
@@ -283,7 +284,7 @@ class ABTestingFramework:
         Returns:
             The prediction id.
         """
-        prediction_id = prediction_id or prediction.get("prediction_id") or uuid.uuid4().hex
+        prediction_id = prediction_id or prediction.prediction_id or uuid.uuid4().hex
         self.logs.add(log_row(prediction_id, experiment_id, model_version, input_text, prediction, latency_ms, user_id))
         return prediction_id
 
@@ -298,9 +299,7 @@ class ABTestingFramework:
         """
         if event.error is not None or event.route.experiment is None:
             return
-        answered = [
-            (text, record) for text, record in zip(event.texts, event.records, strict=True) if not record.get("error")
-        ]
+        answered = [(text, record) for text, record in zip(event.texts, event.records, strict=True) if not record.error]
         try:
             experiment_id = int(event.route.experiment)
         except ValueError:
@@ -309,9 +308,9 @@ class ABTestingFramework:
         created_at = datetime.fromtimestamp(event.timestamp, UTC)
         self.logs.add(
             log_row(
-                record["prediction_id"],
+                record.prediction_id,
                 experiment_id,
-                record["version"],
+                record.version,
                 text,
                 record,
                 event.latency_ms,

@@ -14,6 +14,7 @@ from clf.experiments.analysis import ExperimentAnalysis
 from clf.experiments.tables import ABTestExperiment, ExperimentStatus, utc_now
 
 if TYPE_CHECKING:
+    from clf.inference.prediction import Prediction
     from clf.monitoring.alerts import Delivery
 
 
@@ -178,7 +179,7 @@ def log_row(
     experiment_id: int | None,
     model_version: str,
     input_text: str,
-    prediction: dict[str, Any],
+    prediction: Prediction,
     latency_ms: float,
     user_id: str | None = None,
     created_at: datetime | None = None,
@@ -190,7 +191,7 @@ def log_row(
         experiment_id: the experiment that routed the request.
         model_version: the version that answered.
         input_text: the cleaned model input.
-        prediction: the service's record; its ``label``, ``probability``, ``top3`` and ``arm`` are kept.
+        prediction: the service's answer; its ``label``, ``probability``, ``top3`` and ``arm`` are kept.
         latency_ms: time to answer the request.
         user_id: the caller's user id.
         created_at: when it was answered; now by default (must be timezone-aware).
@@ -198,7 +199,8 @@ def log_row(
     Returns:
         The row.
     """
-    kept = {key: prediction[key] for key in ("label", "probability", "top3", "arm") if key in prediction}
+    answer = prediction.to_json()
+    kept = {key: answer[key] for key in ("label", "probability", "top3", "arm") if key in answer}
     return {
         "id": prediction_id,
         "experiment_id": experiment_id,

@@ -1,4 +1,4 @@
-"""The arithmetic of every prediction: length-sorted forward passes, probabilities, and prediction records.
+"""The arithmetic of every prediction: length-sorted forward passes, probabilities, and `Prediction` records.
 
 Every path that classifies papers — the service, ONNX parity, deployment validation, version comparison,
 retraining's decision, ``clf predict`` — goes through these two functions, so what is measured or checked anywhere is
@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from clf.inference.prediction import LabelProbability, Prediction
 
 
 def probabilities_in_sorted_passes(
@@ -54,42 +56,35 @@ def prediction_records(
     *,
     multi_label: bool = False,
     threshold: float = 0.5,
-    top_k: int = 3,
     abstain_below: float | None = None,
     ranked: bool = False,
-) -> list[dict[str, Any]]:
-    """One record per row of `probabilities`: ``label``, ``probability``, ``top3`` (and ``labels`` in multi-label).
+) -> list[Prediction]:
+    """One `Prediction` per row of `probabilities`: its label, probability and top three.
 
     Args:
         probabilities: ``(N, num_labels)`` softmax (or sigmoid, in multi-label mode) outputs.
         id2label: class index → category.
-        multi_label: also list every category above `threshold`.
+        multi_label: also list every category above `threshold` (``labels``).
         threshold: the multi-label decision threshold.
-        top_k: how many ranked categories to give.
-        abstain_below: when set, each record says ``unsure`` when its top probability is below it.
-        ranked: also give ``ranked``, every category with its probability, most probable first.
+        abstain_below: when set, each prediction says ``unsure`` when its top probability is below it.
+        ranked: also give every category with its probability, most probable first (``top_k``).
 
     Returns:
-        One dict per row, in order.
+        One prediction per row, in order.
     """
-    k = min(top_k, probabilities.shape[1])
-    values, indices = probabilities.float().topk(k, dim=1)
-    records = []
-    for row, (top_values, top_indices) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
-        record: dict[str, Any] = {
-            "label": id2label[top_indices[0]],
-            "probability": round(top_values[0], 6),
-            f"top{top_k}": [
-                {"label": id2label[i], "probability": round(p, 6)} for i, p in zip(top_indices, top_values, strict=True)
-            ],
-        }
-        if multi_label:
-            record["labels"] = [id2label[i] for i, p in enumerate(probabilities[row].tolist()) if p >= threshold]
-        if abstain_below is not None:
-            record["unsure"] = top_values[0] < abstain_below
-        if ranked:
-            order = probabilities[row].float().argsort(descending=True).tolist()
-            row_values = probabilities[row].tolist()
-            record["ranked"] = [{"label": id2label[i], "probability": round(row_values[i], 6)} for i in order]
-        records.append(record)
-    return records
+    rows = probabilities.float().tolist()
+    predictions = []
+    for row in rows:
+        order = sorted(range(len(row)), key=lambda i: -row[i])
+        every = tuple(LabelProbability(id2label[i], round(row[i], 6)) for i in order)
+        predictions.append(
+            Prediction(
+                label=every[0].label,
+                probability=every[0].probability,
+                top3=every[:3],
+                labels=tuple(id2label[i] for i, p in enumerate(row) if p >= threshold) if multi_label else None,
+                unsure=row[order[0]] < abstain_below if abstain_below is not None else None,
+                top_k=every if ranked else None,
+            )
+        )
+    return predictions

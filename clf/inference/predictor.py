@@ -1,7 +1,7 @@
 """`ModelPredictor`: the one way a model artifact classifies texts, with a PyTorch or an onnxruntime backend.
 
     predictor = ModelPredictor("runs/quickstart/export", "base")     # or .from_registry(registry, "production")
-    predictor.predict_texts(["Attention is all you need. We propose ..."])  # records: label, probability, top3
+    predictor.predict_texts(["Attention is all you need. We propose ..."])  # [Prediction(label="cs.CL", ...)]
     predictor.predict_probabilities(texts)                            # (N, num_labels) tensor
 
 The service, ONNX parity, deployment validation, version comparison and retraining's decision all call it: the
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from clf.artifact import ArtifactError, ModelArtifact, OnnxVariant
 from clf.inference.errors import ModelLoadError
 from clf.inference.passes import prediction_records, probabilities_in_sorted_passes
+from clf.inference.prediction import Prediction
 from clf.inference.scoring import Scorer
 
 if TYPE_CHECKING:
@@ -37,10 +38,7 @@ BASE_VERSION = "base"
 
 
 class ModelPredictor:
-    """A model version ready to classify: ``predict_texts`` takes cleaned texts and returns one record each.
-
-    Each record is ``{"label", "probability", "top3": [{"label", "probability"}, ...]}`` (plus ``labels`` for a
-    multi-label model), the same shape ``clf predict`` writes.
+    """A model version ready to classify: ``predict_texts`` takes cleaned texts and returns one `Prediction` each.
 
     Args:
         model_dir: a model artifact: a registry version folder or a run's export folder.
@@ -150,17 +148,17 @@ class ModelPredictor:
         """The classes, in index order."""
         return [self.id2label[i] for i in sorted(self.id2label)]
 
-    def predict_texts(self, texts: list[str], batch_size: int = 8, ranked: bool = True) -> list[dict[str, Any]]:
+    def predict_texts(self, texts: list[str], batch_size: int = 8, ranked: bool = True) -> list[Prediction]:
         """Classifies `texts` in length-sorted forward passes of `batch_size` (see `predict_probabilities`).
 
         Args:
             texts: cleaned model inputs (see `clf.data.cleaning.model_input_text`).
             batch_size: texts per forward pass.
-            ranked: also give every category ranked (``ranked``), which the HTTP answer trims to ``top_k``.
+            ranked: also give every category ranked (``top_k``), which the HTTP answer trims to ``?top_k``.
 
         Returns:
-            One prediction record per text, in order; ``unsure`` says whether its top probability is below the
-            artifact's abstention threshold (calibrated when the artifact is).
+            One prediction per text, in order; ``unsure`` says whether its top probability is below the artifact's
+            abstention threshold (calibrated when the artifact is).
         """
         return prediction_records(
             self.predict_probabilities(texts, batch_size),

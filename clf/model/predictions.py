@@ -1,5 +1,5 @@
-"""Write predictions as JSON Lines: the label, its probability, the top three, every category ranked and whether the
-model is unsure, for each paper."""
+"""Write predictions as JSON Lines: the label, its probability, the top three, every category ranked (``top_k``) and
+whether the model is unsure, for each paper."""
 
 from __future__ import annotations
 
@@ -44,5 +44,7 @@ def write_predictions(
     predictions = prediction_records(
         probabilities, id2label, multi_label=multi_label, threshold=threshold, abstain_below=abstain_below, ranked=True
     )
-    write_jsonl_atomic(path, ({**paper, **prediction} for paper, prediction in zip(papers, predictions, strict=True)))
+    write_jsonl_atomic(
+        path, ({**paper, **prediction.to_json()} for paper, prediction in zip(papers, predictions, strict=True))
+    )
     return path

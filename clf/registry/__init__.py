@@ -7,19 +7,19 @@
 model and never imports torch (`clf.inference` loads, `clf.evaluation` compares).
 """
 
+from clf.registry.records import ArchiveMark, ChangeKind, ProductionChange, RegisteredVersion, RegistryState
 from clf.registry.registry import (
-    ChangeKind,
     CorruptRegistryError,
     IncompleteExportError,
     MissingVersionFolderError,
     ModelRegistry,
-    ProductionChange,
     UnknownVersionError,
     VersionExistsError,
 )
 from clf.registry.versions import Bump, InvalidVersionError, RegistryError, Version, next_version
 
 __all__ = [
+    "ArchiveMark",
     "Bump",
     "ChangeKind",
     "CorruptRegistryError",
@@ -28,7 +28,9 @@ __all__ = [
     "MissingVersionFolderError",
     "ModelRegistry",
     "ProductionChange",
+    "RegisteredVersion",
     "RegistryError",
+    "RegistryState",
     "UnknownVersionError",
     "Version",
     "VersionExistsError",

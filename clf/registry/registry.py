@@ -21,15 +21,13 @@ On disk::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from enum import StrEnum
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from filelock import FileLock
 from clf.artifact import REQUIRED_FILES, ArtifactError, ModelArtifact
 from clf.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic, write_text_atomic
 from clf.registry.lineage import collect_metadata, now, user
+from clf.registry.records import ArchiveMark, ChangeKind, ProductionChange, RegisteredVersion, RegistryState
 from clf.registry.versions import Bump, RegistryError, Version, next_version
 
 log = logging.getLogger(__name__)
@@ -65,68 +64,6 @@ class IncompleteExportError(RegistryError):
 
 class CorruptRegistryError(RegistryError):
     """registry.json cannot be read; the message points to the last good copy."""
-
-
-class ChangeKind(StrEnum):
-    """Why the production version changed."""
-
-    PROMOTE = "promote"
-    ROLLBACK = "rollback"
-
-
-@dataclass(frozen=True)
-class ProductionChange:
-    """One change of the production version, as written to the audit log.
-
-    Attributes:
-        when: ISO-8601 UTC time of the change.
-        who: the user that made it.
-        action: promote or rollback.
-        from_version: production before the change (None for the first promotion).
-        to_version: production after it.
-        reason: the reason given.
-        metrics: the metrics of `to_version` at the time.
-    """
-
-    when: str
-    who: str
-    action: ChangeKind
-    from_version: str | None
-    to_version: str
-    reason: str
-    metrics: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        """The audit-log record.
-
-        Returns:
-            The change as JSON-ready fields, with ``from`` and ``to`` for the versions.
-        """
-        record = asdict(self)
-        record["action"] = self.action.value
-        record["from"] = record.pop("from_version")
-        record["to"] = record.pop("to_version")
-        return record
-
-    @classmethod
-    def from_json(cls, record: dict[str, Any]) -> ProductionChange:
-        """Reads an audit-log record.
-
-        Args:
-            record: a record `to_json` wrote.
-
-        Returns:
-            The change.
-        """
-        return cls(
-            when=record["when"],
-            who=record["who"],
-            action=ChangeKind(record["action"]),
-            from_version=record.get("from"),
-            to_version=record["to"],
-            reason=record.get("reason", ""),
-            metrics=record.get("metrics") or {},
-        )
 
 
 class ModelRegistry:
@@ -209,26 +146,21 @@ class ModelRegistry:
         record = collect_metadata(artifact)
         try:
             with self._transaction() as state:
+                versions = state.versions
                 if version is None:
-                    version = next_version(list(state["versions"]), bump)
+                    version = next_version(list(versions), bump)
                 folder = self.version_dir(version)
-                if version in state["versions"] or folder.exists():
+                if version in versions or folder.exists():
                     raise VersionExistsError(
                         f"{version} already exists in {self.base_dir}; choose another --version "
-                        f"(next minor: {next_version(list(state['versions']), Bump.MINOR)})"
+                        f"(next minor: {next_version(list(versions), Bump.MINOR)})"
                     )
-                versions = state["versions"]
-                parent = state["production"] or (max(versions, key=Version.parse) if versions else None)
+                parent = state.production or (max(versions, key=Version.parse) if versions else None)
                 record = {"version": version, **record, "parent_version": parent, **(metadata or {})}
                 write_json_atomic(staging / "metadata.json", record)
                 staging.rename(folder)
-                versions[version] = {
-                    "version": version,
-                    "path": folder.name,
-                    "created_at": record["created_at"],
-                    "parent": parent,
-                    "metrics": record.get("metrics") or {},
-                }
+                metrics = record.get("metrics") or {}
+                versions[version] = RegisteredVersion(version, folder.name, record["created_at"], parent, metrics)
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename succeeded
         log.info("Registered %s in %s", version, folder)
@@ -243,20 +175,17 @@ class ModelRegistry:
         Returns:
             The next version name.
         """
-        return next_version(list(self._read()["versions"]), bump)
+        return next_version(list(self._read().versions), bump)
 
-    def list_versions(self) -> list[dict[str, Any]]:
-        """Every registered version, oldest first, with its creation time, parent, metrics and production flag.
+    def list_versions(self) -> list[RegisteredVersion]:
+        """Every registered version, oldest first, with its creation time, parent and metrics (`production_version`
+        says which one is in production).
 
         Returns:
             One entry per version.
         """
-        state = self._read()
-        production = self.production_version()
-        return [
-            {**state["versions"][v], "production": v == production}
-            for v in sorted(state["versions"], key=Version.parse)
-        ]
+        versions = self._read().versions
+        return [versions[v] for v in sorted(versions, key=Version.parse)]
 
     def version_dir(self, version: str) -> Path:
         """The folder of `version` (which need not exist).
@@ -328,7 +257,7 @@ class ModelRegistry:
         version = str(Version.parse(version))
         return version, self._existing_dir(version)
 
-    def archive_version(self, version: str, reason: str = "") -> dict[str, Any]:
+    def archive_version(self, version: str, reason: str = "") -> ArchiveMark:
         """Marks a version as archived: kept on disk with its metadata, but set aside (e.g. it failed to beat
         production). The mark (when, who, reason) is stored with the version in registry.json and shown by
         `list_versions` under ``archived``.
@@ -347,13 +276,13 @@ class ModelRegistry:
         version = str(Version.parse(version))
         with self._transaction() as state:
             self._existing_dir(version, state)
-            if state["production"] == version:
+            if state.production == version:
                 raise RegistryError(
                     f"{version} is in production in {self.base_dir}; promote or roll back to another version before "
                     "archiving it"
                 )
-            mark = {"when": now(), "who": user(), "reason": reason}
-            state["versions"][version]["archived"] = mark
+            mark = ArchiveMark(now(), user(), reason)
+            state.versions[version] = replace(state.versions[version], archived=mark)
         log.info("Archived %s (%s)", version, reason)
         return mark
 
@@ -413,7 +342,7 @@ class ModelRegistry:
         """
         with self._lock:
             state = self._locked_state()
-            stack = state["stack"]
+            stack = state.stack
             if len(stack) < 2:
                 raise RegistryError(
                     f"{self.base_dir}: nothing to roll back to (production history: {stack or 'empty'})"
@@ -434,21 +363,21 @@ class ModelRegistry:
 
     # ------------------------------------------------------------------------------------------------ helpers
 
-    def _change(self, state: dict[str, Any], action: ChangeKind, version: str, reason: str) -> ProductionChange:
+    def _change(self, state: RegistryState, action: ChangeKind, version: str, reason: str) -> ProductionChange:
         change = ProductionChange(
             when=now(),
             who=user(),
             action=action,
-            from_version=state["production"],
+            from_version=state.production,
             to_version=version,
             reason=reason,
-            metrics=state["versions"][version].get("metrics") or {},
+            metrics=state.versions[version].metrics,
         )
         if action is ChangeKind.ROLLBACK:
-            state["stack"].pop()
+            state.stack.pop()
         else:
-            state["stack"].append(version)
-        state["production"] = version
+            state.stack.append(version)
+        state.production = version
         # registry.json is written before the pointer moves; a process killed in between
         # leaves the old pointer, which the next transaction re-points (see _repair_pointer).
         self._write(state)
@@ -472,18 +401,18 @@ class ModelRegistry:
             self._on_pointer_staged(staged)
         os.replace(staged, self.base_dir / POINTER)
 
-    def _repair_pointer(self, state: dict[str, Any]) -> None:
+    def _repair_pointer(self, state: RegistryState) -> None:
         for stale in self.base_dir.glob(f".{POINTER}.*.tmp"):
             stale.unlink(missing_ok=True)
-        if state["production"] and self.production_version() != state["production"]:
-            log.warning("Completing an interrupted change: pointing production at %s", state["production"])
-            self._swap_pointer(state["production"])
+        if state.production and self.production_version() != state.production:
+            log.warning("Completing an interrupted change: pointing production at %s", state.production)
+            self._swap_pointer(state.production)
 
-    def _existing_dir(self, version: str, state: dict[str, Any] | None = None) -> Path:
+    def _existing_dir(self, version: str, state: RegistryState | None = None) -> Path:
         version = str(Version.parse(version))
         state = state if state is not None else self._read()
-        if version not in state["versions"]:
-            known = ", ".join(sorted(state["versions"], key=Version.parse)) or "none yet"
+        if version not in state.versions:
+            known = ", ".join(sorted(state.versions, key=Version.parse)) or "none yet"
             raise UnknownVersionError(f"{version} is not in {self.base_dir}; known versions: {known}")
         folder = self.version_dir(version)
         if not (folder / "config.json").is_file():
@@ -493,41 +422,36 @@ class ModelRegistry:
             )
         return folder
 
-    def _read(self) -> dict[str, Any]:
+    def _read(self) -> RegistryState:
         if not self.registry_path.exists():
-            return {"versions": {}, "production": None, "stack": []}
+            return RegistryState()
         try:
-            state = read_json(self.registry_path)
-            if not isinstance(state, dict) or not isinstance(state.get("versions"), dict):
-                raise DataFileError("expected an object with a 'versions' object")
-        except DataFileError as err:
+            return RegistryState.from_json(read_json(self.registry_path))
+        except (DataFileError, ValueError) as err:
             hint = (
                 f"the last good copy is {self.backup_path}: inspect it and copy it over {self.registry_path}"
                 if self.backup_path.is_file()
                 else "no backup copy exists"
             )
             raise CorruptRegistryError(f"{self.registry_path} is corrupt ({err}); {hint}.") from err
-        state.setdefault("production", None)
-        state.setdefault("stack", [state["production"]] if state["production"] else [])
-        return state
 
-    def _write(self, state: dict[str, Any]) -> None:
+    def _write(self, state: RegistryState) -> None:
         if self.registry_path.is_file():
             # _read parsed the current file before this write, so it is a good copy to keep.
             shutil.copyfile(self.registry_path, self.backup_path)
-        write_json_atomic(self.registry_path, state)
+        write_json_atomic(self.registry_path, state.to_json())
 
-    def _locked_state(self) -> dict[str, Any]:
+    def _locked_state(self) -> RegistryState:
         """Reads registry.json once the lock is held, finishing a change a killed process left half done."""
         state = self._read()
         self._repair_pointer(state)
         return state
 
     @contextmanager
-    def _transaction(self) -> Iterator[dict[str, Any]]:
+    def _transaction(self) -> Iterator[RegistryState]:
         with self._lock:
             state = self._locked_state()
-            before = json.dumps(state, sort_keys=True)
+            before = state.to_json()
             yield state
-            if json.dumps(state, sort_keys=True) != before:
+            if state.to_json() != before:
                 self._write(state)

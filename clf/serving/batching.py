@@ -33,11 +33,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from clf.inference.prediction import Prediction
 from clf.serving.errors import DeadlineExceededError, OverloadedError, ServiceClosedError
 
 log = logging.getLogger(__name__)
 
-PredictFn = Callable[[list[str]], list[dict[str, Any]]]
+PredictFn = Callable[[list[str]], list[Prediction]]
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class BatchAnswer:
         batch_size: texts in that batch (this request's and those it shared the pass with).
     """
 
-    results: list[dict[str, Any] | Exception]
+    results: list[Prediction | Exception]
     queue_ms: float
     service_ms: float
     batch_size: int
@@ -240,7 +241,7 @@ class DynamicBatcher:
     def _answer(self, batch: list[_Request]) -> None:
         texts = [text for request in batch for text in request.texts]
         started = time.monotonic()
-        results: list[dict[str, Any] | Exception]
+        results: list[Prediction | Exception]
         try:
             results = list(self._predict(texts))
         except Exception as err:
@@ -265,7 +266,7 @@ class DynamicBatcher:
             request.future.set_result(answer)
             start += len(request.texts)
 
-    def _alone(self, text: str) -> dict[str, Any] | Exception:
+    def _alone(self, text: str) -> Prediction | Exception:
         try:
             return self._predict([text])[0]
         except Exception as err:  # this paper fails alone; the others of its batch are answered

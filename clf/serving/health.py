@@ -119,11 +119,11 @@ def check_inference(
             False, "no latency: inference failed"
         )
     latency_ms = (time.perf_counter() - started) * 1000
-    probability = float(record.get("probability", math.nan))
-    if record.get("label") not in predictor.labels or not 0.0 <= probability <= 1.0:
-        inference = HealthCheck(False, f"implausible answer {record.get('label')!r} with probability {probability}")
+    probability = math.nan if record.probability is None else float(record.probability)
+    if record.label not in predictor.labels or not 0.0 <= probability <= 1.0:
+        inference = HealthCheck(False, f"implausible answer {record.label!r} with probability {probability}")
     else:
-        inference = HealthCheck(True, f"test input → {record['label']} ({probability:.3f})")
+        inference = HealthCheck(True, f"test input → {record.label} ({probability:.3f})")
     latency = HealthCheck(
         latency_ms <= latency_threshold_ms,
         f"{latency_ms:.1f} ms for one input (threshold {latency_threshold_ms:.0f} ms)",

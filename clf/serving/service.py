@@ -2,7 +2,7 @@
 
     service = ClassificationService("models/classification")           # the production version
     service.predict([{"title": "...", "abstract": "..."}], user_id="u-17")
-    # → [{"label": "cs.CL", "probability": 0.91, "top3": [...], "version": "v1.2.0", "arm": "live"}]
+    # → [Prediction(label="cs.CL", probability=0.91, top3=(...), version="v1.2.0", arm="live", ...)]
     service.swap("v1.3.0")                                             # hot swap; in-flight requests finish
 
 Several versions can be loaded at once; a traffic rule (`clf.serving.routing`) picks the one that answers each
@@ -25,10 +25,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from clf.inference.prediction import Prediction
 from clf.inference.predictor import BASE_VERSION, Backend, Dtype, ModelPredictor
 from clf.monitoring.metrics import ServiceMetrics
 from clf.monitoring.monitor import PredictionMonitor
@@ -50,8 +51,8 @@ class PredictionEvent:
 
     Attributes:
         texts: the cleaned model input of each paper.
-        records: the returned records (with ``prediction_id``, ``version``, ``arm``); empty when `error` is set. A
-            paper that failed on its own while others of the request were answered has a record with ``error``.
+        records: the returned predictions (with ``prediction_id``, ``version``, ``arm``); empty when `error` is set.
+            A paper that failed on its own while others of the request were answered has one with ``error``.
         route: where the request went (version, arm, experiment).
         user_id: the caller's user id, if given.
         latency_ms: time from submission to answer.
@@ -63,7 +64,7 @@ class PredictionEvent:
     """
 
     texts: list[str]
-    records: list[dict[str, Any]]
+    records: list[Prediction]
     route: Route
     user_id: str | None
     latency_ms: float
@@ -371,7 +372,7 @@ class ClassificationService:
 
     def predict(
         self, inputs: Input | Sequence[Input], user_id: str | None = None, timeout: float | None = 60.0
-    ) -> list[dict[str, Any]]:
+    ) -> list[Prediction]:
         """Classifies papers; blocks until they are answered.
 
         Args:
@@ -380,7 +381,7 @@ class ClassificationService:
             timeout: seconds to wait for the answer; a request not started by then is dropped from the queue.
 
         Returns:
-            One record per paper: ``label``, ``probability``, ``top3``, ``version``, ``arm``, a signed
+            One `Prediction` per paper: ``label``, ``probability``, ``top3``, ``version``, ``arm``, a signed
             ``prediction_id`` (for feedback on it later), and ``experiment_id`` when an experiment routed it. A paper
             that failed on its own (while others were answered) has ``error`` and a None ``label``.
 
@@ -399,7 +400,7 @@ class ClassificationService:
 
     def submit(
         self, inputs: Input | Sequence[Input], user_id: str | None = None, timeout_s: float | None = None
-    ) -> Future[list[dict[str, Any]]]:
+    ) -> Future[list[Prediction]]:
         """Like `predict`, but returns at once with a future (what the async HTTP app awaits).
 
         Cancelling the future drops the request from its version's queue if its batch has not started.
@@ -411,7 +412,7 @@ class ClassificationService:
                 and its future fails with `DeadlineExceededError`. None: no deadline.
 
         Returns:
-            A future of the records `predict` returns.
+            A future of the predictions `predict` returns.
 
         Raises:
             InvalidInputError: for an empty, oversized or malformed paper.
@@ -427,7 +428,7 @@ class ClassificationService:
             if loaded is None:  # only after `close`: rules name loaded versions, unload refuses a routed one
                 raise ServiceClosedError("the service is shutting down; retry (another replica answers)")
             inner = loaded.batcher.submit(texts, timeout_s)
-        outer: Future[list[dict[str, Any]]] = Future()
+        outer: Future[list[Prediction]] = Future()
         outer.add_done_callback(lambda done: inner.cancel() if done.cancelled() else None)
         inner.add_done_callback(functools.partial(self._finish, outer, texts, route, user_id, started))
         return outer
@@ -448,7 +449,7 @@ class ClassificationService:
 
     def _finish(
         self,
-        outer: Future[list[dict[str, Any]]],
+        outer: Future[list[Prediction]],
         texts: list[str],
         route: Route,
         user_id: str | None,
@@ -470,17 +471,15 @@ class ClassificationService:
             self._notify(event)
             return
         answer = inner.result()
-        tags: dict[str, Any] = {"version": route.version, "arm": route.arm}
-        if route.experiment is not None:
-            tags["experiment_id"] = route.experiment
+        tags = {"version": route.version, "arm": route.arm, "experiment_id": route.experiment}
         records = []
         failures = [result for result in answer.results if isinstance(result, Exception)]
         for result in answer.results:
             if isinstance(result, Exception):
-                failed = {"label": None, "probability": None, "top3": [], "error": _describe(result)}
-                records.append({**failed, **tags, "prediction_id": None})
+                records.append(Prediction(None, None, (), error=_describe(result), **tags))
             else:
-                records.append({**result, **tags, "prediction_id": self.prediction_ids.issue(route.version, route.arm)})
+                issued = self.prediction_ids.issue(route.version, route.arm)
+                records.append(replace(result, **tags, prediction_id=issued))
         timing = {"queue_ms": answer.queue_ms, "service_ms": answer.service_ms, "batch_size": answer.batch_size}
         if len(failures) == len(records):
             event = PredictionEvent(
@@ -499,13 +498,13 @@ class ClassificationService:
         its answer finds its prediction counted; a fault here never reaches the caller."""
         try:
             for index, text in enumerate(event.texts):
-                record = event.records[index] if event.error is None else {"error": event.error}
+                error = event.error if event.error is not None else event.records[index].error
                 self.monitor.log_prediction(
                     input_length=len(text),
-                    predictions=None if "error" in record else record["top3"],
+                    predictions=None if error else event.records[index].to_json()["top3"],
                     latency_ms=event.latency_ms,
                     version=event.route.version,
-                    error=record.get("error"),
+                    error=error,
                     queue_ms=event.queue_ms,
                     service_ms=event.service_ms,
                     batch_size=event.batch_size,
@@ -513,11 +512,8 @@ class ClassificationService:
         except Exception:  # a monitoring fault must not hide the answer
             log.exception("could not record predictions in the monitor")
         try:
-            confidences = [
-                None if event.error is not None or record.get("error") else record.get("probability")
-                for record in (event.records or [{}] * len(event.texts))
-            ]
-            unsure = sum(1 for record in event.records or () if record.get("unsure") is True)
+            confidences = [record.probability for record in event.records] or [None] * len(event.texts)
+            unsure = sum(1 for record in event.records if record.unsure is True)
             self.metrics.observe(
                 event.route.version,
                 event.latency_ms,
@@ -544,7 +540,7 @@ class ClassificationService:
             return ModelPredictor.from_registry(self.registry, version, self.device, self.backend, self.dtype)
         if self.registry.production_version() is not None:
             return ModelPredictor.from_registry(self.registry, "production", self.device, self.backend, self.dtype)
-        registered = [entry["version"] for entry in self.registry.list_versions()]
+        registered = [entry.version for entry in self.registry.list_versions()]
         if registered:
             raise RegistryError(
                 f"{self.registry.base_dir} holds {', '.join(registered)} but none is in production; "
@@ -607,7 +603,7 @@ def _describe(error: BaseException) -> str:
 
 
 def _resolve(
-    future: Future[list[dict[str, Any]]], result: list[dict[str, Any]] | None = None, error: BaseException | None = None
+    future: Future[list[Prediction]], result: list[Prediction] | None = None, error: BaseException | None = None
 ) -> None:
     """Settles `future` unless its caller already gave up on it (cancelled at its deadline)."""
     if not future.set_running_or_notify_cancel():

@@ -151,7 +151,7 @@ def test_a_restart_in_the_middle_of_a_canary_resumes_its_stage(tiny_registry):
     assert resumed.store.decisions()[-1]["action"] == Action.RESUMED
     state = resumed.store.load()
     assert state.phase == Phase.CANARY and state.stage == 50 and second.loaded_versions == ["v1.0.0", "v1.1.0"]
-    assert {second.predict(PAPERS[0], user_id=f"u-{n}")[0]["arm"] for n in range(60)} == {"production", "canary"}
+    assert {second.predict(PAPERS[0], user_id=f"u-{n}")[0].arm for n in range(60)} == {"production", "canary"}
     for _ in range(2):
         drive(second, 0.7)
         resumed.tick()

@@ -9,7 +9,7 @@ import pytest
 
 from clf.deploy.validation import balanced_sample, validate_deployment
 from clf.evaluation import EvaluationError, compare_versions, evaluate, load_samples
-from clf.inference import ModelPredictor
+from clf.inference import ModelPredictor, Prediction
 from clf.model.onnx_export import export_onnx
 from clf.serving import ClassificationService
 from tests.conftest import load_shared_papers
@@ -37,12 +37,9 @@ def registry(tmp_path_factory):
     return registry
 
 
-def answers(records: list[dict]) -> list[tuple]:
+def answers(records: list[Prediction]) -> list[tuple]:
     """What a client reads of each prediction: the label, its probability, the ranking and the listed labels."""
-    return [
-        (r["label"], r["probability"], tuple(map(tuple, (x.values() for x in r["top3"]))), tuple(r.get("labels", ())))
-        for r in records
-    ]
+    return [(r.label, r.probability, r.top3, r.labels) for r in records]
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
@@ -58,7 +55,7 @@ def test_comparison_validation_and_retraining_see_what_the_service_answers(regis
     evaluation = evaluate(predictor, SAMPLES)
     assert answers(evaluation.records) == answers(served)
     assert evaluation.score.multi_label is (version == "v2.0.0")
-    accuracy = sum(r["label"] == s["label"] for r, s in zip(served, SAMPLES, strict=True)) / len(SAMPLES)
+    accuracy = sum(r.label == s["label"] for r, s in zip(served, SAMPLES, strict=True)) / len(SAMPLES)
     assert evaluation.score.accuracy == pytest.approx(accuracy)
     # Retraining decides promotion on compare_versions: the same scores.
     comparison = compare_versions(registry, version, version, SAMPLES, backend=backend)
@@ -70,7 +67,7 @@ def test_comparison_validation_and_retraining_see_what_the_service_answers(regis
         on_chosen = service.predict([{"text": text} for text, _ in chosen])
     finally:
         service.close()
-    expected = sum(r["label"] == label for r, (_, label) in zip(on_chosen, chosen, strict=True)) / len(chosen)
+    expected = sum(r.label == label for r, (_, label) in zip(on_chosen, chosen, strict=True)) / len(chosen)
     report = validate_deployment(
         version, registry, samples=SAMPLES, per_class=10, max_p95_latency_ms=60_000, predictor=predictor
     )
@@ -103,7 +100,7 @@ def test_registry_compare_counts_the_primary_category_as_listed_like_clf_evaluat
     others = [{**s, "categories": [c for c in LABELS.values() if c != s["label"]][:1]} for s in SAMPLES]
     result = evaluate(predictor, others)
     labels = [predictor.id2label[i] for i in range(len(predictor.id2label))]
-    answers = np.eye(len(labels))[[labels.index(r["label"]) for r in result.records]]
+    answers = np.eye(len(labels))[[labels.index(r.label) for r in result.records]]
     truth = [labels.index(s["label"]) for s in others]
     expected = any_listed_accuracy(answers, truth, listed_of(others, labels))
     assert result.score.any_listed_accuracy == pytest.approx(expected)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from clf.experiments.records import log_row
 from clf.experiments.tables import PredictionLog
+from clf.inference.prediction import Prediction
 from tests.helpers.exports import build_registry
 from tests.helpers.postgres import PostgresServer
 
@@ -74,7 +75,7 @@ def seed_outcomes(
             experiment_id,
             version,
             "a paper",
-            {"label": "cs.CV" if right else "cs.DB", "probability": 0.9, "top3": []},
+            Prediction("cs.CV" if right else "cs.DB", 0.9, ()),
             latency_ms + index % 10,
             user_id=f"u{index}",
             created_at=datetime.now(UTC),

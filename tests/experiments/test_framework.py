@@ -21,6 +21,7 @@ from clf.experiments.errors import (
 from clf.experiments.framework import ABTestingFramework
 from clf.experiments.records import ExperimentOutcome
 from clf.experiments.tables import ExperimentStatus, PredictionLog
+from clf.inference.prediction import LabelProbability, Prediction
 from clf.monitoring.alerts import AlertManager, Delivery
 from clf.registry import RegistryError
 from clf.serving.routing import Route, stable_bucket
@@ -166,9 +167,10 @@ def test_arms_of_known_users_never_change(framework):
 
 
 def event(experiment: str | None, texts: list[str], version: str = "v1.1.0", error: str | None = None):
+    top3 = (LabelProbability("cs.CV", 0.7),)
     records = [
-        {"label": "cs.CV", "probability": 0.7, "top3": [{"label": "cs.CV", "probability": 0.7}], "version": version,
-         "arm": "treatment", "prediction_id": f"{text}-id", **({"experiment_id": experiment} if experiment else {})}
+        Prediction("cs.CV", 0.7, top3, version=version, arm="treatment", experiment_id=experiment,
+                   prediction_id=f"{text}-id")
         for text in texts
     ]  # fmt: skip
     route = Route(version, "treatment", experiment)
@@ -203,7 +205,7 @@ def test_the_listener_logs_each_paper_of_an_experiment_request_only(framework):
 def test_feedback_reaches_a_prediction_still_in_the_buffer(framework):
     experiment = framework.create_experiment("exp", "v1.0.0", "v1.1.0")
     prediction_id = framework.log_prediction(
-        experiment.id, "v1.0.0", "a paper", {"label": "cs.CV", "probability": 0.6, "top3": []}, 9.0, "u-3"
+        experiment.id, "v1.0.0", "a paper", Prediction("cs.CV", 0.6, ()), 9.0, "u-3"
     )
     assert framework.logs.pending == 1
 

@@ -14,6 +14,7 @@ from clf.experiments.logbuffer import PredictionLogBuffer
 from clf.experiments.records import log_row
 from clf.experiments.store import ExperimentStore
 from clf.experiments.tables import PredictionLog
+from clf.inference.prediction import Prediction
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def experiment_id(engine) -> int:
 
 
 def rows(experiment_id: int | None, count: int, start: int = 0) -> list[dict]:
-    prediction = {"label": "cs.CV", "probability": 0.8, "top3": [], "arm": "control"}
+    prediction = Prediction("cs.CV", 0.8, (), arm="control")
     return [
         log_row(f"p{i}", experiment_id, "v1.0.0", f"text {i}", prediction, 12.5, f"u{i}", datetime.now(UTC))
         for i in range(start, start + count)

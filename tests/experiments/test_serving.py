@@ -161,8 +161,8 @@ def test_a_database_outage_costs_no_prediction_and_no_log(outage, tiny_registry)
     def predict(users: range) -> None:
         for i in users:
             [record] = service.predict(PAPERS[i % len(PAPERS)], user_id=f"user-{i}")
-            assert record["arm"] == framework.route_prediction(experiment.id, f"user-{i}").arm
-            made.append(record["prediction_id"])
+            assert record.arm == framework.route_prediction(experiment.id, f"user-{i}").arm
+            made.append(record.prediction_id)
 
     predict(range(20))
     wait_until(lambda: framework.logs.written == 20, what="the first logs written")

@@ -137,10 +137,10 @@ def test_scoring_at_the_end_of_fit_writes_it_into_the_export(tmp_path, shared_pa
     predicted = training.predict(REPO / "configs" / "tiny.yaml", exact, **run)
     lines = [json.loads(line) for line in predicted.predictions_path.read_text().splitlines()]
     texts = [sample["text"] for sample in result.datamodule.split_samples("test")]
-    assert len(lines) == len(texts) and all(isinstance(line["unsure"], bool) and len(line["ranked"]) for line in lines)
+    assert len(lines) == len(texts) and all(isinstance(line["unsure"], bool) and len(line["top_k"]) for line in lines)
     served = ModelPredictor(result.export_dir, "v").predict_probabilities(texts)
     written = torch.tensor(
-        [[p["probability"] for p in sorted(line["ranked"], key=lambda p: p["label"])] for line in lines]
+        [[p["probability"] for p in sorted(line["top_k"], key=lambda p: p["label"])] for line in lines]
     )
     by_label = sorted(range(served.shape[1]), key=lambda i: ModelPredictor(result.export_dir, "v").id2label[i])
     torch.testing.assert_close(written, served[:, by_label], atol=1e-4, rtol=0)

@@ -16,6 +16,7 @@ from clf.experiments.database import make_engine
 from clf.experiments.framework import ABTestingFramework
 from clf.experiments.serving import ExperimentSync
 from clf.experiments.tables import PredictionLog
+from clf.inference.prediction import Prediction
 from clf.serving import ClassificationService
 from clf.serving.prediction_ids import PredictionIds
 from lightning_app.app import create_app
@@ -134,7 +135,8 @@ def test_an_id_signed_for_another_arm_is_refused(running):
     other_arm = "treatment" if prediction["arm"] == "control" else "control"
     moved = running.service.prediction_ids.issue(prediction["version"], other_arm)
     experiment = int(prediction["experiment_id"])
-    running.framework.log_prediction(experiment, prediction["version"], "text", prediction, 5.0, prediction_id=moved)
+    answer = Prediction.from_json(prediction)
+    running.framework.log_prediction(experiment, prediction["version"], "text", answer, 5.0, prediction_id=moved)
     answer = running.feedback(moved, AUTH)
     assert (answer.status_code, answer.json()["reason"]) == (403, "foreign_prediction")
     assert f"for {prediction['version']} ({prediction['arm']})" in answer.json()["error"]

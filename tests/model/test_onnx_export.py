@@ -124,8 +124,8 @@ def test_clf_export_writes_beside_a_registered_version_and_the_service_serves_it
     try:
         assert service.predictor().backend == "onnx-int8"
         records = service.predict([{"title": p["title"], "abstract": p["abstract"]} for p in papers[:5]])
-        assert [r["version"] for r in records] == ["v1.1.0"] * 5
-        assert all(r["label"] in LABELS.values() for r in records)
+        assert [r.version for r in records] == ["v1.1.0"] * 5
+        assert all(r.label in LABELS.values() for r in records)
         # v1.0.0 has no ONNX files: loading it beside v1.1.0 under the onnx backend is refused, with the fix.
         with pytest.raises(ModelLoadError, match="clf export"):
             service.load("v1.0.0")

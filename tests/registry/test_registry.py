@@ -14,6 +14,7 @@ import torch
 from clf.artifact import ModelArtifact
 from clf.cli import main
 from clf.registry import (
+    ArchiveMark,
     ChangeKind,
     CorruptRegistryError,
     IncompleteExportError,
@@ -21,6 +22,7 @@ from clf.registry import (
     MissingVersionFolderError,
     ModelRegistry,
     RegistryError,
+    RegistryState,
     UnknownVersionError,
     Version,
     VersionExistsError,
@@ -79,7 +81,7 @@ def test_create_copies_the_export_and_records_its_lineage(registry, exports):
     assert registry.get_metadata("v1.1.0")["parent_version"] == "v1.0.0"
     with pytest.raises(VersionExistsError, match="v1.0.0 already exists"):
         registry.create_version(exports[1], "v1.0.0")
-    assert [v["version"] for v in registry.list_versions()] == ["v1.0.0", "v1.1.0"]
+    assert [v.version for v in registry.list_versions()] == ["v1.0.0", "v1.1.0"]
     assert not list(registry.base_dir.glob(".*.tmp"))
 
 
@@ -124,7 +126,6 @@ def test_promote_updates_registry_pointer_and_audit_log(registry, exports):
     assert pointer.is_symlink() and (pointer / "config.json").is_file()
     assert pointer.resolve() == (registry.base_dir / "arxiv_v1.1.0").resolve()
     assert json.loads(registry.registry_path.read_text())["production"] == "v1.1.0"
-    assert [v["version"] for v in registry.list_versions() if v["production"]] == ["v1.1.0"]
     audit = [json.loads(line) for line in registry.audit_path.read_text().splitlines()]
     assert [(a["from"], a["to"], a["reason"]) for a in audit] == [
         (None, "v1.0.0", "first release"),
@@ -144,9 +145,9 @@ def test_archive_marks_a_version_and_refuses_the_production_one(registry, export
     with pytest.raises(UnknownVersionError, match="known versions: v1.0.0, v1.1.0"):
         registry.archive_version("v9.0.0")
     mark = registry.archive_version("v1.1.0", reason="not better than v1.0.0")
-    assert mark["reason"] == "not better than v1.0.0" and mark["when"] and mark["who"]
-    listed = {v["version"]: v for v in registry.list_versions()}
-    assert listed["v1.1.0"]["archived"] == mark and "archived" not in listed["v1.0.0"]
+    assert mark.reason == "not better than v1.0.0" and mark.when and mark.who
+    listed = {v.version: v for v in registry.list_versions()}
+    assert listed["v1.1.0"].archived == mark and listed["v1.0.0"].archived is None
     assert registry.production_version() == "v1.0.0"
     assert (registry.version_dir("v1.1.0") / "metadata.json").is_file(), "an archived version stays on disk"
 
@@ -268,6 +269,11 @@ def test_cli_create_list_promote_rollback_history(tmp_path, exports, capsys):
     main(["registry", "promote", "v1.1.0", "--reason", "better", "--registry", base])
     main(["registry", "rollback", "--reason", "regression", "--registry", base])
     capsys.readouterr()
+    main(["registry", "list", "--registry", base])
+    assert [(v["version"], v["production"]) for v in json.loads(capsys.readouterr().out)] == [
+        ("v1.0.0", True),
+        ("v1.1.0", False),
+    ]
     main(["registry", "history", "--registry", base])
     history = json.loads(capsys.readouterr().out)
     assert [(h["action"], h["to"]) for h in history] == [
@@ -281,3 +287,38 @@ def test_cli_create_list_promote_rollback_history(tmp_path, exports, capsys):
         main(["registry", "promote", "--version", "1.0", "--registry", base])
     assert exited.value.code == 1
     assert "vMAJOR.MINOR.PATCH" in capsys.readouterr().err
+
+
+def test_a_registry_written_before_the_typed_records_loads_and_is_rewritten_unchanged(tmp_path):
+    # registry.json and audit.jsonl as the dict-based registry wrote them: three versions, one archived, two promotions.
+    fixtures = Path(__file__).parent / "fixtures"
+    base = tmp_path / "models"
+    base.mkdir()
+    for name in ("registry.json", "audit.jsonl"):
+        (base / name).write_bytes((fixtures / name).read_bytes())
+    for version in ("v1.0.0", "v1.1.0", "v1.2.0"):
+        (base / f"arxiv_{version}").mkdir()
+        (base / f"arxiv_{version}" / "config.json").write_text("{}")
+    original = json.loads((fixtures / "registry.json").read_text())
+    assert RegistryState.from_json(original).to_json() == original
+    assert json.dumps(RegistryState.from_json(original).to_json()) == json.dumps(original), "keys in the same order"
+
+    registry = ModelRegistry(base)
+    listed = registry.list_versions()
+    assert [(v.version, v.parent, v.metrics["best_score"]) for v in listed] == [
+        ("v1.0.0", None, 0.5),
+        ("v1.1.0", "v1.0.0", 0.5),
+        ("v1.2.0", "v1.1.0", 0.5),
+    ]
+    marked = original["versions"]["v1.2.0"]["archived"]
+    assert listed[2].archived == ArchiveMark(marked["when"], "root", "not better than v1.1.0")
+    assert [(c.action, c.from_version, c.to_version) for c in registry.history()] == [
+        (ChangeKind.PROMOTE, None, "v1.0.0"),
+        (ChangeKind.PROMOTE, "v1.0.0", "v1.1.0"),
+    ]
+    assert registry.rollback("regression").to_version == "v1.0.0"
+    rewritten = registry.registry_path.read_text()
+    assert rewritten == json.dumps({**original, "production": "v1.0.0", "stack": ["v1.0.0"]}, indent=2) + "\n"
+
+    del original["stack"]  # written before rollback kept a stack: production alone
+    assert RegistryState.from_json(original).stack == ["v1.1.0"]

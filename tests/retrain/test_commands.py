@@ -115,7 +115,7 @@ def test_dry_run_decides_without_recording(write_config, registry, capsys):
     path = write_config(growth_threshold=0.1)
     result = clf(capsys, "retrain", "run", "--config", path, "--dry-run", "true")
     assert result["status"] == "dry_run" and result["run_id"] is None and result["growth"]["decision"] == "retrain"
-    assert result["version"] is None and [v["version"] for v in registry.list_versions()] == ["v1.0.0"]
+    assert result["version"] is None and [v.version for v in registry.list_versions()] == ["v1.0.0"]
     assert clf(capsys, "retrain", "history", "--config", path) == []
 
 

@@ -94,11 +94,11 @@ def test_new_papers_are_detected_trained_on_compared_and_promoted_or_archived(
     assert result.promotion.decision is decision
     assert result.promotion.improvement == pytest.approx(comparison["improvement"]["accuracy"])
     assert models.production_version() == production_after
-    listed = {v["version"]: v for v in models.list_versions()}
+    listed = {v.version: v for v in models.list_versions()}
     if decision is PromotionDecision.PROMOTE:
-        assert models.history()[-1].reason == result.promotion.reason and "archived" not in listed["v1.1.0"]
+        assert models.history()[-1].reason == result.promotion.reason and listed["v1.1.0"].archived is None
     else:
-        assert listed["v1.1.0"]["archived"]["reason"] == result.promotion.reason
+        assert listed["v1.1.0"].archived.reason == result.promotion.reason
         assert [c.to_version for c in models.history()] == ["v1.0.0"]
 
     # The run record: every field filled.
@@ -143,7 +143,7 @@ def test_below_the_growth_threshold_nothing_is_trained_and_the_run_is_skipped(
     assert result.status is RunStatus.SKIPPED
     assert result.growth.decision is RetrainDecision.SKIP and "below the growth threshold 60.0%" in result.growth.reason
     assert result.version is None and not (tmp_path / "runs").exists()
-    assert [v["version"] for v in registry.list_versions()] == ["v1.0.0"]
+    assert [v.version for v in registry.list_versions()] == ["v1.0.0"]
     record = result_record(config, result.run_id)
     assert record["status"] == "skipped" and record["completed_at"] and record["model_version"] is None
     assert record["new_data_count"] == 150 and record["metrics"]["growth"]["decision"] == "skip"
@@ -173,7 +173,7 @@ def test_a_fit_that_fails_mid_training_leaves_production_alone_and_the_run_faile
     assert result.error.startswith("TrainingDivergenceError: training diverged at step 1")
     assert sleeps == [7.0], "one retry, after the configured delay"
     assert registry.production_version() == production_before == "v1.0.0"
-    assert [v["version"] for v in registry.list_versions()] == ["v1.0.0"], "nothing half-trained is registered"
+    assert [v.version for v in registry.list_versions()] == ["v1.0.0"], "nothing half-trained is registered"
     record = result_record(config, result.run_id)
     assert record["status"] == "failed" and record["completed_at"]
     assert record["error_message"] == result.error

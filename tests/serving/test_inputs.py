@@ -174,7 +174,7 @@ def check_paper_texts(inputs: Any, predictor: ModelPredictor | None = None) -> N
     if predictor is not None:
         predictor.tokenizer(texts, truncation=True, max_length=64)  # as the predictor calls it
         records = predictor.predict_texts(texts)
-        assert [record["label"] in predictor.labels for record in records] == [True] * len(texts)
+        assert [record.label in predictor.labels for record in records] == [True] * len(texts)
 
 
 @FAST

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 import torch
@@ -74,7 +75,7 @@ def test_the_base_model_is_used_only_when_the_registry_is_empty(tmp_path, tiny_e
     empty = ModelRegistry(tmp_path / "empty")
     service = ClassificationService(empty, base_model=tiny_exports["v1.1.0"])
     assert service.live_version == BASE_VERSION
-    assert service.predict(PAPERS[0])[0]["version"] == BASE_VERSION
+    assert service.predict(PAPERS[0])[0].version == BASE_VERSION
     service.close()
     assert ClassificationService(tiny_registry, base_model=tiny_exports["v1.1.0"]).live_version == "v1.0.0"
 
@@ -95,9 +96,9 @@ def test_each_paper_gets_label_probability_top3_version_and_arm(service):
     records = service.predict(PAPERS[:5])
     assert len(records) == 5
     for record in records:
-        assert record["label"] in LABELS.values() and record["version"] == "v1.0.0" and record["arm"] == "live"
-        probabilities = [entry["probability"] for entry in record["top3"]]
-        assert probabilities == sorted(probabilities, reverse=True) and record["probability"] == probabilities[0]
+        assert record.label in LABELS.values() and record.version == "v1.0.0" and record.arm == "live"
+        probabilities = [entry.probability for entry in record.top3]
+        assert probabilities == sorted(probabilities, reverse=True) and record.probability == probabilities[0]
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)  # three classes: top-3 is everything
 
 
@@ -114,8 +115,8 @@ def test_batched_predictions_match_the_registry_model_one_at_a_time(service, tin
             probabilities = model(
                 **tokenizer(text, truncation=True, max_length=64, return_tensors="pt")
             ).logits.softmax(-1)
-        assert record["label"] == LABELS[int(probabilities.argmax())]
-        assert record["probability"] == pytest.approx(float(probabilities.max()), abs=1e-4)
+        assert record.label == LABELS[int(probabilities.argmax())]
+        assert record.probability == pytest.approx(float(probabilities.max()), abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +142,7 @@ def test_control_and_bidi_characters_are_cleaned_away_before_the_model(service):
     clean = {"title": PAPERS[0]["title"], "abstract": PAPERS[0]["abstract"]}
     dirty = {"title": "\u202e" + clean["title"] + "\x00", "abstract": clean["abstract"].replace(" ", " \u200b\x07", 5)}
     assert service.texts_of(dirty) == service.texts_of(clean)
-    assert service.predict(dirty)[0]["label"] == service.predict(clean)[0]["label"]
+    assert service.predict(dirty)[0].label == service.predict(clean)[0].label
 
 
 def test_refusals_carry_the_reason_they_are_counted_under(service):
@@ -162,9 +163,9 @@ def test_one_paper_that_breaks_the_model_fails_alone(service, tiny_registry):
     service.load("v1.1.0", predictor=PoisonedPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0"))
     service.swap("v1.1.0")
     records = service.predict([PAPERS[0], {"title": "Poison", "abstract": "x"}, PAPERS[1]])
-    assert [r["label"] is not None for r in records] == [True, False, True]
-    assert "TextEncodeInput" in records[1]["error"] and records[1]["prediction_id"] is None
-    assert records[0]["prediction_id"] and records[2]["prediction_id"]
+    assert [r.label is not None for r in records] == [True, False, True]
+    assert "TextEncodeInput" in records[1].error and records[1].prediction_id is None
+    assert records[0].prediction_id and records[2].prediction_id
     metrics = service.monitor.get_metrics(5)["by_version"]["v1.1.0"]
     assert (metrics["total"], metrics["errors"]) == (3, 1)
     with pytest.raises(TypeError, match="TextEncodeInput"):
@@ -173,9 +174,9 @@ def test_one_paper_that_breaks_the_model_fails_alone(service, tiny_registry):
 
 def test_prediction_ids_are_signed_for_their_version_and_arm(service):
     record = service.predict(PAPERS[0])[0]
-    service.prediction_ids.verify(record["prediction_id"], record["version"], record["arm"])
+    service.prediction_ids.verify(record.prediction_id, record.version, record.arm)
     with pytest.raises(InvalidInputError, match="not issued by this service for v1.0.0 \\(canary\\)"):
-        service.prediction_ids.verify(record["prediction_id"], "v1.0.0", "canary")
+        service.prediction_ids.verify(record.prediction_id, "v1.0.0", "canary")
 
 
 def test_a_full_queue_sheds_instead_of_queueing_and_nothing_counts_as_an_error(tiny_registry):
@@ -229,9 +230,9 @@ def test_every_answer_is_recorded_with_its_version(service):
 def test_a_split_routes_each_user_to_a_sticky_arm(service):
     service.load("v1.1.0")
     service.set_traffic_rule(WeightedSplit("v1.0.0", "v1.1.0", treatment_share=0.5, salt="exp"))
-    first = {f"u{i}": service.predict(PAPERS[0], user_id=f"u{i}")[0]["version"] for i in range(40)}
+    first = {f"u{i}": service.predict(PAPERS[0], user_id=f"u{i}")[0].version for i in range(40)}
     assert set(first.values()) == {"v1.0.0", "v1.1.0"}
-    assert all(service.predict(PAPERS[1], user_id=user)[0]["version"] == version for user, version in first.items())
+    assert all(service.predict(PAPERS[1], user_id=user)[0].version == version for user, version in first.items())
     assert set(service.monitor.get_metrics(5)["by_version"]) == {"v1.0.0", "v1.1.0"}
 
 
@@ -250,7 +251,7 @@ def test_hot_swap_under_concurrent_requests_answers_every_request(service):
     def client(n: int) -> None:
         while not stop.is_set():
             try:
-                answered.append(service.predict(PAPERS[n % len(PAPERS)], user_id=f"c{n}")[0]["version"])
+                answered.append(service.predict(PAPERS[n % len(PAPERS)], user_id=f"c{n}")[0].version)
             except BaseException as err:  # noqa: BLE001 - every failure is the finding
                 failures.append(err)
 
@@ -283,7 +284,7 @@ def test_an_inference_failure_reaches_the_caller_and_counts_as_an_error(service,
 
 def test_weights_changed_on_disk_do_not_reach_a_loaded_model(service, tiny_registry):
     def answers():
-        return [{k: v for k, v in record.items() if k != "prediction_id"} for record in service.predict(PAPERS[:3])]
+        return [replace(record, prediction_id=None) for record in service.predict(PAPERS[:3])]
 
     before = answers()
     weights = tiny_registry.version_dir("v1.0.0") / "model.safetensors"
@@ -303,8 +304,8 @@ def test_listeners_see_every_request_with_its_route_and_ids(service):
     service.load("v1.1.0")
     service.set_traffic_rule(WeightedSplit("v1.0.0", "v1.1.0", 0.5, salt="e", experiment="exp-1"))
     records = service.predict(PAPERS[:2], user_id="u-1")
-    assert all(record["experiment_id"] == "exp-1" for record in records)
-    assert len({record["prediction_id"] for record in records}) == 2
+    assert all(record.experiment_id == "exp-1" for record in records)
+    assert len({record.prediction_id for record in records}) == 2
     (event,) = events
     assert event.user_id == "u-1" and event.route.experiment == "exp-1" and event.records == records
     assert event.error is None and event.latency_ms > 0 and len(event.texts) == 2

@@ -83,7 +83,7 @@ def test_the_unsure_threshold_is_the_lowest_whose_answers_reach_the_target(expor
     assert choice.answered >= 50 and choice.coverage < 1, "a real threshold, resting on enough papers"
     # What the service now answers for these papers: where it is sure, at least 95 % right.
     confidence, correct, records = served(export, val_data)
-    sure = ~np.array([record["unsure"] for record in records])
+    sure = ~np.array([record.unsure for record in records])
     assert sure.sum() == choice.answered and correct[sure].mean() == pytest.approx(choice.accuracy)
     assert choice.accuracy >= 0.95
     # And it is the lowest such threshold: answering from any lower confidence falls short of the target.

@@ -59,7 +59,7 @@ def ceiling(model_path: Path, texts: list[str], truth: list[str], dtype: str) ->
     started = time.perf_counter()
     labels = []
     for start in range(0, len(texts), 32):
-        labels += [record["label"] for record in predictor.predict_texts(texts[start : start + 32], batch_size=8)]
+        labels += [record.label for record in predictor.predict_texts(texts[start : start + 32], batch_size=8)]
     batched = len(texts) / (time.perf_counter() - started)
     single = texts[:100]
     started = time.perf_counter()

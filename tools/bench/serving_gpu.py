@@ -102,8 +102,8 @@ def main() -> None:
             "device": service.device,
             "max_batch_size": service.max_batch_size,
             "forward_batch_size": service.forward_batch_size,
-            "first_answer": answer[0],
-            "versions_before_and_after_swap": [answer[0]["version"], after[0]["version"]],
+            "first_answer": answer[0].to_json(),
+            "versions_before_and_after_swap": [answer[0].version, after[0].version],
             "batch_stats": service.batch_stats(),
         }
         predictor = service.predictor()
