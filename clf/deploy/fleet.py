@@ -60,7 +60,8 @@ class MetricsSource(Protocol):
 
 
 class LocalMetrics:
-    """The numbers of this process's own monitor (exact windows; one replica).
+    """The `MetricsSource` of this process's own monitor: exact windows (0 minutes: the shortest; clipped to what the
+    monitor keeps), one replica.
 
     Args:
         monitor: the service's prediction monitor.
@@ -70,15 +71,6 @@ class LocalMetrics:
         self.monitor = monitor
 
     def metrics(self, version: str, window_minutes: float) -> dict[str, Any]:
-        """A version's metrics over the last `window_minutes` (clipped to what the monitor keeps).
-
-        Args:
-            version: the version.
-            window_minutes: how far back to look; 0 is read as the shortest window.
-
-        Returns:
-            Its metrics, or ``{"total": 0}``.
-        """
         window = min(max(window_minutes, 1e-6), self.monitor.max_window_minutes)
         return self.monitor.get_metrics(window)["by_version"].get(version) or {"total": 0}
 
@@ -192,7 +184,8 @@ def thin(history: list[dict[str, Any]], now: float, keep_seconds: float) -> list
 
 
 class FleetMetrics:
-    """The fleet's numbers from every replica's snapshots in the store (see the module docstring).
+    """The `MetricsSource` of the fleet: every replica's snapshots in the store, summed over those that answered
+    within the window (see the module docstring).
 
     Args:
         replica: this replica (its own newest snapshot is taken fresh rather than read back).
@@ -206,15 +199,6 @@ class FleetMetrics:
         self.clock = clock
 
     def metrics(self, version: str, window_minutes: float) -> dict[str, Any]:
-        """A version's metrics over the last `window_minutes`, summed over the replicas that answered within it.
-
-        Args:
-            version: the version.
-            window_minutes: how far back to look.
-
-        Returns:
-            Its metrics (percentiles read from the summed histograms), or ``{"total": 0}``.
-        """
         now = float(self.clock())
         since = now - max(window_minutes, 0.0) * 60
         others = answered_since([r for r in self.replica.store.replicas() if r.id != self.replica.id], since)

@@ -30,7 +30,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from clf.deploy.store import Lease, ReplicaRecord, next_lease, wall_clock
+from clf.deploy.store import Lease, ReplicaRecord, wall_clock
 from clf.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic
 
 DEFAULT_STAGES = (5, 10, 25, 50, 100)
@@ -285,10 +285,14 @@ class DeploymentStore:
             return None  # a torn or foreign file: nobody holds it, the next acquire rewrites it
 
     def acquire_lease(self, replica_id: str, seconds: float, now: float | None = None) -> Lease | None:
+        now = wall_clock(now)
         with self.locked():
-            lease = next_lease(self.lease(), replica_id, seconds, wall_clock(now))
-            if lease is not None:
-                write_json_atomic(self.lease_path, asdict(lease))
+            current = self.lease()
+            if current is not None and current.held_by_other(replica_id, now):
+                return None
+            acquired = current.acquired_at if current is not None and current.holder == replica_id else now
+            lease = Lease(replica_id, acquired, now + seconds)
+            write_json_atomic(self.lease_path, asdict(lease))
             return lease
 
     def release_lease(self, replica_id: str) -> None:

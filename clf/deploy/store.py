@@ -50,24 +50,6 @@ class Lease:
         return self.holder != replica_id and self.expires_at > now
 
 
-def next_lease(current: Lease | None, replica_id: str, seconds: float, now: float) -> Lease | None:
-    """The lease `replica_id` holds after asking for it: taken, renewed, or None while another replica holds it.
-
-    Args:
-        current: the lease as stored (None: nobody ever took it).
-        replica_id: the replica asking.
-        seconds: how long the lease lasts unless renewed.
-        now: epoch seconds.
-
-    Returns:
-        The lease to store, or None when another replica's lease has not expired.
-    """
-    if current is not None and current.held_by_other(replica_id, now):
-        return None
-    acquired = current.acquired_at if current is not None and current.holder == replica_id else now
-    return Lease(replica_id, acquired, now + seconds)
-
-
 @dataclass(frozen=True)
 class ReplicaRecord:
     """One serving replica as the fleet sees it: its heartbeat, what it serves, and its metric snapshots.
@@ -274,15 +256,8 @@ class StateStore(Protocol):
 
 
 def wall_clock(now: float | None) -> float:
-    """`now`, or the wall clock when None (the clock of the stores that live on one host).
-
-    Args:
-        now: the caller's clock, epoch seconds, or None.
-
-    Returns:
-        Epoch seconds.
-    """
+    """`now` (epoch seconds), or ``time.time()`` when None: the clock of a store on one host."""
     return time.time() if now is None else float(now)
 
 
-__all__ = ["Lease", "ReplicaRecord", "StateStore", "next_lease", "wall_clock"]
+__all__ = ["Lease", "ReplicaRecord", "StateStore", "wall_clock"]

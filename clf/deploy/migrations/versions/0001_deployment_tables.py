@@ -15,42 +15,33 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-TABLES = {
-    "clf_deploy_state": lambda: [
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("updated_at", sa.Float(), nullable=False),
-    ],
-    "clf_deploy_decisions": lambda: [
-        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("at", sa.Float(), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
-    ],
-    "clf_deploy_lease": lambda: [
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("holder", sa.String(255), nullable=False),
-        sa.Column("acquired_at", sa.Float(), nullable=False),
-        sa.Column("expires_at", sa.Float(), nullable=False),
-    ],
-    "clf_deploy_replicas": lambda: [
-        sa.Column("id", sa.String(255), primary_key=True),
-        sa.Column("heartbeat_at", sa.Float(), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
-    ],
-    "clf_deploy_alerts": lambda: [
-        sa.Column("key", sa.String(255), primary_key=True),
-        sa.Column("sent_at", sa.Float(), nullable=False),
-    ],
-}
-"""Each table's columns (fresh Column objects per call: a Column belongs to one table)."""
+TABLES = ("clf_deploy_state", "clf_deploy_decisions", "clf_deploy_lease", "clf_deploy_replicas", "clf_deploy_alerts")
 
 
 def upgrade() -> None:
     """Creates whichever deployment tables the database lacks."""
     existing = set(sa.inspect(op.get_bind()).get_table_names())
-    for name, columns in TABLES.items():
+
+    def create(name: str, *columns: sa.Column) -> None:
         if name not in existing:
-            op.create_table(name, *columns())
+            op.create_table(name, *columns)
+
+    def at(name: str) -> sa.Column:
+        return sa.Column(name, sa.Float(), nullable=False)
+
+    def body() -> sa.Column:
+        return sa.Column("body", sa.Text(), nullable=False)
+
+    create("clf_deploy_state", sa.Column("id", sa.Integer(), primary_key=True), body(), at("updated_at"))
+    create(
+        "clf_deploy_decisions", sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True), at("at"), body()
+    )
+    holder = sa.Column("holder", sa.String(255), nullable=False)
+    create(
+        "clf_deploy_lease", sa.Column("id", sa.Integer(), primary_key=True), holder, at("acquired_at"), at("expires_at")
+    )
+    create("clf_deploy_replicas", sa.Column("id", sa.String(255), primary_key=True), at("heartbeat_at"), body())
+    create("clf_deploy_alerts", sa.Column("key", sa.String(255), primary_key=True), at("sent_at"))
 
 
 def downgrade() -> None:
