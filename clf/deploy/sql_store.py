@@ -23,7 +23,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,7 +65,7 @@ class SqlDeploymentStore:
         self._postgres = url.startswith("postgresql")
         connect_args = {"connect_timeout": int(max(connect_timeout, 1))} if self._postgres else {}
         self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-        self._held = threading.local()
+        self._depth = 0
         self._thread_lock = threading.RLock()
         database = sa.engine.make_url(url).database
         self._file_lock = None if self._postgres or not database else FileLock(f"{database}.lock", timeout=lock_timeout)
@@ -84,54 +84,46 @@ class SqlDeploymentStore:
             upgrade(connection)
         self._ready = True
 
-    def load(self) -> DeploymentState:
+    def _connect(self) -> sa.Connection:
         self._tables()
-        with self.engine.connect() as connection:
+        return self.engine.connect()
+
+    def _begin(self) -> AbstractContextManager[sa.Connection]:
+        self._tables()
+        return self.engine.begin()
+
+    def load(self) -> DeploymentState:
+        with self._connect() as connection:
             body = connection.execute(sa.select(_STATE.c.body).where(_STATE.c.id == 1)).scalar()
         return DeploymentState() if body is None else DeploymentState.from_json(json.loads(body))
 
     def save(self, state: DeploymentState) -> None:
-        self._tables()
         state.updated_at = time.time()
-        body = json.dumps(state.to_json())
-        with self.engine.begin() as connection:
-            changed = connection.execute(
-                _STATE.update().where(_STATE.c.id == 1).values(body=body, updated_at=state.updated_at)
-            ).rowcount
-            if not changed:
-                connection.execute(_STATE.insert().values(id=1, body=body, updated_at=state.updated_at))
+        with self._begin() as connection:
+            _upsert(connection, _STATE, 1, body=json.dumps(state.to_json()), updated_at=state.updated_at)
 
     def record(self, decision: Decision) -> Decision:
-        self._tables()
-        with self.engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(_DECISIONS.insert().values(at=decision.at, body=json.dumps(decision.to_json())))
         return decision
 
     def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
-        self._tables()
         query = sa.select(_DECISIONS.c.body).order_by(_DECISIONS.c.id.desc())
         if limit:
             query = query.limit(limit)
-        with self.engine.connect() as connection:
+        with self._connect() as connection:
             bodies = connection.execute(query).scalars().all()
         return [json.loads(body) for body in reversed(bodies)]
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        depth = getattr(self._held, "depth", 0)
-        if depth:
-            self._held.depth = depth + 1
+        with self._thread_lock:  # re-entrant: only the outermost holder takes the lock across processes
+            self._depth += 1
             try:
-                yield
+                with self._cross_process_lock() if self._depth == 1 else nullcontext():
+                    yield
             finally:
-                self._held.depth -= 1
-            return
-        with self._thread_lock, self._cross_process_lock():
-            self._held.depth = 1
-            try:
-                yield
-            finally:
-                self._held.depth = 0
+                self._depth -= 1
 
     @contextmanager
     def _cross_process_lock(self) -> Iterator[None]:
@@ -139,8 +131,7 @@ class SqlDeploymentStore:
             with self._file_lock or nullcontext():
                 yield
             return
-        self._tables()
-        with self.engine.connect() as connection:
+        with self._connect() as connection:
             deadline = time.monotonic() + self.lock_timeout
             while not connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY}).scalar():
                 if time.monotonic() > deadline:
@@ -156,7 +147,7 @@ class SqlDeploymentStore:
     def clock(self, now: float | None = None) -> float:
         if not self._postgres:
             return wall_clock(now)
-        with self.engine.connect() as connection:
+        with self._connect() as connection:
             return float(connection.execute(sa.select(_DATABASE_NOW)).scalar_one())
 
     def _now(self, now: float | None) -> sa.ColumnElement[float]:
@@ -164,13 +155,11 @@ class SqlDeploymentStore:
         return _DATABASE_NOW if self._postgres else sa.literal(wall_clock(now), _FLOAT)
 
     def lease(self) -> Lease | None:
-        self._tables()
-        with self.engine.connect() as connection:
+        with self._connect() as connection:
             row = connection.execute(sa.select(_LEASE).where(_LEASE.c.id == 1)).first()
         return None if row is None else Lease(row.holder, row.acquired_at, row.expires_at)
 
     def acquire_lease(self, replica_id: str, seconds: float, now: float | None = None) -> Lease | None:
-        self._tables()
         at, mine = self._now(now), _LEASE.c.holder == replica_id
         # One statement decides, on one clock: concurrent takers queue on the row and see each other's renewal.
         take = _LEASE.update().where(_LEASE.c.id == 1, sa.or_(mine, _LEASE.c.expires_at <= at))
@@ -178,7 +167,7 @@ class SqlDeploymentStore:
             holder=replica_id, acquired_at=sa.case((mine, _LEASE.c.acquired_at), else_=at), expires_at=at + seconds
         )
         try:
-            with self.engine.begin() as connection:
+            with self._begin() as connection:
                 if not connection.execute(take).rowcount:
                     # No row (never taken, or released), or another holder's: then the key is taken and this fails.
                     connection.execute(
@@ -190,38 +179,38 @@ class SqlDeploymentStore:
         return Lease(row.holder, row.acquired_at, row.expires_at)
 
     def release_lease(self, replica_id: str) -> None:
-        self._tables()
-        with self.engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(_LEASE.delete().where(_LEASE.c.id == 1, _LEASE.c.holder == replica_id))
 
     def put_replica(self, record: ReplicaRecord) -> None:
-        self._tables()
-        values = {"heartbeat_at": record.heartbeat_at, "body": json.dumps(record.to_json())}
-        with self.engine.begin() as connection:
-            changed = connection.execute(_REPLICAS.update().where(_REPLICAS.c.id == record.id).values(**values))
-            if not changed.rowcount:
-                connection.execute(_REPLICAS.insert().values(id=record.id, **values))
+        with self._begin() as connection:
+            _upsert(
+                connection, _REPLICAS, record.id, heartbeat_at=record.heartbeat_at, body=json.dumps(record.to_json())
+            )
 
     def replicas(self) -> list[ReplicaRecord]:
-        self._tables()
-        with self.engine.connect() as connection:
+        with self._connect() as connection:
             bodies = connection.execute(sa.select(_REPLICAS.c.body).order_by(_REPLICAS.c.id)).scalars().all()
         return [ReplicaRecord.from_json(json.loads(body)) for body in bodies]
 
     def drop_replica(self, replica_id: str) -> None:
-        self._tables()
-        with self.engine.begin() as connection:
+        with self._begin() as connection:
             connection.execute(_REPLICAS.delete().where(_REPLICAS.c.id == replica_id))
 
     def claim_alert(self, key: str, cooldown_seconds: float, now: float | None = None) -> bool:
-        self._tables()
         at = self._now(now)
         claim = _ALERTS.update().where(_ALERTS.c.key == key, _ALERTS.c.sent_at <= at - cooldown_seconds)
         try:
-            with self.engine.begin() as connection:
+            with self._begin() as connection:
                 if not connection.execute(claim.values(sent_at=at)).rowcount:
                     # Never sent (the insert claims it), or sent within the cool-down (the key is taken: no).
                     connection.execute(_ALERTS.insert().values(key=key, sent_at=at))
         except sa.exc.IntegrityError:
             return False
         return True
+
+
+def _upsert(connection: sa.Connection, table: sa.TableClause, key: object, **values: object) -> None:
+    """Writes the row whose ``id`` is `key`: updated when it exists, inserted otherwise."""
+    if not connection.execute(table.update().where(table.c.id == key).values(**values)).rowcount:
+        connection.execute(table.insert().values(id=key, **values))
