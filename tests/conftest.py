@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers.postgres import PostgresServer
 from tests.helpers.tiny import build_tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,3 +78,10 @@ def trained_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.helpers.exports import build_trained_export
 
     return build_trained_export(tmp_path_factory.mktemp("trained_export") / "export")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (experiments and deployment stores); each test makes its own database."""
+    with PostgresServer() as server:
+        yield server

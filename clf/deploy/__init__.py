@@ -22,6 +22,7 @@ from clf.deploy.state import (
     RefusedRollback,
     check_stages,
 )
+from clf.deploy.store import ReplicaRecord, StateStore
 from clf.deploy.stores import open_store
 
 _LAZY = {
@@ -61,9 +62,11 @@ __all__ = [
     "LiveSince",
     "Phase",
     "RefusedRollback",
+    "ReplicaRecord",
     "RollbackThresholds",
     "RollbackWatch",
     "RolloutContext",
+    "StateStore",
     "ValidationCheck",
     "ValidationError",
     "ValidationReport",

@@ -130,7 +130,7 @@ def deployment_status(
     now = time.time()
     lease = store.lease()
     replicas = []
-    for record in store.replicas():
+    for record in (replica.to_json() for replica in store.replicas()):
         age = now - float(record.get("heartbeat_at") or 0)
         replicas.append(
             {

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from clf.deploy.fleet import LocalMetrics, MetricsSource
-from clf.deploy.state import Action, Decision, DeploymentState, DeploymentStore
+from clf.deploy.state import Action, Decision, DeploymentState
+from clf.deploy.store import StateStore
 
 if TYPE_CHECKING:
     from clf.monitoring.alerts import AlertManager
@@ -79,7 +80,7 @@ class RolloutContext:
         self,
         service: ClassificationService,
         registry: ModelRegistry,
-        store: DeploymentStore,
+        store: StateStore,
         alerts: AlertManager | None,
         clock: Callable[[], float],
         source: MetricsSource | None = None,

@@ -16,7 +16,7 @@ controller resumes what the state says: a canary continues at its recorded stage
 with its clock started again (the metrics of the interrupted stage were in the old process's memory).
 
 **A fleet.** Given a `Replica`, the controller is one of many on the same store, and only the one holding the
-rollout lease (`DeploymentStore.acquire_lease`, renewed at every tick, `lease_seconds` long) drives: the others
+rollout lease (`StateStore.acquire_lease`, renewed at every tick, `lease_seconds` long) drives: the others
 `follow` — they serve the saved state's canary split and the registry's production version, loading and unloading as
 needed, and decide nothing. A replica that takes the lease over (its holder stopped, or died and let it lapse)
 resumes the rollout at its stage as a restarted process would. The leader's gates read the whole fleet's numbers
@@ -44,6 +44,7 @@ from clf.deploy.state import (
     DeploymentStore,
     Phase,
 )
+from clf.deploy.store import StateStore
 from clf.monitoring.health import HealthReport
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class DeploymentController:
         service: ClassificationService,
         registry: ModelRegistry | None = None,
         *,
-        store: DeploymentStore | None = None,
+        store: StateStore | None = None,
         alerts: AlertManager | None = None,
         gates: CanaryGates | None = None,
         rollback_thresholds: RollbackThresholds | None = None,
@@ -139,7 +140,7 @@ class DeploymentController:
         return self.context.registry
 
     @property
-    def store(self) -> DeploymentStore:
+    def store(self) -> StateStore:
         """Where the state and the decisions live."""
         return self.context.store
 
@@ -162,7 +163,7 @@ class DeploymentController:
             return self._drive()
         self.replica.publish()
         lease = self.store.lease()
-        if lease is not None and lease.held_by_other(self.replica.id, self.clock()):
+        if lease is not None and lease.held_by_other(self.replica.id, self.store.clock(self.clock())):
             self._follower(lease.holder)
             return self.follow()
         with self.store.locked():

@@ -22,8 +22,10 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from clf.deploy.store import ReplicaRecord, StateStore
 from clf.monitoring.histograms import add, subtract
 from clf.monitoring.metrics import window_metrics
 from clf.serving.routing import traffic_shares
@@ -58,7 +60,8 @@ class MetricsSource(Protocol):
 
 
 class LocalMetrics:
-    """The numbers of this process's own monitor (exact windows; one replica).
+    """The `MetricsSource` of this process's own monitor: exact windows (0 minutes: the shortest; clipped to what the
+    monitor keeps), one replica.
 
     Args:
         monitor: the service's prediction monitor.
@@ -68,15 +71,6 @@ class LocalMetrics:
         self.monitor = monitor
 
     def metrics(self, version: str, window_minutes: float) -> dict[str, Any]:
-        """A version's metrics over the last `window_minutes` (clipped to what the monitor keeps).
-
-        Args:
-            version: the version.
-            window_minutes: how far back to look; 0 is read as the shortest window.
-
-        Returns:
-            Its metrics, or ``{"total": 0}``.
-        """
         window = min(max(window_minutes, 1e-6), self.monitor.max_window_minutes)
         return self.monitor.get_metrics(window)["by_version"].get(version) or {"total": 0}
 
@@ -105,7 +99,7 @@ class Replica:
     def __init__(
         self,
         service: ClassificationService,
-        store: Any,
+        store: StateStore,
         replica_id: str | None = None,
         url: str | None = None,
         clock: Callable[[], float] = time.time,
@@ -120,26 +114,26 @@ class Replica:
         self.started_at = float(clock())
         self.history: list[dict[str, Any]] = [{**self.service.metrics.snapshot(), "at": self.started_at}]
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> ReplicaRecord:
         """This replica's record as `publish` writes it: heartbeat, serving state, snapshot history.
 
         Returns:
-            A JSON-ready dict.
+            The record.
         """
         service = self.service
-        return {
-            "id": self.id,
-            "url": self.url,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started_at": self.started_at,
-            "heartbeat_at": float(self.clock()),
-            "live_version": service.live_version,
-            "loaded_versions": service.loaded_versions,
-            "traffic_rule": repr(service.traffic_rule),
-            "traffic_shares": traffic_shares(service.traffic_rule),
-            "snapshots": self.history,
-        }
+        return ReplicaRecord(
+            id=self.id,
+            url=self.url,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self.started_at,
+            heartbeat_at=float(self.clock()),
+            live_version=service.live_version,
+            loaded_versions=service.loaded_versions,
+            traffic_rule=repr(service.traffic_rule),
+            traffic_shares=traffic_shares(service.traffic_rule),
+            snapshots=self.history,
+        )
 
     def publish(self) -> None:
         """Takes a snapshot, thins the history and writes this replica's record to the store."""
@@ -155,11 +149,7 @@ class Replica:
             The ids forgotten.
         """
         horizon = float(self.clock()) - self.max_window_minutes * 60 - SPARSE_SECONDS
-        gone = [
-            str(record["id"])
-            for record in self.store.replicas()
-            if record.get("id") != self.id and float(record.get("heartbeat_at") or 0) < horizon
-        ]
+        gone = [r.id for r in self.store.replicas() if r.id != self.id and r.heartbeat_at < horizon]
         for replica_id in gone:
             self.store.drop_replica(replica_id)
         return gone
@@ -167,8 +157,7 @@ class Replica:
     def leave(self) -> None:
         """Publishes a last record (its snapshots still count for the windows they cover) marked as stopped."""
         record = self.record()
-        record["stopped_at"] = record["heartbeat_at"]
-        self.store.put_replica(record)
+        self.store.put_replica(replace(record, stopped_at=record.heartbeat_at))
 
 
 def thin(history: list[dict[str, Any]], now: float, keep_seconds: float) -> list[dict[str, Any]]:
@@ -195,7 +184,8 @@ def thin(history: list[dict[str, Any]], now: float, keep_seconds: float) -> list
 
 
 class FleetMetrics:
-    """The fleet's numbers from every replica's snapshots in the store (see the module docstring).
+    """The `MetricsSource` of the fleet: every replica's snapshots in the store, summed over those that answered
+    within the window (see the module docstring).
 
     Args:
         replica: this replica (its own newest snapshot is taken fresh rather than read back).
@@ -209,26 +199,17 @@ class FleetMetrics:
         self.clock = clock
 
     def metrics(self, version: str, window_minutes: float) -> dict[str, Any]:
-        """A version's metrics over the last `window_minutes`, summed over the replicas that answered within it.
-
-        Args:
-            version: the version.
-            window_minutes: how far back to look.
-
-        Returns:
-            Its metrics (percentiles read from the summed histograms), or ``{"total": 0}``.
-        """
         now = float(self.clock())
         since = now - max(window_minutes, 0.0) * 60
-        others = answered_since([r for r in self.replica.store.replicas() if r.get("id") != self.replica.id], since)
+        others = answered_since([r for r in self.replica.store.replicas() if r.id != self.replica.id], since)
         if not others:
             return self.local.metrics(version, window_minutes)
         fresh = {**self.replica.service.metrics.snapshot(), "at": now}
-        own = {**self.replica.record(), "snapshots": [*self.replica.history, fresh]}
+        own = replace(self.replica.record(), snapshots=[*self.replica.history, fresh])
         return store_metrics([own, *others], version, since)
 
 
-def store_metrics(records: list[dict[str, Any]], version: str, since: float) -> dict[str, Any]:
+def store_metrics(records: list[ReplicaRecord], version: str, since: float) -> dict[str, Any]:
     """A version's metrics since `since`, summed over replica records (as the store holds them).
 
     Args:
@@ -249,7 +230,7 @@ def store_metrics(records: list[dict[str, Any]], version: str, since: float) -> 
     return summary if summary["total"] else {"total": 0, "replicas": len(counted)}
 
 
-def answered_since(records: list[dict[str, Any]], since: float) -> list[dict[str, Any]]:
+def answered_since(records: list[ReplicaRecord], since: float) -> list[ReplicaRecord]:
     """The replica records that count for a window starting at `since`: heard from since then, with snapshots.
 
     Args:
@@ -259,21 +240,21 @@ def answered_since(records: list[dict[str, Any]], since: float) -> list[dict[str
     Returns:
         Those records, in order.
     """
-    return [r for r in records if float(r.get("heartbeat_at") or 0) >= since and r.get("snapshots")]
+    return [r for r in records if r.heartbeat_at >= since and r.snapshots]
 
 
-def window_counts(record: dict[str, Any], version: str, since: float) -> dict[str, Any]:
+def window_counts(record: ReplicaRecord, version: str, since: float) -> dict[str, Any]:
     """What one replica's snapshots say `version` did since `since`.
 
     Args:
-        record: a replica record with ``snapshots`` (oldest first) and ``started_at``.
+        record: a replica record with its snapshots.
         version: the version.
         since: the window's start, epoch seconds.
 
     Returns:
         The version's counts over the window (empty when it answered nothing there).
     """
-    snapshots = record.get("snapshots") or []
+    snapshots = record.snapshots
     if not snapshots:
         return {}
     latest = snapshots[-1].get("versions", {}).get(version)
@@ -282,7 +263,7 @@ def window_counts(record: dict[str, Any], version: str, since: float) -> dict[st
     before = [s for s in snapshots if float(s.get("at") or 0) <= since]
     if before:
         start = before[-1].get("versions", {}).get(version)
-    elif float(record.get("started_at") or 0) >= since:
+    elif (record.started_at or 0.0) >= since:
         start = None  # started within the window: everything it counted is in it
     else:
         start = snapshots[0].get("versions", {}).get(version)  # the oldest kept: the window is cut a little short

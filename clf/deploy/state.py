@@ -4,7 +4,7 @@
     <registry>/deployment/decisions.jsonl  one line per decision, with its reason and the metrics behind it
     <registry>/deployment/state.lock       held around every read-modify-write
     <registry>/deployment/lease.json       which replica drives rollouts, until when (`Lease`)
-    <registry>/deployment/replicas/*.json  each replica's heartbeat, what it serves and its metric snapshots
+    <registry>/deployment/replicas/*.json  each replica's `ReplicaRecord`: heartbeat, what it serves, metric snapshots
     <registry>/deployment/alerts.json      when each alert was last sent by any replica (one alert per fleet)
 
 The registry's production pointer says what is live; this state says what is on its way, and what the rollback
@@ -12,8 +12,9 @@ watch remembers between steps (when the live version went live, the last rollbac
 strategy decides on lives only in a process's memory: a restarted service, or another process reading the same
 folder, reads this state and decides the same (see `DeploymentController`).
 
-`SqlDeploymentStore` (`clf.deploy.sql_store`) keeps the same things in a SQL database for replicas that share no
-filesystem; `clf.deploy.stores.open_store` picks one.
+`DeploymentStore` keeps them in these files, for replicas on one host; `SqlDeploymentStore` (`clf.deploy.sql_store`)
+in a SQL database, for replicas that share no filesystem. Both are a `clf.deploy.store.StateStore`;
+`clf.deploy.stores.open_store` picks one.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from clf.deploy.store import Lease, ReplicaRecord, wall_clock
 from clf.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic
 
 DEFAULT_STAGES = (5, 10, 25, 50, 100)
@@ -220,53 +222,9 @@ class DeploymentState:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class Lease:
-    """The right to drive rollouts, held by one replica until it expires unless renewed.
-
-    Attributes:
-        holder: the replica id holding it.
-        acquired_at: when this holder took it, epoch seconds.
-        expires_at: when it lapses unless renewed, epoch seconds.
-    """
-
-    holder: str
-    acquired_at: float
-    expires_at: float
-
-    def held_by_other(self, replica_id: str, now: float) -> bool:
-        """Whether another replica holds it now.
-
-        Args:
-            replica_id: the asking replica.
-            now: epoch seconds.
-
-        Returns:
-            True while another holder's lease has not expired.
-        """
-        return self.holder != replica_id and self.expires_at > now
-
-
-def next_lease(current: Lease | None, replica_id: str, seconds: float, now: float) -> Lease | None:
-    """The lease `replica_id` holds after asking for it: taken, renewed, or None while another replica holds it.
-
-    Args:
-        current: the lease as stored (None: nobody ever took it).
-        replica_id: the replica asking.
-        seconds: how long the lease lasts unless renewed.
-        now: epoch seconds.
-
-    Returns:
-        The lease to store, or None when another replica's lease has not expired.
-    """
-    if current is not None and current.held_by_other(replica_id, now):
-        return None
-    acquired = current.acquired_at if current is not None and current.holder == replica_id else now
-    return Lease(replica_id, acquired, now + seconds)
-
-
 class DeploymentStore:
-    """Reads and writes the deployment state and appends decisions, under one file lock.
+    """The `clf.deploy.store.StateStore` in the registry's ``deployment/`` folder (files listed in the module
+    docstring), for replicas on one host: the lease and alert cool-downs are judged by the caller's clock.
 
     Args:
         registry_dir: the registry folder; the state lives in its ``deployment/`` subfolder.
@@ -285,19 +243,9 @@ class DeploymentStore:
 
     @property
     def where(self) -> str:
-        """Where the state lives, in words (for logs)."""
         return str(self.folder)
 
     def load(self) -> DeploymentState:
-        """The saved state, or an idle one when none was saved.
-
-        Returns:
-            The deployment state.
-
-        Raises:
-            DataFileError: when state.json is unreadable (it names the file; delete it only if nothing is rolling
-                out).
-        """
         if not self.state_path.is_file():
             return DeploymentState()
         try:
@@ -306,35 +254,14 @@ class DeploymentStore:
             raise DataFileError(f"{self.state_path}: unreadable deployment state ({err})") from err
 
     def save(self, state: DeploymentState) -> None:
-        """Writes `state` atomically.
-
-        Args:
-            state: the state to persist; its ``updated_at`` is set to now.
-        """
         state.updated_at = time.time()
         write_json_atomic(self.state_path, state.to_json())
 
     def record(self, decision: Decision) -> Decision:
-        """Appends `decision` to the log (fsynced) and returns it.
-
-        Args:
-            decision: the decision to log.
-
-        Returns:
-            `decision`, so a caller can log and return in one line.
-        """
         append_jsonl(self.decisions_path, [decision.to_json()])
         return decision
 
     def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The logged decisions, oldest first (the last `limit` when given).
-
-        Args:
-            limit: how many of the most recent decisions to return; None (or 0) for all.
-
-        Returns:
-            The decisions as logged (dicts), oldest first.
-        """
         if not self.decisions_path.is_file():
             return []
         records = [record for _, record in read_jsonl(self.decisions_path, skip_partial_last_line=True)]
@@ -342,22 +269,13 @@ class DeploymentStore:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Holds the state lock (re-entrant within one process).
-
-        Yields:
-            Nothing; the lock is held until the ``with`` block ends.
-        """
         with self._lock:
             yield
 
-    # --------------------------------------------------------------------------------------------- the fleet
+    def clock(self, now: float | None = None) -> float:
+        return wall_clock(now)
 
     def lease(self) -> Lease | None:
-        """The rollout lease as last written (it may have expired).
-
-        Returns:
-            The lease, or None when no replica ever took it.
-        """
         if not self.lease_path.is_file():
             return None
         try:
@@ -366,77 +284,41 @@ class DeploymentStore:
         except (KeyError, TypeError, ValueError, DataFileError):
             return None  # a torn or foreign file: nobody holds it, the next acquire rewrites it
 
-    def acquire_lease(self, replica_id: str, seconds: float, now: float) -> Lease | None:
-        """Takes or renews the rollout lease for `replica_id` unless another replica holds it.
-
-        Call it inside `locked`, around the work the lease covers, so that no two replicas act at once.
-
-        Args:
-            replica_id: the replica asking.
-            seconds: how long the lease lasts unless renewed.
-            now: epoch seconds.
-
-        Returns:
-            The lease now held by `replica_id`, or None when another replica holds it.
-        """
-        lease = next_lease(self.lease(), replica_id, seconds, now)
-        if lease is not None:
+    def acquire_lease(self, replica_id: str, seconds: float, now: float | None = None) -> Lease | None:
+        now = wall_clock(now)
+        with self.locked():
+            current = self.lease()
+            if current is not None and current.held_by_other(replica_id, now):
+                return None
+            acquired = current.acquired_at if current is not None and current.holder == replica_id else now
+            lease = Lease(replica_id, acquired, now + seconds)
             write_json_atomic(self.lease_path, asdict(lease))
-        return lease
+            return lease
 
     def release_lease(self, replica_id: str) -> None:
-        """Gives the lease up at once (a replica shutting down), if `replica_id` holds it.
-
-        Args:
-            replica_id: the replica giving it up.
-        """
         with self.locked():
             current = self.lease()
             if current is not None and current.holder == replica_id:
                 self.lease_path.unlink(missing_ok=True)
 
-    def put_replica(self, record: dict[str, Any]) -> None:
-        """Writes one replica's record (heartbeat, what it serves, metric snapshots), replacing its last one.
-
-        Args:
-            record: a JSON-ready dict with at least ``id``.
-        """
+    def put_replica(self, record: ReplicaRecord) -> None:
         self.replicas_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.replicas_dir / f"{_file_name(record['id'])}.json", record)
+        write_json_atomic(self.replicas_dir / f"{_file_name(record.id)}.json", record.to_json())
 
-    def replicas(self) -> list[dict[str, Any]]:
-        """Every replica record, by id (dead replicas too, until `drop_replica`).
-
-        Returns:
-            The records as written by `put_replica`.
-        """
+    def replicas(self) -> list[ReplicaRecord]:
         records = []
         for path in sorted(self.replicas_dir.glob("*.json")) if self.replicas_dir.is_dir() else []:
             try:
-                records.append(read_json(path))
-            except (DataFileError, ValueError, OSError):
+                records.append(ReplicaRecord.from_json(read_json(path)))
+            except (DataFileError, ValueError, TypeError, OSError):
                 continue  # being replaced right now, or torn by a crash: skipped this time
         return records
 
     def drop_replica(self, replica_id: str) -> None:
-        """Forgets a replica's record.
-
-        Args:
-            replica_id: its id.
-        """
         (self.replicas_dir / f"{_file_name(replica_id)}.json").unlink(missing_ok=True)
 
-    def claim_alert(self, key: str, cooldown_seconds: float, now: float) -> bool:
-        """Claims the right to send alert `key` now, unless any replica sent it within the cool-down.
-
-        Args:
-            key: the alert's kind and scope.
-            cooldown_seconds: how long the same alert stays quiet.
-            now: epoch seconds.
-
-        Returns:
-            True when this caller should send it.
-        """
+    def claim_alert(self, key: str, cooldown_seconds: float, now: float | None = None) -> bool:
+        now = wall_clock(now)
         with self.locked():
             sent = read_json(self.alerts_path) if self.alerts_path.is_file() else {}
             last = sent.get(key)

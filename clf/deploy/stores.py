@@ -7,12 +7,13 @@ from pathlib import Path
 
 from clf.deploy.sql_store import SqlDeploymentStore
 from clf.deploy.state import DeploymentStore
+from clf.deploy.store import StateStore
 
 STATE_DB_ENV = "CLF_STATE_DB"
 """The environment variable `open_store` reads the SQL state store's URL from."""
 
 
-def open_store(registry_dir: str | Path, state_db: str | None = None) -> DeploymentStore | SqlDeploymentStore:
+def open_store(registry_dir: str | Path, state_db: str | None = None) -> StateStore:
     """The deployment store of a registry: its ``deployment/`` folder, or a SQL database.
 
     Args:
@@ -21,7 +22,7 @@ def open_store(registry_dir: str | Path, state_db: str | None = None) -> Deploym
             variable, and without either the registry's folder.
 
     Returns:
-        A `DeploymentStore` or a `clf.deploy.sql_store.SqlDeploymentStore` (the same methods).
+        A `DeploymentStore` or a `clf.deploy.sql_store.SqlDeploymentStore`.
     """
     url = state_db or os.environ.get(STATE_DB_ENV) or None
     return DeploymentStore(registry_dir) if url is None else SqlDeploymentStore(url)

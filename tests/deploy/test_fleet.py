@@ -10,6 +10,7 @@ registry's folder and a SQLite database (PostgreSQL, across processes, is in tes
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import pytest
 
@@ -17,6 +18,7 @@ from clf.deploy import Action, DeploymentController, DeploymentStore, Phase, req
 from clf.deploy.canary import canary_split, is_canary_split
 from clf.deploy.fleet import Replica, thin, window_counts
 from clf.deploy.sql_store import SqlDeploymentStore
+from clf.deploy.store import ReplicaRecord
 from clf.monitoring import AlertManager
 from tests.deploy.conftest import GATES, ROLLBACK, Clock, answer, service_on
 
@@ -166,19 +168,19 @@ def test_a_replica_that_leaves_hands_the_lease_over_at_once(fleet):
     assert fleet.store.lease() is None
     fleet.tick("b")
     assert fleet.store.lease().holder == "b"
-    left = {r["id"]: r for r in fleet.store.replicas()}["a"]
-    assert left["stopped_at"] == fleet.clock.now
+    left = {r.id: r for r in fleet.store.replicas()}["a"]
+    assert left.stopped_at == fleet.clock.now
 
 
 def test_the_leader_forgets_replicas_silent_for_longer_than_any_window(fleet):
     fleet.tick()
-    assert {r["id"] for r in fleet.store.replicas()} == {"a", "b", "c"}
+    assert {r.id for r in fleet.store.replicas()} == {"a", "b", "c"}
     fleet.clock.advance(30 * 60)
     fleet.tick("a", "b")  # c is gone, but its last half hour still counts for an hour-long window
-    assert {r["id"] for r in fleet.store.replicas()} == {"a", "b", "c"}
+    assert {r.id for r in fleet.store.replicas()} == {"a", "b", "c"}
     fleet.clock.advance(31 * 60 + 60)
     fleet.tick("a", "b")
-    assert {r["id"] for r in fleet.store.replicas()} == {"a", "b"}
+    assert {r.id for r in fleet.store.replicas()} == {"a", "b"}
 
 
 def test_a_fleet_sends_each_alert_once_per_cool_down(store):
@@ -202,10 +204,11 @@ def test_the_shared_cool_down_falls_back_to_the_replicas_own_when_the_store_fail
 
 def test_window_counts_take_the_snapshot_at_the_window_start():
     snapshot = lambda at, n: {"at": at, "versions": {"v": {"predictions": n, "errors": 0}}}  # noqa: E731
-    record = {"started_at": 0.0, "snapshots": [snapshot(0, 0), snapshot(10, 5), snapshot(20, 12), snapshot(30, 20)]}
+    snapshots = [snapshot(0, 0), snapshot(10, 5), snapshot(20, 12), snapshot(30, 20)]
+    record = ReplicaRecord("r", 30.0, started_at=0.0, snapshots=snapshots)
     assert window_counts(record, "v", 20)["predictions"] == 8
     assert window_counts(record, "v", 15)["predictions"] == 15
-    assert window_counts({**record, "started_at": 25.0, "snapshots": record["snapshots"][-1:]}, "v", 20) == {
+    assert window_counts(replace(record, started_at=25.0, snapshots=snapshots[-1:]), "v", 20) == {
         "predictions": 20,
         "errors": 0,
     }, "a replica started within the window: all it counted"

@@ -32,6 +32,7 @@ from clf.deploy.gates import CanaryGates
 from clf.deploy.prometheus_source import PrometheusMetrics
 from clf.deploy.sql_store import SqlDeploymentStore
 from clf.deploy.state import DeploymentStore
+from clf.deploy.store import StateStore
 from clf.serving.routing import stable_bucket
 from tests.conftest import REPO
 from tests.deploy.conftest import PAPERS
@@ -69,7 +70,7 @@ class Fleet:
 
     replicas: dict[str, ServeProcess]
     nginx: NginxServer
-    store: DeploymentStore | SqlDeploymentStore
+    store: StateStore
 
     def versions(self, name: str) -> dict:
         return requests.get(f"{self.replicas[name].url}/versions", timeout=10).json()

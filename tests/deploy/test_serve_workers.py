@@ -17,7 +17,7 @@ def test_workers_share_the_port_join_the_fleet_and_merge_their_metrics(tiny_regi
         deadline = time.monotonic() + 60
         while len(store.replicas()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        replicas = {record["id"] for record in store.replicas()}
+        replicas = {record.id for record in store.replicas()}
         assert len(replicas) == 2, "each worker is a replica"
         assert store.lease() is not None and store.lease().holder in replicas, "one of them drives rollouts"
         answered_by = set()

@@ -20,13 +20,6 @@ from tests.helpers.postgres import PostgresServer
 _databases = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL server for the session; each test gets its own database on it (`db_url`)."""
-    with PostgresServer() as server:
-        yield server
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty experiments database: a SQLite file, or a new database on the session's PostgreSQL server."""
