@@ -73,39 +73,21 @@ def collect(num_papers: int = 5000, categories: Sequence[str] = DEFAULT_CATEGORI
     return path
 
 
-def preprocess(
-    data_dir: str = "data",
-    min_words: int = 50,
-    categories: Sequence[str] = DEFAULT_CATEGORIES,
-    seed: int = 42,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.1,
-) -> dict[str, Path]:
+def preprocess(**preprocessor: Any) -> dict[str, Path]:
     """Clean, deduplicate and filter the collected papers, then split them 80/10/10, stratified and seeded.
 
     Reads DATA_DIR/raw/arxiv/classification_dataset.jsonl; writes DATA_DIR/processed/dataset.json and
     DATA_DIR/splits/{train,val,test}.json.
 
     Args:
-        data_dir: the data folder.
-        min_words: drop papers whose title and abstract have fewer words.
-        categories: the labels to keep.
-        seed: seed of the split.
-        val_fraction: share of papers in the validation split.
-        test_fraction: share of papers in the test split.
+        **preprocessor: the parameters of `DatasetPreprocessor` (--data_dir, --min_words, --categories, --seed,
+            --val_fraction, ...), each its own option with the preprocessor's default and documentation.
 
     Returns:
         Split name → path of its file.
     """
-    preprocessor = DatasetPreprocessor(
-        data_dir=data_dir,
-        min_words=min_words,
-        categories=list(categories),
-        seed=seed,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-    )
-    paths = preprocessor.run()
+    # jsonargparse reads the call below to build the options: each DatasetPreprocessor parameter becomes one.
+    paths = DatasetPreprocessor(**preprocessor).run()
     for split, path in paths.items():
         log.info("%s split: %s", split, path)
     return paths
@@ -136,9 +118,8 @@ OLD_SPELLINGS: dict[str, dict[str, str]] = {
 def old_spelling(command: str, options: Sequence[str]) -> str | None:
     """What to write instead of a command line in a form this CLI used to accept, checked before parsing.
 
-    Old forms: `clf registry --action promote --version v1` (now ``clf registry promote v1``: an action is a
-    subcommand, its required parameters positional), the options of `OLD_SPELLINGS`, and `clf tune --config FIT.yaml`
-    (a fit config; now ``--fit_config``, since ``--config`` reads a YAML of the command's own options everywhere).
+    Old forms: `clf registry --action promote --version v1` (now ``clf registry promote v1``), the options of
+    `OLD_SPELLINGS`, and `clf tune --config FIT.yaml` (a fit config; now ``--fit_config``).
 
     Args:
         command: the subcommand.
@@ -155,10 +136,7 @@ def old_spelling(command: str, options: Sequence[str]) -> str | None:
                 f"(fit_config, n_trials, ...), as for every command. Tune it with: clf tune --fit_config {path}"
             )
     renames = OLD_SPELLINGS.get(command, {})
-    new = []
-    for option in options:
-        name, equals, value = option.partition("=")
-        new.append(renames[name] + equals + value if name in renames else option)
+    new = [renames.get(o.partition("=")[0], o.partition("=")[0]) + "".join(o.partition("=")[1:]) for o in options]
     actions = COMMANDS.get(command)
     if isinstance(actions, dict):
         action = _option_value(new, "--action", remove=True) or (new.pop(0) if new else None)
@@ -176,15 +154,11 @@ def old_spelling(command: str, options: Sequence[str]) -> str | None:
 def _option_value(options: list[str], name: str, remove: bool = False) -> str | None:
     """The value of option `name` in `options` (``--name value`` or ``--name=value``), removed when `remove`."""
     for index, option in enumerate(options):
-        if option.startswith(name + "="):
-            value, end = option.partition("=")[2], index + 1
-        elif option == name and index + 1 < len(options):
-            value, end = options[index + 1], index + 2
-        else:
-            continue
-        if remove:
-            del options[index:end]
-        return value
+        if option.startswith(name + "=") or (option == name and index + 1 < len(options)):
+            value = option.partition("=")[2] if "=" in option else options[index + 1]
+            if remove:
+                del options[index : index + (1 if "=" in option else 2)]
+            return value
     return None
 
 
@@ -267,20 +241,6 @@ COMMANDS: dict[str, Command] = {
 typed signature and docstring are its options and `--help`; `lightning` gets the subcommand and its arguments."""
 
 
-def summary(command: Command) -> str:
-    """The first line of a command's documentation (a table's ``_help``).
-
-    Args:
-        command: a function or a table of actions.
-
-    Returns:
-        The one-line summary.
-    """
-    if isinstance(command, dict):
-        return command["_help"]
-    return (command.__doc__ or "").strip().splitlines()[0]
-
-
 def overview() -> str:
     """The top-level help: every subcommand with its one-line summary.
 
@@ -288,8 +248,9 @@ def overview() -> str:
         The help text.
     """
     lines = [f"usage: clf <command> [options]   (clf {__version__})", "", "commands:"]
-    for name, function in COMMANDS.items():
-        lines.append(f"  {name:<11} {LIGHTNING_COMMANDS.get(name) or summary(function)}")
+    for name, command in COMMANDS.items():
+        doc = command["_help"] if isinstance(command, dict) else LIGHTNING_COMMANDS.get(name, command.__doc__ or "")
+        lines.append(f"  {name:<11} {doc.strip().splitlines()[0]}")
     lines += ["", "Run `clf <command> --help` for a command's options (and `clf <command> <action> --help`)."]
     return "\n".join(lines)
 

@@ -2,14 +2,10 @@
 show the state with its decisions.
 
 Rollouts are carried out by the serving replica holding the rollout lease (`clf serve`), which reads the request
-from the state store: the registry's deployment folder, or the SQL database of ``--state-db`` (``CLF_STATE_DB``).
-These commands need only that, and may run from any shell that reaches it. One function per action:
-
-    clf deploy validate v1.1.0 --sample_data data/quickstart/splits/test.json
-    clf deploy canary v1.1.0 --deployment.stages "[10, 50, 100]" --deployment.stage_seconds 600
-    clf deploy blue-green v1.1.0 --deployment.watch_seconds 600
-    clf deploy status
-    clf deploy rollback --reason "p95 regression"
+from the state store: the registry's deployment folder, or the SQL database of ``--deployment.state_db``
+(``CLF_STATE_DB``).
+These commands need only that, and may run from any shell that reaches it. One function per action, each printing
+JSON: ``clf deploy canary v1.1.0 --deployment.stages "[10, 50, 100]"``.
 """
 
 from __future__ import annotations
@@ -200,61 +196,31 @@ def validate(
         max_p95_latency_ms: the latency limit for one paper.
         deployment: the registry (and state store) to use.
 
-    Returns:
-        The validation report, as printed.
-
     Raises:
         DeploymentError: when a check fails (the report is printed first).
     """
     return print_json(_validated(version, sample_data, max_p95_latency_ms, deployment.registry).to_json())
 
 
-def blue_green(
-    version: str,
-    skip_validation: bool = False,
-    wait_seconds: float = 0.0,
-    sample_data: str | None = None,
-    max_p95_latency_ms: float = 200.0,
-    deployment: DeploymentSettings = DeploymentSettings(),
-) -> Any:
+def blue_green(version: str, **rollout: Any) -> Any:
     """Validate a version, then ask the running service to load it beside production, switch at once and watch.
 
     Args:
         version: the version, vX.Y.Z.
-        skip_validation: request the rollout without validating first.
-        wait_seconds: wait up to this long for the rollout to end, printing the result.
-        sample_data: labelled papers for validation; by default the test split of the version's training data.
-        max_p95_latency_ms: validation's latency limit for one paper.
-        deployment: the registry, state store and --deployment.watch_seconds.
-
-    Returns:
-        The request, the validation report and (with --wait_seconds) the outcome, as printed.
+        **rollout: the options every rollout takes (see `_roll_out`), --deployment.watch_seconds among them.
     """
-    return _roll_out("blue_green", version, skip_validation, wait_seconds, sample_data, max_p95_latency_ms, deployment)
+    return _roll_out("blue_green", version, **rollout)
 
 
-def canary(
-    version: str,
-    skip_validation: bool = False,
-    wait_seconds: float = 0.0,
-    sample_data: str | None = None,
-    max_p95_latency_ms: float = 200.0,
-    deployment: DeploymentSettings = DeploymentSettings(),
-) -> Any:
+def canary(version: str, **rollout: Any) -> Any:
     """Validate a version, then ask the running service to step it through --deployment.stages of traffic, gated.
 
     Args:
         version: the version, vX.Y.Z.
-        skip_validation: request the rollout without validating first.
-        wait_seconds: wait up to this long for the rollout to end, printing the result.
-        sample_data: labelled papers for validation; by default the test split of the version's training data.
-        max_p95_latency_ms: validation's latency limit for one paper.
-        deployment: the registry, state store, --deployment.stages and --deployment.stage_seconds.
-
-    Returns:
-        The request, the validation report and (with --wait_seconds) the outcome, as printed.
+        **rollout: the options every rollout takes (see `_roll_out`), --deployment.stages and
+            --deployment.stage_seconds among them.
     """
-    return _roll_out("canary", version, skip_validation, wait_seconds, sample_data, max_p95_latency_ms, deployment)
+    return _roll_out("canary", version, **rollout)
 
 
 def rollback(reason: str = "", deployment: DeploymentSettings = DeploymentSettings()) -> Any:
@@ -263,9 +229,6 @@ def rollback(reason: str = "", deployment: DeploymentSettings = DeploymentSettin
     Args:
         reason: why, recorded in the audit log and the decisions.
         deployment: the registry and state store.
-
-    Returns:
-        The ``rolled_back`` decision, as printed.
     """
     models, store = deployment.open()
     return print_json(request_rollback(models, reason, store).to_json())
@@ -276,9 +239,6 @@ def status(deployment: DeploymentSettings = DeploymentSettings()) -> Any:
 
     Args:
         deployment: the registry and state store.
-
-    Returns:
-        The status, as printed.
     """
     models, store = deployment.open()
     return print_json(deployment_status(models, store=store))
@@ -303,12 +263,23 @@ def _validated(version: str, sample_data: str | None, max_p95_latency_ms: float,
 def _roll_out(
     strategy: Literal["blue_green", "canary"],
     version: str,
-    skip_validation: bool,
-    wait_seconds: float,
-    sample_data: str | None,
-    max_p95_latency_ms: float,
-    deployment: DeploymentSettings,
+    skip_validation: bool = False,
+    wait_seconds: float = 0.0,
+    sample_data: str | None = None,
+    max_p95_latency_ms: float = 200.0,
+    deployment: DeploymentSettings = DeploymentSettings(),
 ) -> dict[str, Any]:
+    """Validates `version`, records a rollout request and prints it with the validation (and the outcome).
+
+    Args:
+        strategy: blue_green or canary.
+        version: the version, vX.Y.Z.
+        skip_validation: request the rollout without validating first.
+        wait_seconds: wait up to this long for the rollout to end, printing the result.
+        sample_data: labelled papers for validation; by default the test split of the version's training data.
+        max_p95_latency_ms: validation's latency limit for one paper.
+        deployment: the registry, state store, canary stages and watch durations.
+    """
     models, store = deployment.open()
     report = None if skip_validation else _validated(version, sample_data, max_p95_latency_ms, deployment.registry)
     decision = request_deployment(

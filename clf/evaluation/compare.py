@@ -253,9 +253,6 @@ def compare(version: str, other: str, *, test_data: str, registry: str = "models
         other: the candidate version compared with it.
         test_data: a split file such as data/quickstart/splits/test.json, or JSON Lines of labelled papers.
         registry: the registry folder.
-
-    Returns:
-        Both versions' scores and the candidate's improvement, as printed.
     """
     from clf.registry import ModelRegistry
 

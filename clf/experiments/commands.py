@@ -1,13 +1,7 @@
-"""`clf ab ACTION` and `clf db ACTION`: A/B experiments and their database, one function per action; each prints
-JSON and returns it.
+"""`clf ab ACTION` and `clf db ACTION`: one function per action; each prints JSON and returns it.
 
-    clf db upgrade --db sqlite:///models/experiments.db
-    clf ab create --name bigger-lr --treatment v1.1.0 --traffic_split 0.5     # control: the production version
-    clf ab status 1
-    clf ab analyze 1
-    clf ab promote 1 --slack_webhook https://hooks.slack.com/services/...
-    clf ab stop 1
-    clf ab list --status running
+clf ab create --name bigger-lr --treatment v1.1.0 --traffic_split 0.5     # control: the production version
+clf ab analyze 1
 """
 
 from __future__ import annotations
@@ -43,9 +37,6 @@ def create(
         db: the experiments database, a SQLAlchemy URL (postgresql+psycopg://user@host/db in production).
         registry: the registry folder.
 
-    Returns:
-        The experiment, as printed.
-
     Raises:
         InvalidExperimentError: when no --control is given and the registry has no production version.
     """
@@ -68,9 +59,6 @@ def status(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
     Args:
         experiment_id: the experiment (see clf ab list).
         db: the experiments database, a SQLAlchemy URL.
-
-    Returns:
-        The experiment with its arms' counts, as printed.
     """
     with _framework(db) as framework:
         return print_json(
@@ -84,9 +72,6 @@ def analyze(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
     Args:
         experiment_id: the experiment (see clf ab list).
         db: the experiments database, a SQLAlchemy URL.
-
-    Returns:
-        The analysis, as printed.
     """
     with _framework(db) as framework:
         return print_json(framework.analyze_experiment(experiment_id).to_json())
@@ -102,9 +87,6 @@ def promote(
         db: the experiments database, a SQLAlchemy URL.
         registry: the registry folder.
         slack_webhook: a Slack incoming-webhook URL that gets the decision.
-
-    Returns:
-        The decision, as printed.
     """
     alerts = None
     if slack_webhook:
@@ -121,9 +103,6 @@ def stop(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
     Args:
         experiment_id: the experiment (see clf ab list).
         db: the experiments database, a SQLAlchemy URL.
-
-    Returns:
-        The experiment, as printed.
     """
     with _framework(db) as framework:
         return print_json(framework.stop_experiment(experiment_id).to_json())
@@ -135,9 +114,6 @@ def list_experiments(status: Literal["running", "stopped", "completed"] | None =
     Args:
         status: only experiments in this state.
         db: the experiments database, a SQLAlchemy URL.
-
-    Returns:
-        The experiments, as printed.
     """
     with _framework(db) as framework:
         return print_json([experiment.to_json() for experiment in framework.list_experiments(status)])
@@ -146,9 +122,8 @@ def list_experiments(status: Literal["running", "stopped", "completed"] | None =
 def _framework(db: str, registry: str | None = None, alerts: Any = None) -> Any:
     from clf.experiments.framework import ABTestingFramework
 
-    return ABTestingFramework(
-        db, registry=registry, alerts=alerts
-    )  # a registry only where one is used: it makes its folder
+    # A registry only for the actions that use one: ModelRegistry creates a missing folder.
+    return ABTestingFramework(db, registry=registry, alerts=alerts)
 
 
 def upgrade(db: str = DEFAULT_DB_URL) -> Any:
@@ -159,9 +134,6 @@ def upgrade(db: str = DEFAULT_DB_URL) -> Any:
 
     Args:
         db: the experiments database, a SQLAlchemy URL (postgresql+psycopg://user@host/db in production).
-
-    Returns:
-        The database (password hidden), its revision and the newest revision, as printed.
     """
     from clf.experiments.database import upgrade as upgrade_schema
 
@@ -173,9 +145,6 @@ def current(db: str = DEFAULT_DB_URL) -> Any:
 
     Args:
         db: the experiments database, a SQLAlchemy URL.
-
-    Returns:
-        The database (password hidden), its revision and the newest revision, as printed.
     """
     from clf.experiments.database import current_revision
 

@@ -1,11 +1,6 @@
 """`clf registry ACTION`: one function per action on the model registry; each prints JSON and returns it.
 
-    clf registry create --model_path runs/quickstart/export --version v1.0.0
-    clf registry list
-    clf registry show v1.0.0
     clf registry promote v1.0.0 --reason "first release"
-    clf registry rollback --reason "regression"
-    clf registry history
 
 ``clf registry compare`` scores models, so it lives with the evaluation (`clf.evaluation.compare.compare`).
 """
@@ -18,7 +13,6 @@ from clf.io import print_json
 from clf.registry.registry import ModelRegistry
 
 DEFAULT_REGISTRY = "models/classification"
-"""The registry folder every command uses unless given ``--registry``."""
 
 
 def create(
@@ -35,9 +29,6 @@ def create(
         version: the version, vX.Y.Z; the next --bump version when left out.
         bump: without --version: which part of the highest version to increment (major, minor, patch).
         registry: the registry folder.
-
-    Returns:
-        The new version's metadata.
     """
     models = ModelRegistry(registry)
     return print_json(models.get_metadata(models.create_version(model_path, version, bump=bump)))
@@ -48,9 +39,6 @@ def list_versions(registry: str = DEFAULT_REGISTRY) -> Any:
 
     Args:
         registry: the registry folder.
-
-    Returns:
-        One record per version.
     """
     return print_json(ModelRegistry(registry).list_versions())
 
@@ -61,9 +49,6 @@ def show(version: str, registry: str = DEFAULT_REGISTRY) -> Any:
     Args:
         version: the version, vX.Y.Z or production.
         registry: the registry folder.
-
-    Returns:
-        The version's metadata.
     """
     return print_json(ModelRegistry(registry).get_metadata(version))
 
@@ -75,9 +60,6 @@ def promote(version: str, reason: str = "", registry: str = DEFAULT_REGISTRY) ->
         version: the version, vX.Y.Z.
         reason: why, recorded in the audit log.
         registry: the registry folder.
-
-    Returns:
-        The production change.
     """
     return print_json(ModelRegistry(registry).promote_to_production(version, reason).to_json())
 
@@ -88,9 +70,6 @@ def rollback(reason: str = "", registry: str = DEFAULT_REGISTRY) -> Any:
     Args:
         reason: why, recorded in the audit log.
         registry: the registry folder.
-
-    Returns:
-        The production change.
     """
     return print_json(ModelRegistry(registry).rollback(reason).to_json())
 
@@ -100,8 +79,5 @@ def history(registry: str = DEFAULT_REGISTRY) -> Any:
 
     Args:
         registry: the registry folder.
-
-    Returns:
-        The changes, oldest first.
     """
     return print_json([change.to_json() for change in ModelRegistry(registry).history()])

@@ -40,9 +40,6 @@ def run(dry_run: bool = False, **settings: Any) -> Any:
         **settings: the fields of `RetrainingConfig` (see configs/retraining.yaml and docs/RETRAINING.md), each its
             own option: ``--growth_threshold 0.2``, ``--data.source api``, ``--email.enabled true``.
 
-    Returns:
-        The run's record, as printed.
-
     Raises:
         RetrainingRunFailed: when the run failed (after printing its JSON).
     """
@@ -76,9 +73,6 @@ def history(
         limit: at most this many runs.
         status: only runs with this status.
         **settings: the fields of `RetrainingConfig` (its ``db`` is read), so the same ``--config`` file serves.
-
-    Returns:
-        The runs, as printed.
     """
     from clf.experiments.database import make_engine
     from clf.experiments.runs import RetrainingRunStore
