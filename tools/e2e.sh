@@ -90,7 +90,7 @@ def options(config, workdir, *overrides):
             value, i = args[i], i + 1
         if name.startswith("data."):
             data[name[5:]] = yaml.safe_load(value)
-    collect = {"source": "--source", "snapshot_path": "--snapshot", "num_papers": "--num-papers",
+    collect = {"source": "--source", "snapshot_path": "--snapshot-path", "num_papers": "--num-papers",
                "categories": "--categories", "api_url": "--api-url", "seed": "--seed"}
     preprocess = {"min_words": "--min-words", "categories": "--categories", "seed": "--seed"}
 
