@@ -27,6 +27,7 @@ from clf.deploy.state import (
 from clf.deploy.stores import open_store
 from clf.io import print_json
 from clf.registry import ModelRegistry
+from clf.registry.commands import DEFAULT_REGISTRY
 
 
 def request_deployment(
@@ -169,7 +170,7 @@ class DeploymentSettings:
         watch_seconds: how long a blue-green switch is watched before blue is unloaded.
     """
 
-    registry: str = "models/classification"
+    registry: str = DEFAULT_REGISTRY
     state_db: str | None = None
     stages: tuple[int, ...] = tuple(DEFAULT_STAGES)
     stage_seconds: float = 3600.0

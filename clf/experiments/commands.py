@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 from clf.experiments.database import DEFAULT_DB_URL
 from clf.io import print_json
-
-DEFAULT_REGISTRY = "models/classification"
+from clf.registry.commands import DEFAULT_REGISTRY
 
 
 def create(
