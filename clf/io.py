@@ -284,3 +284,16 @@ def sha256_of_strings(values: Iterable[str]) -> str:
         digest.update(value.encode("utf-8"))
         digest.update(b"\x00")
     return digest.hexdigest()
+
+
+def print_json(result: Any) -> Any:
+    """Prints `result` as indented JSON (what every command that reports a record prints) and returns it.
+
+    Args:
+        result: JSON-ready Python objects; anything else is printed as its ``str``.
+
+    Returns:
+        `result`, so a command can ``return print_json(...)``.
+    """
+    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
+    return result

@@ -11,7 +11,7 @@ import sys
 import pytest
 from jsonargparse import CLI, capture_parser
 
-from clf.cli import COMMANDS, LIGHTNING_COMMANDS, main, normalize_option_names, old_config_form
+from clf.cli import COMMANDS, LIGHTNING_COMMANDS, main, normalize_option_names, old_spelling
 from tests.conftest import REPO
 
 
@@ -26,17 +26,52 @@ def test_top_level_help_lists_every_command():
         assert name in result.stdout
 
 
-@pytest.mark.parametrize("name", sorted(set(COMMANDS) - set(LIGHTNING_COMMANDS)))
-def test_command_help_comes_from_signature_and_docstring(name, capsys):
+def functions() -> dict[tuple[str, ...], object]:
+    """Every plain function of the table, keyed by the words that reach it: ("tune",), ("registry", "promote")."""
+    found = {}
+    for name, command in COMMANDS.items():
+        if isinstance(command, dict):
+            found.update({(name, action): f for action, f in command.items() if action != "_help"})
+        elif name not in LIGHTNING_COMMANDS:
+            found[(name,)] = command
+    return found
+
+
+@pytest.mark.parametrize("words", sorted(functions()), ids=" ".join)
+def test_command_help_comes_from_signature_and_docstring(words, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([*words, "--help"])
+    assert exited.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    function = functions()[words]
+    assert inspect.getdoc(function).splitlines()[0] in shown
+    for parameter in inspect.signature(function).parameters.values():
+        positional = parameter.default is parameter.empty and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        if positional:  # a required parameter is a positional argument: `clf registry promote VERSION`
+            assert f"{parameter.name} " in shown.split("positional arguments:")[1]
+        elif parameter.kind is not parameter.VAR_KEYWORD:  # `**settings` are the fields of the class they build
+            assert f"--{parameter.name}" in shown
+
+
+@pytest.mark.parametrize("name", [name for name, command in COMMANDS.items() if isinstance(command, dict)])
+def test_a_table_lists_its_actions_and_needs_one(name, capsys):
     with pytest.raises(SystemExit) as exited:
         main([name, "--help"])
     assert exited.value.code == 0
     shown = capsys.readouterr().out
-    function = COMMANDS[name]
-    assert inspect.getdoc(function).splitlines()[0] in " ".join(shown.split())
-    for parameter in inspect.signature(function).parameters.values():
-        if parameter.kind is not parameter.VAR_KEYWORD:  # `**settings` are the fields of the class they build
-            assert f"--{parameter.name}" in shown
+    assert COMMANDS[name]["_help"].split(":")[0] in " ".join(shown.split())
+    assert all(action in shown for action in COMMANDS[name] if action != "_help")
+    with pytest.raises(SystemExit) as exited:
+        main([name])
+    assert exited.value.code == 2
+
+
+def test_a_required_parameter_is_required_by_the_parser(capsys):
+    for words, missing in [(["registry", "promote"], "version"), (["ab", "create", "--name", "x"], "treatment")]:
+        with pytest.raises(SystemExit) as exited:
+            main(words)
+        assert exited.value.code == 2
+        assert missing in capsys.readouterr().err
 
 
 def test_dashes_and_underscores_are_the_same_option():
@@ -51,19 +86,19 @@ def test_dashes_and_underscores_are_the_same_option():
 
 
 def readme_commands() -> list[list[str]]:
-    """Every `clf …` command in the README's code blocks, including those chained with `&&`."""
+    """Every `clf …` command in the README's code blocks, including those chained with `&&` or `;`."""
     blocks = re.findall(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
     commands = []
     for line in "\n".join(blocks).splitlines():
-        for part in line.split("#")[0].split("&&"):
+        for part in re.split("&&|;", line.split("#")[0]):
             if part.strip().startswith("clf "):
                 commands.append(part.split())
     return commands
 
 
-def options_of(name: str) -> set[str]:
-    """The options `clf NAME` accepts, from the parser jsonargparse builds for it (``--config`` included)."""
-    parser = capture_parser(lambda: CLI(COMMANDS[name], args=[], as_positional=False))
+def options_of(words: tuple[str, ...]) -> set[str]:
+    """The options `clf WORDS` accepts, from the parser jsonargparse builds for it (``--config`` included)."""
+    parser = capture_parser(lambda: CLI(functions()[words], args=[]))
     return {option for action in parser._actions for option in action.option_strings}
 
 
@@ -78,7 +113,10 @@ def test_readme_commands_use_commands_and_options_that_exist():
             made_by_an_earlier_command = config.startswith("runs/")  # e.g. the best.yaml of `clf tune`
             assert made_by_an_earlier_command or (REPO / config).is_file(), f"README: {' '.join(words)}"
             continue
-        accepted = options_of(name)
+        key = (name, words[2]) if isinstance(COMMANDS[name], dict) else (name,)
+        assert key in functions(), f"README: {' '.join(words)}"
+        assert old_spelling(name, normalize_option_names(words[2:])) is None, f"README: {' '.join(words)}"
+        accepted = options_of(key)
         for word in words[2:]:
             if word.startswith("--"):
                 assert "--" + word[2:].split("=")[0].replace("-", "_") in accepted, f"README: {' '.join(words)}"
@@ -92,7 +130,7 @@ def test_collect_then_preprocess_end_to_end(shared_papers_path, tmp_path):
             "collect",
             "--source",
             "snapshot",
-            "--snapshot",
+            "--snapshot_path",
             str(shared_papers_path),
             "--num-papers",
             "300",
@@ -113,7 +151,7 @@ def test_collect_then_preprocess_end_to_end(shared_papers_path, tmp_path):
 
 
 def test_domain_errors_are_one_clear_line(tmp_path):
-    result = run_cli("collect", "--snapshot", str(tmp_path / "gone.jsonl.gz"), "--data-dir", str(tmp_path))
+    result = run_cli("collect", "--snapshot-path", str(tmp_path / "gone.jsonl.gz"), "--data-dir", str(tmp_path))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("clf collect: error:") and "gone.jsonl.gz not found" in last
@@ -135,18 +173,49 @@ def test_lightning_commands_have_help(name, capsys):
     assert "--config" in shown and "--model.pretrained" in shown and "--data.data_dir" in shown
 
 
+@pytest.mark.parametrize(
+    ("words", "hint"),
+    [
+        (
+            ["registry", "--action", "promote", "--version", "v1", "--reason", "a b"],
+            "use: clf registry promote v1 --reason 'a b'",
+        ),
+        (
+            ["registry", "compare", "--version", "v1", "--other", "v2", "--test-data", "t.json"],
+            "use: clf registry compare v1 v2 --test_data t.json",
+        ),
+        (["ab", "status", "--experiment-id", "3"], "use: clf ab status 3"),
+        (["ab", "--action", "list", "--status", "running"], "use: clf ab list --status running"),
+        (
+            ["deploy", "canary", "--version", "v2", "--stages", "[10, 100]"],
+            "use: clf deploy canary v2 --deployment.stages '[10, 100]'",
+        ),
+        (["deploy", "status", "--registry=r"], "use: clf deploy status --deployment.registry=r"),
+        (["retrain", "--action", "run", "--retrain-config", "r.yaml"], "use: clf retrain run --config r.yaml"),
+        (["collect", "--snapshot", "s.jsonl"], "use: clf collect --snapshot_path s.jsonl"),
+    ],
+)
+def test_an_old_spelling_fails_before_parsing_and_names_the_new_one(words, hint, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(words)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == f"clf {words[0]}: error: {hint}"
+
+
 def test_old_config_forms_get_a_hint_and_new_ones_pass(tmp_path):
     fit = REPO / "configs" / "tiny.yaml"
     study = tmp_path / "study.yaml"
     study.write_text(f"fit_config: {fit}\nn_trials: 2\n")
-    hint = old_config_form("tune", ["--config", str(fit)])
+    hint = old_spelling("tune", ["--config", str(fit)])
     assert hint and f"clf tune --fit_config {fit}" in hint
-    assert old_config_form("tune", [f"--config={fit}"]) == hint
-    assert "--config FILE" in old_config_form("retrain", ["--action", "run", "--retrain_config", "x.yaml"])
+    assert old_spelling("tune", [f"--config={fit}"]) == hint
     for command, options in [
         ("tune", ["--config", str(study)]),
         ("tune", ["--fit_config", str(fit)]),
-        ("retrain", ["--config", str(REPO / "configs" / "retraining.yaml")]),
+        ("retrain", ["run", "--config", str(REPO / "configs" / "retraining.yaml")]),
+        ("registry", ["promote", "v1", "--reason", "x"]),
+        ("deploy", ["canary", "v1", "--deployment.stages", "[10, 100]"]),
         ("fit", ["--config", str(fit)]),
+        ("registry", []),
     ]:
-        assert old_config_form(command, options) is None, (command, options)
+        assert old_spelling(command, options) is None, (command, options)

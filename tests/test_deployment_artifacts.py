@@ -41,7 +41,7 @@ def _options(*command: str) -> set[str]:
 
 
 SERVE_OPTIONS = _options("serve")
-RETRAIN_OPTIONS = _options("retrain")
+RETRAIN_OPTIONS = _options("retrain", "run")
 
 
 def _routes() -> set[str]:

@@ -41,7 +41,7 @@ step() { echo "deploy.sh: $*" >&2; }
 step "1/4 validate $version"
 sample_args=()
 [[ -n "$sample_data" ]] && sample_args=(--sample-data "$sample_data")
-$python -m clf deploy validate --version "$version" --registry "$registry" --max-p95-latency-ms "$max_p95_latency_ms" \
+$python -m clf deploy validate "$version" --deployment.registry "$registry" --max-p95-latency-ms "$max_p95_latency_ms" \
   "${sample_args[@]}" >/dev/null
 
 step "2/4 staging: serving $version on 127.0.0.1:$staging_port"
@@ -71,5 +71,5 @@ if [[ "$environment" == staging ]]; then
   exit 0
 fi
 step "4/4 production: $strategy rollout of $version"
-$python -m clf deploy "$strategy" --version "$version" --registry "$registry" --skip-validation true \
-  --stages "$stages" --stage-seconds "$stage_seconds" --wait-seconds "$wait_seconds"
+$python -m clf deploy "$strategy" "$version" --deployment.registry "$registry" --skip-validation true \
+  --deployment.stages "$stages" --deployment.stage_seconds "$stage_seconds" --wait-seconds "$wait_seconds"

@@ -90,7 +90,7 @@ def options(config, workdir, *overrides):
             value, i = args[i], i + 1
         if name.startswith("data."):
             data[name[5:]] = yaml.safe_load(value)
-    collect = {"source": "--source", "snapshot_path": "--snapshot", "num_papers": "--num-papers",
+    collect = {"source": "--source", "snapshot_path": "--snapshot-path", "num_papers": "--num-papers",
                "categories": "--categories", "api_url": "--api-url", "seed": "--seed"}
     preprocess = {"min_words": "--min-words", "categories": "--categories", "seed": "--seed"}
 
@@ -405,7 +405,7 @@ ok register "$logs/register_v2.json" ""
 
 begin validate
 # Validation runs while the service is up but idle, so its latency check measures the model, not the traffic.
-clf deploy validate v1.1.0 --registry "$registry" --sample-data "$data/splits/test.json" \
+clf deploy validate v1.1.0 --deployment.registry "$registry" --sample-data "$data/splits/test.json" \
   --max-p95-latency-ms "$max_p95_latency_ms" >"$logs/validate.json"
 ok validate "$logs/validate.json"
 
@@ -415,16 +415,16 @@ traffic=$!
 num_stages=$(($(tr -cd ',' <<<"$stages" | wc -c) + 1))
 wait_seconds=$(awk -v n="$num_stages" -v s="$stage_seconds" 'BEGIN { print int(3 * n * s + 120) }')
 # Validated in the step before; --skip-validation keeps its latency check away from the traffic loop.
-clf deploy canary v1.1.0 --registry "$registry" --skip-validation true --stages "$stages" \
-  --stage-seconds "$stage_seconds" --wait-seconds "$wait_seconds" >"$logs/canary.json"
+clf deploy canary v1.1.0 --deployment.registry "$registry" --skip-validation true --deployment.stages "$stages" \
+  --deployment.stage_seconds "$stage_seconds" --wait-seconds "$wait_seconds" >"$logs/canary.json"
 kill -TERM "$traffic"
 wait "$traffic"
 traffic=""
-clf deploy status --registry "$registry" >"$logs/canary_status.json"
+clf deploy status --deployment.registry "$registry" >"$logs/canary_status.json"
 ok canary "$logs/canary.json" "$logs/canary_status.json" "$logs/canary_traffic.json" v1.1.0
 
 begin status
-clf deploy status --registry "$registry" >"$logs/status.json"
+clf deploy status --deployment.registry "$registry" >"$logs/status.json"
 curl -fs "$url/versions" >"$logs/versions_v2.json"
 ok status "$logs/status.json" "$logs/versions_v2.json" v1.1.0
 

@@ -33,7 +33,7 @@ python=${PYTHON:-python}
 step() { echo "rollback.sh: $*" >&2; }
 
 step "1/3 rollback in $registry"
-$python -m clf deploy rollback --registry "$registry" --reason "$reason" >/dev/null
+$python -m clf deploy rollback --deployment.registry "$registry" --reason "$reason" >/dev/null
 target=$($python -m clf registry list --registry "$registry" |
   $python -c 'import json, sys; print(next((v["version"] for v in json.load(sys.stdin) if v["production"]), ""))')
 if [[ -n "$version" && "$target" != "$version" ]]; then

@@ -2,7 +2,7 @@
 
 Offline (the default)::
 
-    clf collect --source snapshot --snapshot ../shared/data/arxiv/papers.jsonl.gz --num-papers 5000
+    clf collect --source snapshot --snapshot-path ../shared/data/arxiv/papers.jsonl.gz --num-papers 5000
 
 From the API (polite by default: at least 3 s between pages, as arXiv asks)::
 
@@ -111,8 +111,8 @@ class ArxivCollector:
             raise ValueError(f"--source must be 'snapshot' or 'api', got {source!r}")
         if source == "snapshot" and snapshot_path is None:
             raise ValueError(
-                "--source snapshot needs --snapshot PATH (e.g. ../shared/data/arxiv/papers.jsonl.gz, or the public "
-                "arxiv-metadata-oai-snapshot.json); use --source api to query arXiv instead"
+                "--source snapshot needs --snapshot_path PATH (e.g. ../shared/data/arxiv/papers.jsonl.gz, or the "
+                "public arxiv-metadata-oai-snapshot.json); use --source api to query arXiv instead"
             )
         for name, value in (("delay_seconds", delay_seconds), ("backoff_seconds", backoff_seconds)):
             if value < 0:

@@ -65,7 +65,7 @@ class SnapshotReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise DataFileError(
-                f"snapshot {self.path} not found. Pass --snapshot with the path of a JSON Lines snapshot, e.g. "
+                f"snapshot {self.path} not found. Pass --snapshot_path with the path of a JSON Lines snapshot, e.g. "
                 "../shared/data/arxiv/papers.jsonl.gz or arxiv-metadata-oai-snapshot.json."
             )
 

@@ -2,16 +2,17 @@
 show the state with its decisions.
 
 Rollouts are carried out by the serving replica holding the rollout lease (`clf serve`), which reads the request
-from the state store: the registry's deployment folder, or the SQL database of ``--state-db`` (``CLF_STATE_DB``).
-These commands need only that, and may run from any shell that reaches it.
+from the state store: the registry's deployment folder, or the SQL database of ``--deployment.state_db``
+(``CLF_STATE_DB``).
+These commands need only that, and may run from any shell that reaches it. One function per action, each printing
+JSON: ``clf deploy canary v1.1.0 --deployment.stages "[10, 50, 100]"``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +25,9 @@ from clf.deploy.state import (
     check_stages,
 )
 from clf.deploy.stores import open_store
-from clf.registry import ModelRegistry, RegistryError
+from clf.io import print_json
+from clf.registry import ModelRegistry
+from clf.registry.commands import DEFAULT_REGISTRY
 
 
 def request_deployment(
@@ -152,93 +155,147 @@ def deployment_status(
     }
 
 
-def deploy(
-    action: Literal["validate", "blue-green", "canary", "rollback", "status"],
-    version: str | None = None,
-    registry: str = "models/classification",
-    sample_data: str | None = None,
-    stages: Sequence[int] = DEFAULT_STAGES,
-    stage_seconds: float = 3600.0,
-    watch_seconds: float = 600.0,
-    max_p95_latency_ms: float = 200.0,
-    reason: str = "",
-    skip_validation: bool = False,
-    wait_seconds: float = 0.0,
-    state_db: str | None = None,
-) -> Any:
-    """Deploy a registered version: validate, blue-green, canary, rollback, status.
+@dataclass(frozen=True)
+class DeploymentSettings:
+    """Where the deployment state lives and how a requested rollout proceeds: one group shared by the deploy actions.
 
-    `clf deploy ACTION [VERSION]`. blue-green and canary validate the version first, then ask the running service
-    (clf serve on the same --registry) to roll it out; status shows the rollout and every decision. Prints JSON.
+    Every action takes it as ``--deployment.<field>`` (or a YAML of it: ``--deployment deploy.yaml``).
 
     Args:
-        action: validate (smoke predictions, sanity, size, latency), blue-green (load beside production, switch at
-            once, watch), canary (--stages of traffic, gated on error rate and latency), rollback (withdraw the
-            rollout or return production to its previous version), status.
-        version: the version, vX.Y.Z (validate, blue-green, canary).
-        registry: the registry folder.
-        sample_data: labelled papers for validation (a split file or JSON Lines); by default the test split of the
-            version's training data.
-        stages: canary traffic percentages, ending at 100.
-        stage_seconds: how long each canary stage is watched.
-        watch_seconds: how long a blue-green switch is watched before blue is unloaded.
-        max_p95_latency_ms: validation's latency limit for one paper.
-        reason: for rollback: why, recorded in the audit log and the decisions.
-        skip_validation: start the rollout without validating first.
-        wait_seconds: for blue-green and canary: wait up to this long for the rollout to end, printing the result.
+        registry: the registry folder the service serves from (clf serve --registry).
         state_db: the SQL state store the replicas share (clf serve --state-db); also CLF_STATE_DB. Default: the
             registry's deployment/ folder.
+        stages: canary traffic percentages, increasing and ending at 100.
+        stage_seconds: how long each canary stage is watched before the next.
+        watch_seconds: how long a blue-green switch is watched before blue is unloaded.
+    """
 
-    Returns:
-        What was printed, as Python objects.
+    registry: str = DEFAULT_REGISTRY
+    state_db: str | None = None
+    stages: tuple[int, ...] = tuple(DEFAULT_STAGES)
+    stage_seconds: float = 3600.0
+    watch_seconds: float = 600.0
+
+    def open(self) -> tuple[ModelRegistry, Any]:
+        """The registry and its deployment state store."""
+        models = ModelRegistry(self.registry)
+        return models, open_store(models.base_dir, self.state_db)
+
+
+def validate(
+    version: str,
+    sample_data: str | None = None,
+    max_p95_latency_ms: float = 200.0,
+    deployment: DeploymentSettings = DeploymentSettings(),
+) -> Any:
+    """Validate a version before it serves: smoke predictions, sanity, size, latency.
+
+    Args:
+        version: the version, vX.Y.Z.
+        sample_data: labelled papers (a split file or JSON Lines); by default the test split of the version's
+            training data.
+        max_p95_latency_ms: the latency limit for one paper.
+        deployment: the registry (and state store) to use.
 
     Raises:
-        DeploymentError: when validation fails or a rollout cannot start (the message says why).
-        RegistryError: when validate, blue-green or canary is given no `version`, or the version is unknown.
+        DeploymentError: when a check fails (the report is printed first).
     """
+    return print_json(_validated(version, sample_data, max_p95_latency_ms, deployment.registry).to_json())
+
+
+def blue_green(version: str, **rollout: Any) -> Any:
+    """Validate a version, then ask the running service to load it beside production, switch at once and watch.
+
+    Args:
+        version: the version, vX.Y.Z.
+        **rollout: the options every rollout takes (see `_roll_out`), --deployment.watch_seconds among them.
+    """
+    return _roll_out("blue_green", version, **rollout)
+
+
+def canary(version: str, **rollout: Any) -> Any:
+    """Validate a version, then ask the running service to step it through --deployment.stages of traffic, gated.
+
+    Args:
+        version: the version, vX.Y.Z.
+        **rollout: the options every rollout takes (see `_roll_out`), --deployment.stages and
+            --deployment.stage_seconds among them.
+    """
+    return _roll_out("canary", version, **rollout)
+
+
+def rollback(reason: str = "", deployment: DeploymentSettings = DeploymentSettings()) -> Any:
+    """Withdraw the rollout in progress, or return production to its previous version.
+
+    Args:
+        reason: why, recorded in the audit log and the decisions.
+        deployment: the registry and state store.
+    """
+    models, store = deployment.open()
+    return print_json(request_rollback(models, reason, store).to_json())
+
+
+def status(deployment: DeploymentSettings = DeploymentSettings()) -> Any:
+    """Show production, the rollout in progress, the fleet and the last decisions.
+
+    Args:
+        deployment: the registry and state store.
+    """
+    models, store = deployment.open()
+    return print_json(deployment_status(models, store=store))
+
+
+def _validated(version: str, sample_data: str | None, max_p95_latency_ms: float, registry: str) -> Any:
     from clf.deploy.validation import validate_deployment
 
-    models = ModelRegistry(registry)
-    store = open_store(models.base_dir, state_db)
-    result: Any
-    if action in ("validate", "blue-green", "canary") and version is None:
-        raise RegistryError(f"clf deploy {action} needs --version vX.Y.Z")
-    if action == "status":
-        result = deployment_status(models, store=store)
-    elif action == "rollback":
-        result = request_rollback(models, reason, store).to_json()
-    else:
-        assert version is not None
-        report = None
-        if action == "validate" or not skip_validation:
-            report = validate_deployment(
-                version,
-                models,
-                samples=Path(sample_data) if sample_data else None,
-                max_p95_latency_ms=max_p95_latency_ms,
-            )
-            if not report.passed:
-                print(json.dumps(report.to_json(), indent=2))
-                failed = ", ".join(f"{c.name} ({c.detail})" for c in report.failures)
-                raise DeploymentError(f"{version} failed validation: {failed}")
-        if action == "validate":
-            result = report.to_json() if report else {}
-        else:
-            strategy = "blue_green" if action == "blue-green" else "canary"
-            decision = request_deployment(
-                models,
-                strategy,
-                version,
-                stages=stages,
-                stage_seconds=stage_seconds,
-                watch_seconds=watch_seconds,
-                store=store,
-            )
-            result = {"requested": decision.to_json(), "validation": report.to_json() if report else None}
-            if wait_seconds > 0:
-                result["outcome"] = _wait_for_outcome(models, wait_seconds, store)
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    return result
+    report = validate_deployment(
+        version,
+        ModelRegistry(registry),
+        samples=Path(sample_data) if sample_data else None,
+        max_p95_latency_ms=max_p95_latency_ms,
+    )
+    if not report.passed:
+        print_json(report.to_json())
+        failed = ", ".join(f"{c.name} ({c.detail})" for c in report.failures)
+        raise DeploymentError(f"{version} failed validation: {failed}")
+    return report
+
+
+def _roll_out(
+    strategy: Literal["blue_green", "canary"],
+    version: str,
+    skip_validation: bool = False,
+    wait_seconds: float = 0.0,
+    sample_data: str | None = None,
+    max_p95_latency_ms: float = 200.0,
+    deployment: DeploymentSettings = DeploymentSettings(),
+) -> dict[str, Any]:
+    """Validates `version`, records a rollout request and prints it with the validation (and the outcome).
+
+    Args:
+        strategy: blue_green or canary.
+        version: the version, vX.Y.Z.
+        skip_validation: request the rollout without validating first.
+        wait_seconds: wait up to this long for the rollout to end, printing the result.
+        sample_data: labelled papers for validation; by default the test split of the version's training data.
+        max_p95_latency_ms: validation's latency limit for one paper.
+        deployment: the registry, state store, canary stages and watch durations.
+    """
+    models, store = deployment.open()
+    report = None if skip_validation else _validated(version, sample_data, max_p95_latency_ms, deployment.registry)
+    decision = request_deployment(
+        models,
+        strategy,
+        version,
+        stages=deployment.stages,
+        stage_seconds=deployment.stage_seconds,
+        watch_seconds=deployment.watch_seconds,
+        store=store,
+    )
+    result = {"requested": decision.to_json(), "validation": report.to_json() if report else None}
+    if wait_seconds > 0:
+        result["outcome"] = _wait_for_outcome(models, wait_seconds, store)
+    return print_json(result)
 
 
 def _wait_for_outcome(registry: ModelRegistry, wait_seconds: float, store: Any) -> dict[str, Any]:

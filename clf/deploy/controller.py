@@ -1,7 +1,7 @@
 """DeploymentController: one `tick()` that advances whichever rollout the saved state holds, on a running service.
 
 The controller lives in the serving process (``clf serve`` calls `tick` every few seconds). Requests come from
-anywhere that shares the registry folder — ``clf deploy canary --version v1.3.0`` writes one into the saved state
+anywhere that shares the registry folder — ``clf deploy canary v1.3.0`` writes one into the saved state
 (`request_deployment`), the serving process picks it up. Each tick reads the state and hands it to one strategy:
 
     requested   → the requested strategy's start         BlueGreenRollout.start or CanaryRollout.start

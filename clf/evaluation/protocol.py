@@ -9,7 +9,7 @@ Three protocols, each deterministic (the same files and settings give the same p
 
 * ``standard``: the preprocessor's stratified 80/10/10 split, seed 42, of every paper of ``papers.jsonl.gz`` whose
   primary category is one of the model's classes (collected in clf's default class order, `canonical_order`). It is
-  exactly what ``clf collect --source snapshot --snapshot papers.jsonl.gz --num-papers N`` followed by ``clf
+  exactly what ``clf collect --source snapshot --snapshot-path papers.jsonl.gz --num-papers N`` followed by ``clf
   preprocess`` writes when ``N`` is the number of classes times the largest class (30,000 for the ten classes:
   ``num_papers // classes`` papers are drawn per class, so that takes all of them); the cleaning, deduplication,
   filtering and splitting are clf.data's own.
@@ -279,7 +279,8 @@ class _Builder:
             f"the preprocessor's stratified 80/10/10 split (seed {self.seed}) of "
             + (f"a per-class sample of {num_papers} papers" if self.max_papers else "every paper")
             + f" of {self.snapshot.name} with a primary category among the {len(self.categories)} classes: "
-            f"`clf collect --source snapshot --snapshot {self.snapshot} --num-papers {num_papers} --data-dir {folder}` "
+            f"`clf collect --source snapshot --snapshot-path {self.snapshot} --num-papers {num_papers} "
+            f"--data-dir {folder}` "
             f"then `clf preprocess --data-dir {folder}`"
         )
         parts = {name: _samples_of(path) for name, path in preprocessor.split_paths.items()}

@@ -2,8 +2,8 @@
 
     clf db upgrade --db sqlite:///models/experiments.db
     clf ab create --name bigger-lr --treatment v1.1.0 --traffic-split 0.5
-    clf ab analyze --experiment-id 1
-    clf ab promote --experiment-id 1
+    clf ab analyze 1
+    clf ab promote 1
 
 See docs/EXPERIMENTS.md. Importing this package loads SQLAlchemy and Alembic, not torch.
 """

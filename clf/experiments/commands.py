@@ -1,119 +1,160 @@
-"""`clf ab` and `clf db`: A/B experiments and their database from the command line. Each prints JSON.
+"""`clf ab ACTION` and `clf db ACTION`: one function per action; each prints JSON and returns it.
 
-clf db upgrade --db sqlite:///models/experiments.db
-clf ab create --name bigger-lr --treatment v1.1.0 --traffic-split 0.5     # control: the production version
-clf ab status --experiment-id 1
-clf ab analyze --experiment-id 1
-clf ab promote --experiment-id 1 --slack-webhook https://hooks.slack.com/services/...
-clf ab stop --experiment-id 1
-clf ab list --status running
+clf ab create --name bigger-lr --treatment v1.1.0 --traffic_split 0.5     # control: the production version
+clf ab analyze 1
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from typing import Any, Literal
 
 from clf.experiments.database import DEFAULT_DB_URL
+from clf.io import print_json
+from clf.registry.commands import DEFAULT_REGISTRY
 
 
-def ab(
-    action: Literal["create", "status", "analyze", "promote", "stop", "list"],
-    experiment_id: int | None = None,
-    name: str | None = None,
+def create(
+    *,
+    name: str,
+    treatment: str,
     control: str | None = None,
-    treatment: str | None = None,
     traffic_split: float = 0.5,
-    status: Literal["running", "stopped", "completed"] | None = None,
     db: str = DEFAULT_DB_URL,
-    registry: str = "models/classification",
-    slack_webhook: str | None = None,
+    registry: str = DEFAULT_REGISTRY,
 ) -> Any:
-    """A/B experiments between two registered versions: create, status, analyze, promote, stop, list.
+    """Start an A/B experiment between two registered versions.
 
-    A running `clf serve --experiments-db URL` picks up a created experiment on its own: it loads the treatment and
-    routes each user (by a hash of the user id) to the same arm every time. Prints JSON.
+    A running `clf serve --experiments-db URL` picks it up on its own: it loads the treatment and routes each user
+    (by a hash of the user id) to the same arm every time.
 
     Args:
-        action: create (--name, --treatment, optionally --control and --traffic-split), status (the experiment and
-            its counts so far), analyze (accuracy with 95% CIs, z-test, recommendation; saved with the experiment),
-            promote (the treatment becomes production if it won; the experiment completes; Slack is told),
-            stop (traffic back to control), list (optionally --status).
-        experiment_id: the experiment, for status, analyze, promote and stop.
-        name: for create: what the experiment tests.
-        control: for create: the version most users keep; the registry's production version when left out.
-        treatment: for create: the candidate version.
-        traffic_split: for create: the share of users sent to the treatment, in [0, 1].
-        status: for list: only experiments in this state.
+        name: what the experiment tests.
+        treatment: the candidate version.
+        control: the version most users keep; the registry's production version when left out.
+        traffic_split: the share of users sent to the treatment, in [0, 1].
         db: the experiments database, a SQLAlchemy URL (postgresql+psycopg://user@host/db in production).
         registry: the registry folder.
-        slack_webhook: for promote: a Slack incoming-webhook URL that gets the decision.
-
-    Returns:
-        What was printed, as Python objects.
 
     Raises:
-        InvalidExperimentError: when the action lacks an option it needs (``--experiment-id``; ``--name`` and
-            ``--treatment`` for create), or create has no ``--control`` and the registry no production version.
+        InvalidExperimentError: when no --control is given and the registry has no production version.
     """
     from clf.experiments.errors import InvalidExperimentError
-    from clf.experiments.framework import ABTestingFramework
 
+    with _framework(db, registry) as framework:
+        if control is None:
+            control = framework.registry.production_version()
+            if control is None:
+                raise InvalidExperimentError(
+                    f"{registry} has no production version to use as the control; give --control vX.Y.Z "
+                    "or promote one (clf registry promote vX.Y.Z)"
+                )
+        return print_json(framework.create_experiment(name, control, treatment, traffic_split).to_json())
+
+
+def status(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
+    """Show an experiment and its counts so far.
+
+    Args:
+        experiment_id: the experiment (see clf ab list).
+        db: the experiments database, a SQLAlchemy URL.
+    """
+    with _framework(db) as framework:
+        return print_json(
+            {**framework.get_experiment(experiment_id).to_json(), "arms": framework.arm_counts(experiment_id)}
+        )
+
+
+def analyze(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
+    """Analyse an experiment: accuracy with 95% CIs, z-test, recommendation (saved with the experiment).
+
+    Args:
+        experiment_id: the experiment (see clf ab list).
+        db: the experiments database, a SQLAlchemy URL.
+    """
+    with _framework(db) as framework:
+        return print_json(framework.analyze_experiment(experiment_id).to_json())
+
+
+def promote(
+    experiment_id: int, db: str = DEFAULT_DB_URL, registry: str = DEFAULT_REGISTRY, slack_webhook: str | None = None
+) -> Any:
+    """Make the treatment production if it won; the experiment completes and Slack is told.
+
+    Args:
+        experiment_id: the experiment (see clf ab list).
+        db: the experiments database, a SQLAlchemy URL.
+        registry: the registry folder.
+        slack_webhook: a Slack incoming-webhook URL that gets the decision.
+    """
     alerts = None
     if slack_webhook:
         from clf.monitoring.alerts import AlertManager
 
         alerts = AlertManager(slack_webhook=slack_webhook)
-    if action in ("status", "analyze", "promote", "stop") and experiment_id is None:
-        raise InvalidExperimentError(f"clf ab {action} needs --experiment-id N (see clf ab list)")
-    result: Any
-    models = registry if action in ("create", "promote") else None  # ModelRegistry creates a missing folder
-    with ABTestingFramework(db, registry=models, alerts=alerts) as framework:
-        if action == "create":
-            if not name or not treatment:
-                raise InvalidExperimentError("clf ab create needs --name NAME and --treatment vX.Y.Z")
-            if control is None:
-                control = framework.registry.production_version()
-                if control is None:
-                    raise InvalidExperimentError(
-                        f"{registry} has no production version to use as the control; give --control vX.Y.Z "
-                        "or promote one (clf registry promote vX.Y.Z)"
-                    )
-            result = framework.create_experiment(name, control, treatment, traffic_split).to_json()
-        elif action == "status":
-            result = {**framework.get_experiment(experiment_id).to_json(), "arms": framework.arm_counts(experiment_id)}
-        elif action == "analyze":
-            result = framework.analyze_experiment(experiment_id).to_json()
-        elif action == "promote":
-            result = framework.promote_winner(experiment_id).to_json()
-        elif action == "stop":
-            result = framework.stop_experiment(experiment_id).to_json()
-        else:
-            result = [experiment.to_json() for experiment in framework.list_experiments(status)]
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    return result
+    with _framework(db, registry, alerts) as framework:
+        return print_json(framework.promote_winner(experiment_id).to_json())
 
 
-def db(action: Literal["upgrade", "current"], db: str = DEFAULT_DB_URL) -> dict[str, Any]:
-    """The experiments database: upgrade (create or migrate its tables) or current (its schema revision).
-
-    `upgrade` is safe to run again: a database at the newest revision is left alone. Services and `clf ab` also
-    upgrade on first use. Prints JSON.
+def stop(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
+    """Stop an experiment early: all traffic back to the control, its logs kept.
 
     Args:
-        action: upgrade (to the newest schema) or current (the revision it is at, and the newest one).
-        db: the experiments database, a SQLAlchemy URL (postgresql+psycopg://user@host/db in production).
-
-    Returns:
-        What was printed: the database (password hidden), its revision and the newest revision.
+        experiment_id: the experiment (see clf ab list).
+        db: the experiments database, a SQLAlchemy URL.
     """
-    from clf.experiments.database import current_revision, head_revision, make_engine, redacted, upgrade
+    with _framework(db) as framework:
+        return print_json(framework.stop_experiment(experiment_id).to_json())
+
+
+def list_experiments(status: Literal["running", "stopped", "completed"] | None = None, db: str = DEFAULT_DB_URL) -> Any:
+    """List the experiments, newest first.
+
+    Args:
+        status: only experiments in this state.
+        db: the experiments database, a SQLAlchemy URL.
+    """
+    with _framework(db) as framework:
+        return print_json([experiment.to_json() for experiment in framework.list_experiments(status)])
+
+
+def _framework(db: str, registry: str | None = None, alerts: Any = None) -> Any:
+    from clf.experiments.framework import ABTestingFramework
+
+    # A registry only for the actions that use one: ModelRegistry creates a missing folder.
+    return ABTestingFramework(db, registry=registry, alerts=alerts)
+
+
+def upgrade(db: str = DEFAULT_DB_URL) -> Any:
+    """Create or migrate the experiments database's tables to the newest schema.
+
+    Safe to run again: a database at the newest revision is left alone. Services and `clf ab` also upgrade on first
+    use.
+
+    Args:
+        db: the experiments database, a SQLAlchemy URL (postgresql+psycopg://user@host/db in production).
+    """
+    from clf.experiments.database import upgrade as upgrade_schema
+
+    return _revision(db, upgrade_schema)
+
+
+def current(db: str = DEFAULT_DB_URL) -> Any:
+    """Show the experiments database's schema revision and the newest one.
+
+    Args:
+        db: the experiments database, a SQLAlchemy URL.
+    """
+    from clf.experiments.database import current_revision
+
+    return _revision(db, current_revision)
+
+
+def _revision(db: str, step: Callable[[Any], str | None]) -> Any:
+    from clf.experiments.database import head_revision, make_engine, redacted
 
     engine = make_engine(db)
     try:
-        revision = upgrade(engine) if action == "upgrade" else current_revision(engine)
-        result = {"database": redacted(engine), "revision": revision, "head": head_revision()}
+        return print_json({"database": redacted(engine), "revision": step(engine), "head": head_revision()})
     finally:
         engine.dispose()
-    print(json.dumps(result, indent=2))
-    return result

@@ -229,7 +229,7 @@ class ExperimentStore:
             if row.status == ExperimentStatus.COMPLETED.value:
                 raise ExperimentStateError(
                     f"experiment {experiment_id} was completed at {row.end_date:%Y-%m-%d %H:%M} UTC; "
-                    f"see its decision with clf ab status --experiment-id {experiment_id}"
+                    f"see its decision with clf ab status {experiment_id}"
                 )
             previous = ExperimentStatus(row.status), row.end_date
             row.status, row.end_date = ExperimentStatus.COMPLETED.value, utc_now()
@@ -347,7 +347,7 @@ class ExperimentStore:
 
 def _conflict(control: str, running_id: int | None) -> ExperimentConflictError:
     which = f"experiment {running_id}" if running_id is not None else "another experiment"
-    stop = f"clf ab stop --experiment-id {running_id if running_id is not None else 'ID'}"
+    stop = f"clf ab stop {running_id if running_id is not None else 'ID'}"
     return ExperimentConflictError(
         f"{which} is already running on control {control}; stop it first ({stop}) or conclude it (clf ab promote)"
     )

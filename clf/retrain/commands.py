@@ -5,13 +5,13 @@
     clf retrain schedule --config configs/retraining.yaml          # every schedule_every_hours until SIGTERM/SIGINT
     clf retrain history --limit 20                                 # the recorded runs, newest first
 
-Every field of `RetrainingConfig` is an option (``--growth_threshold``, ``--data.source``, ``--email.port``, ...);
-``--config`` reads them, and these commands' own options, from YAML, as for every other command.
+One function per action. Every field of `RetrainingConfig` is an option of each (``--growth_threshold``,
+``--data.source``, ``--email.port``, ...), declared once there; ``--config`` reads them, and the action's own options,
+from YAML, and ``--print_config`` writes the merged settings.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from clf.io import print_json
 from clf.retrain.config import RetrainingConfig
 from clf.retrain.outcomes import RetrainingError, RunStatus
 
@@ -29,50 +30,55 @@ class RetrainingRunFailed(RetrainingError):
     """`clf retrain run` ended with a failed run (its record holds the error); the CLI exits with status 1."""
 
 
-def retrain(
-    action: Literal["run", "schedule", "history"],
-    dry_run: bool = False,
-    max_runs: int | None = None,
-    limit: int = 20,
-    status: Literal["completed", "skipped", "failed", "running"] | None = None,
-    **settings: Any,
-) -> Any:
-    """Retrain on new arXiv papers: run once, run on a schedule, or list past runs.
+def run(dry_run: bool = False, **settings: Any) -> Any:
+    """Retrain once: detect new papers, decide, retrain, compare, promote or archive, notify.
 
-    Prints JSON. `run` exits with status 1 when the run failed (skipped and completed runs exit 0), so it suits cron.
+    Prints JSON; exits with status 1 when the run failed (skipped and completed runs exit 0), so it suits cron.
 
     Args:
-        action: run (one pass: detect, decide, retrain, compare, promote or archive, notify), schedule (a pass every
-            schedule_every_hours until SIGTERM or SIGINT), history (recorded runs, newest first).
-        dry_run: for run and schedule: detect new papers and decide, but train, record and send nothing.
-        max_runs: for schedule: stop after this many passes.
-        limit: for history: at most this many runs.
-        status: for history: only runs with this status.
+        dry_run: detect new papers and decide, but train, record and send nothing.
         **settings: the fields of `RetrainingConfig` (see configs/retraining.yaml and docs/RETRAINING.md), each its
             own option: ``--growth_threshold 0.2``, ``--data.source api``, ``--email.enabled true``.
 
-    Returns:
-        What was printed, as Python objects.
-
     Raises:
-        RetrainingRunFailed: for `run`, when the run failed (after printing its JSON).
+        RetrainingRunFailed: when the run failed (after printing its JSON).
     """
-    # jsonargparse reads this call to build the options: each RetrainingConfig field becomes one.
-    config = RetrainingConfig(**settings)
-    if action == "history":
-        from clf.experiments.database import make_engine
-        from clf.experiments.runs import RetrainingRunStore
+    # jsonargparse reads the call below to build the options: each RetrainingConfig field becomes one.
+    result = print_json(_run_once(RetrainingConfig(**settings), "manual", dry_run))
+    if result["status"] == RunStatus.FAILED:
+        raise RetrainingRunFailed(f"retraining run {result['run_id']} failed: {result['error']}")
+    return result
 
-        result: Any = RetrainingRunStore(make_engine(config.db)).list(limit=limit, status=status)
-        _print(result)
-        return result
-    if action == "run":
-        result = _run_once(config, "manual", dry_run)
-        _print(result)
-        if result["status"] == RunStatus.FAILED:
-            raise RetrainingRunFailed(f"retraining run {result['run_id']} failed: {result['error']}")
-        return result
-    return schedule(config, dry_run=dry_run, max_runs=max_runs)
+
+def scheduled(dry_run: bool = False, max_runs: int | None = None, **settings: Any) -> list[dict[str, Any]]:
+    """Retrain every schedule_every_hours (start to start) until SIGTERM or SIGINT.
+
+    Args:
+        dry_run: detect new papers and decide, but train, record and send nothing.
+        max_runs: stop after this many passes.
+        **settings: the fields of `RetrainingConfig`, each its own option (as for ``clf retrain run``).
+
+    Returns:
+        Each run's record (each printed as it ends).
+    """
+    return schedule(RetrainingConfig(**settings), dry_run=dry_run, max_runs=max_runs)
+
+
+def history(
+    limit: int = 20, status: Literal["completed", "skipped", "failed", "running"] | None = None, **settings: Any
+) -> Any:
+    """List the recorded retraining runs, newest first.
+
+    Args:
+        limit: at most this many runs.
+        status: only runs with this status.
+        **settings: the fields of `RetrainingConfig` (its ``db`` is read), so the same ``--config`` file serves.
+    """
+    from clf.experiments.database import make_engine
+    from clf.experiments.runs import RetrainingRunStore
+
+    config = RetrainingConfig(**settings)
+    return print_json(RetrainingRunStore(make_engine(config.db)).list(limit=limit, status=status))
 
 
 def schedule(
@@ -120,7 +126,7 @@ def schedule(
             except Exception as err:  # noqa: BLE001 - e.g. the database is down: log it, try again next time
                 log.exception("Retraining run could not start")
                 result = {"run_id": None, "status": RunStatus.FAILED.value, "error": f"{type(err).__name__}: {err}"}
-            _print(result)
+            print_json(result)
             results.append(result)
             if stop.is_set() or (max_runs is not None and len(results) >= max_runs):
                 break
@@ -139,7 +145,3 @@ def _run_once(config: RetrainingConfig, trigger: str, dry_run: bool) -> dict[str
     from clf.retrain.pipeline import RetrainingPipeline
 
     return RetrainingPipeline(config, trigger_type=trigger).run_pipeline(dry_run=dry_run).to_json()
-
-
-def _print(result: Any) -> None:
-    print(json.dumps(result, indent=2, ensure_ascii=False, default=str))

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def tune(
+    *,
     fit_config: str,
     search_space: str | None = None,
     n_trials: int = 20,

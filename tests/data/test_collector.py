@@ -296,7 +296,7 @@ def test_invalid_category_names_the_option(tmp_path):
 
 
 def test_missing_snapshot_path_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="--source snapshot needs --snapshot PATH"):
+    with pytest.raises(ValueError, match="--source snapshot needs --snapshot_path PATH"):
         ArxivCollector(tmp_path, source="snapshot")
     collector = ArxivCollector(tmp_path, source="snapshot", snapshot_path=tmp_path / "missing.jsonl.gz")
     with pytest.raises(DataFileError, match=r"missing\.jsonl\.gz not found"):

@@ -101,7 +101,7 @@ def test_the_bar_and_the_log_line_mean_the_same_megabyte(tmp_path):
 
 def _collect_command(tmp_path) -> list[str]:
     return [
-        sys.executable, "-m", "clf", "collect", "--source", "snapshot", "--snapshot", str(SNAPSHOT),
+        sys.executable, "-m", "clf", "collect", "--source", "snapshot", "--snapshot-path", str(SNAPSHOT),
         "--num-papers", "200", "--data-dir", str(tmp_path / "data"),
     ]  # fmt: skip
 

@@ -97,15 +97,19 @@ def test_a_state_file_from_before_the_rollback_watch_kept_anything_still_loads(t
     assert (state.phase, state.stage, state.live, state.refused_rollback) == (Phase.CANARY, 10, None, None)
 
 
+STAGES = ["--deployment.stages", "[10, 100]"]
+
+
 def test_cli_status_canary_and_rollback(tiny_registry, trained_export, capsys, tmp_path):
     registry = str(tiny_registry.base_dir)
-    main(["deploy", "canary", "v1.1.0", "--registry", registry, "--skip-validation", "true", "--stages", "[10, 100]"])
+    main(["deploy", "canary", "v1.1.0", "--deployment.registry", registry, "--skip-validation", "true"] + STAGES)
     assert json.loads(capsys.readouterr().out)["requested"]["action"] == "requested"
-    main(["deploy", "status", "--registry", registry])
+    assert DeploymentStore(tiny_registry.base_dir).load().stages == [10, 100]
+    main(["deploy", "status", "--deployment.registry", registry])
     status = json.loads(capsys.readouterr().out)
     assert status["production"] == "v1.0.0" and status["state"]["phase"] == "requested"
     assert [d["action"] for d in status["decisions"]] == ["requested"]
-    main(["deploy", "rollback", "--registry", registry, "--reason", "abort"])
+    main(["deploy", "rollback", "--deployment.registry", registry, "--reason", "abort"])
     assert deployment_status(tiny_registry)["state"]["phase"] == "idle"
 
 
@@ -119,7 +123,35 @@ def test_cli_refuses_a_version_that_fails_validation(tiny_registry, capsys, tmp_
         )
     )
     with pytest.raises(SystemExit) as exit_info:
-        main(["deploy", "canary", "v1.1.0", "--registry", str(tiny_registry.base_dir), "--sample-data", str(samples)])
+        main(
+            [
+                "deploy",
+                "canary",
+                "v1.1.0",
+                "--deployment.registry",
+                str(tiny_registry.base_dir),
+                "--sample-data",
+                str(samples),
+            ]
+        )
     assert exit_info.value.code == 1
     assert "failed validation: class_diversity" in capsys.readouterr().err
+    assert DeploymentStore(tiny_registry.base_dir).load().phase == Phase.IDLE
+
+
+def test_the_deploy_settings_come_from_one_yaml_shared_by_every_action(tiny_registry, capsys, tmp_path):
+    settings = tmp_path / "deploy.yaml"
+    settings.write_text(f"registry: {tiny_registry.base_dir}\nstages: [20, 100]\nstage_seconds: 30\n")
+    main(["deploy", "canary", "v1.1.0", "--deployment", str(settings), "--skip_validation", "true"])
+    state = DeploymentStore(tiny_registry.base_dir).load()
+    assert (state.candidate, state.stages, state.stage_seconds) == ("v1.1.0", [20, 100], 30)
+    capsys.readouterr()
+    main(["deploy", "status", "--deployment", str(settings)])
+    assert json.loads(capsys.readouterr().out)["state"]["phase"] == "requested"
+
+
+def test_an_action_without_its_version_is_refused_by_the_parser(tiny_registry, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["deploy", "canary", "--deployment.registry", str(tiny_registry.base_dir)])
+    assert exited.value.code == 2 and "version" in capsys.readouterr().err
     assert DeploymentStore(tiny_registry.base_dir).load().phase == Phase.IDLE

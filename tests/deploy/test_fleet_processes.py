@@ -179,7 +179,7 @@ def _value(result: list[dict]) -> float:
 
 def _deploy(registry_dir, version: str, *extra: str) -> None:
     command = [
-        sys.executable, "-m", "clf", "deploy", "canary", "--version", version, "--registry", str(registry_dir),
+        sys.executable, "-m", "clf", "deploy", "canary", version, "--deployment.registry", str(registry_dir),
         "--skip-validation", "true", *extra,
     ]  # fmt: skip
     subprocess.run(command, cwd=REPO, check=True, timeout=120, capture_output=True)
@@ -201,7 +201,7 @@ def test_three_replicas_behind_nginx_follow_one_leader_and_judge_fleet_wide_numb
             fleet.wait_for("a leader", lambda: fleet.store.lease() is not None)
 
             # 1. A canary that fails on replica c only is rolled back on the fleet's error rate.
-            _deploy(registry_dir, FAULTY, "--stages", "[50, 100]", "--stage-seconds", "60")
+            _deploy(registry_dir, FAULTY, "--deployment.stages", "[50, 100]", "--deployment.stage_seconds", "60")
             with Traffic(nginx.url, prefix="faulty") as faulty:
                 fleet.wait_for("the faulty canary withdrawn", lambda: fleet.decisions(Action.ROLLED_BACK))
             (withdrawn,) = fleet.decisions(Action.ROLLED_BACK)
@@ -214,7 +214,7 @@ def test_three_replicas_behind_nginx_follow_one_leader_and_judge_fleet_wide_numb
             )
 
             # 2. A good canary, requested from another shell: every replica serves its split.
-            _deploy(registry_dir, CANARY, "--stages", "[50, 100]", "--stage-seconds", "8")
+            _deploy(registry_dir, CANARY, "--deployment.stages", "[50, 100]", "--deployment.stage_seconds", "8")
             fleet.wait_for(
                 "every replica on the 50 % split", lambda: fleet.all_serve(lambda v: CANARY in v["traffic_rule"])
             )
@@ -307,7 +307,16 @@ def test_the_fleet_survives_a_state_store_outage_and_the_death_of_its_leader(reg
         nginx = stack.enter_context(NginxServer([p.url.removeprefix("http://") for p in processes.values()]))
         fleet = Fleet(processes, nginx, store)
         fleet.wait_for("a leader", lambda: store.lease() is not None)
-        _deploy(registry_dir, CANARY, "--state-db", database.url, "--stages", "[50, 100]", "--stage-seconds", "8")
+        _deploy(
+            registry_dir,
+            CANARY,
+            "--deployment.state_db",
+            database.url,
+            "--deployment.stages",
+            "[50, 100]",
+            "--deployment.stage_seconds",
+            "8",
+        )
         fleet.wait_for(
             "every replica on the 50 % split", lambda: fleet.all_serve(lambda v: CANARY in v["traffic_rule"])
         )

@@ -37,7 +37,7 @@ TINY_CONFIG = "configs/tiny.yaml"
 PINNED_TORCH = "torch==2.13.0"
 NUM_PAPERS_OPTIONS = ("--num-papers", "--num_papers")
 DATA_DIR_OPTIONS = ("--data-dir", "--data_dir")
-SNAPSHOT_OPTIONS = ("--snapshot",)
+SNAPSHOT_OPTIONS = ("--snapshot-path", "--snapshot_path")
 SEPARATORS = ("&&", ";")
 
 

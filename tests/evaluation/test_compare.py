@@ -105,3 +105,18 @@ def test_registry_compare_counts_the_primary_category_as_listed_like_clf_evaluat
     expected = any_listed_accuracy(answers, truth, listed_of(others, labels))
     assert result.score.any_listed_accuracy == pytest.approx(expected)
     assert result.score.any_listed_accuracy >= result.score.accuracy
+
+
+def test_clf_registry_compare_prints_the_comparison_of_the_api(registry, tmp_path, capsys):
+    import json
+
+    from clf.cli import main
+    from clf.io import write_samples_json
+
+    split = tmp_path / "test.json"
+    write_samples_json(split, {"count": len(SAMPLES)}, SAMPLES)
+    main(["registry", "compare", "v1.0.0", "v2.0.0", "--test-data", str(split), "--registry", str(registry.base_dir)])
+    printed = json.loads(capsys.readouterr().out)
+    expected = compare_versions(registry, "v1.0.0", "v2.0.0", str(split)).to_json()
+    assert (printed["baseline"]["version"], printed["candidate"]["version"]) == ("v1.0.0", "v2.0.0")
+    assert printed["improvement"]["accuracy"] == pytest.approx(expected["improvement"]["accuracy"])

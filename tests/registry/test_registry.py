@@ -265,7 +265,7 @@ def test_cli_create_list_promote_rollback_history(tmp_path, exports, capsys):
     capsys.readouterr()
     main(["registry", "list", "--registry", base])
     assert [v["version"] for v in json.loads(capsys.readouterr().out)] == ["v1.0.0", "v1.1.0"]
-    main(["registry", "promote", "--version", "v1.0.0", "--reason", "first release", "--registry", base])
+    main(["registry", "promote", "v1.0.0", "--reason", "first release", "--registry", base])
     main(["registry", "promote", "v1.1.0", "--reason", "better", "--registry", base])
     main(["registry", "rollback", "--reason", "regression", "--registry", base])
     capsys.readouterr()
@@ -284,9 +284,12 @@ def test_cli_create_list_promote_rollback_history(tmp_path, exports, capsys):
     main(["registry", "show", "v1.0.0", "--registry", base])
     assert json.loads(capsys.readouterr().out)["version"] == "v1.0.0"
     with pytest.raises(SystemExit) as exited:
-        main(["registry", "promote", "--version", "1.0", "--registry", base])
+        main(["registry", "promote", "1.0", "--registry", base])
     assert exited.value.code == 1
     assert "vMAJOR.MINOR.PATCH" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["registry", "create", "--version", "v2.0.0", "--registry", base])
+    assert exited.value.code == 2 and "model_path" in capsys.readouterr().err  # required by the parser
 
 
 def test_a_registry_written_before_the_typed_records_loads_and_is_rewritten_unchanged(tmp_path):

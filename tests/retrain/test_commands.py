@@ -61,7 +61,7 @@ def test_print_config_shows_the_shipped_settings_with_the_override_applied(capsy
     printed = yaml.safe_load(capsys.readouterr().out)
     expected = {**RetrainingConfig().to_dict(), "growth_threshold": 0.2}
     assert {key: printed[key] for key in expected} == expected, "the shipped file spells out the defaults"
-    assert printed["action"] == "run"
+    assert printed["dry_run"] is False and "action" not in printed  # the action is the subcommand, not an option
 
 
 def test_help_lists_every_retraining_setting(capsys):
@@ -81,7 +81,11 @@ def test_help_lists_every_retraining_setting(capsys):
         (["--email.port", "0"], 1, r"clf retrain: error: --email.port must be in \[1, 65535\], got 0"),
         (["--growth_threshold", "0"], 1, "clf retrain: error: --growth_threshold must be > 0, got 0"),
         (["--max_retries", "two"], 2, r'Parser key "max_retries":\s+Expected a <class .int.>'),
-        (["--retrain_config", str(SHIPPED)], 2, "--retrain_config is gone: pass the retraining settings with --config"),
+        (
+            ["--retrain_config", str(SHIPPED)],
+            2,
+            f"clf retrain: error: use: clf retrain run --dry_run true --config {SHIPPED}",
+        ),
     ],
     ids=["range", "threshold", "type", "old-option"],
 )

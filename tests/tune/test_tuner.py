@@ -59,7 +59,7 @@ def space(tmp_path: Path, text: str) -> str:
 
 def test_three_trials_save_best_params_a_runnable_best_yaml_and_plots(tmp_path, tiny_config):
     study_dir = tune(
-        str(tiny_config),
+        fit_config=str(tiny_config),
         search_space=space(tmp_path, FAST_SPACE),
         n_trials=3,
         epochs=2,
@@ -118,7 +118,7 @@ def test_a_fit_config_passed_as_config_gets_the_new_spelling(tiny_config, capsys
 def test_the_timeout_stops_the_study(tmp_path, tiny_config):
     timeout = 2.0
     study_dir = tune(
-        str(tiny_config),
+        fit_config=str(tiny_config),
         search_space=space(tmp_path, FAST_SPACE),
         n_trials=200,
         timeout=timeout,
@@ -148,7 +148,7 @@ def worse_than_median(trial: optuna.trial.FrozenTrial, completed: list[optuna.tr
 def test_a_bad_region_gets_pruned(tmp_path, tiny_config):
     n_startup_trials = 2
     study_dir = tune(
-        str(tiny_config),
+        fit_config=str(tiny_config),
         search_space=space(tmp_path, BAD_REGION),
         n_trials=8,
         epochs=3,
@@ -180,7 +180,7 @@ def test_a_bad_region_gets_pruned(tmp_path, tiny_config):
 def test_a_missing_metric_fails_clearly(tmp_path, tiny_config):
     with pytest.raises(TuneError, match=r"--monitor 'val/accuracy' was not logged by validation \(logged: .*val/acc"):
         tune(
-            str(tiny_config),
+            fit_config=str(tiny_config),
             search_space=space(tmp_path, FAST_SPACE),
             n_trials=2,
             epochs=1,
@@ -206,7 +206,7 @@ def test_a_missing_metric_fails_clearly(tmp_path, tiny_config):
 def test_bad_input_fails_before_any_training(tmp_path, tiny_config, text, storage, error, message):
     with pytest.raises(error, match=message) as caught:
         tune(
-            str(tiny_config),
+            fit_config=str(tiny_config),
             search_space=space(tmp_path, text),
             n_trials=2,
             epochs=1,
@@ -221,7 +221,7 @@ def test_an_interrupted_sqlite_study_resumes_with_new_trial_numbers(tmp_path, ti
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     for _ in range(2):
         tune(
-            str(tiny_config),
+            fit_config=str(tiny_config),
             search_space=space(tmp_path, FAST_SPACE),
             n_trials=2,
             epochs=1,

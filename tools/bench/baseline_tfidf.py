@@ -8,7 +8,8 @@ on test: accuracy, macro-F1, top-3 accuracy, per-class precision/recall/F1, the 
 score of every C, timings, split sizes and the machine. The report goes to tools/bench/results/baseline_tfidf.json
 (--output) and a short summary to stdout. To make the splits from the shared snapshot:
 
-    clf collect --source snapshot --snapshot ../shared/data/arxiv/papers.jsonl.gz --num-papers 10000 --data-dir data
+    clf collect --source snapshot --snapshot-path ../shared/data/arxiv/papers.jsonl.gz --num-papers 10000 \
+        --data-dir data
     clf preprocess --data-dir data
 
 The training benchmark calls `run_baseline(data_dir)` in-process to put both numbers side by side. The pipeline and
@@ -52,7 +53,7 @@ def load_splits(data_dir: Path) -> dict[str, dict[str, Any]]:
     """
     data_dir = Path(data_dir)
     make = (
-        f"clf collect --source snapshot --snapshot ../shared/data/arxiv/papers.jsonl.gz --num-papers 10000 "
+        f"clf collect --source snapshot --snapshot-path ../shared/data/arxiv/papers.jsonl.gz --num-papers 10000 "
         f"--data-dir {data_dir} && clf preprocess --data-dir {data_dir}"
     )
     paths = {name: data_dir / "splits" / f"{name}.json" for name in SPLIT_NAMES}
