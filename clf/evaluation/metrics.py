@@ -38,7 +38,7 @@ The definitions, for predictions ``ŷ_i`` and true classes ``y_i``:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -413,22 +413,64 @@ def bootstrap_intervals(
         ValueError: for fewer than one resample, a level outside (0, 1), empty or mismatched inputs, or a label
             outside ``[0, C)``.
     """
+    check_bootstrap_settings(resamples, level)
+    probs, truth = _checked(probabilities, labels)
+    draws = bootstrap_draws(lambda rows: resampled_scores(probs, truth, rows), len(truth), resamples, seed)
+    return {name: Interval(*percentile_interval(values, level)) for name, values in draws.items()}
+
+
+def bootstrap_draws(
+    score: Callable[[np.ndarray], dict[str, np.ndarray]], papers: int, resamples: int, seed: int
+) -> dict[str, np.ndarray]:
+    """`score` of `resamples` resamples of `papers` rows drawn with replacement, drawn in bounded chunks.
+
+    Args:
+        score: maps an ``(R, papers)`` array of row indices to ``{metric: (R,) array}`` (`resampled_scores`).
+        papers: how many rows each resample draws (and the range they are drawn from).
+        resamples: how many resamples.
+        seed: the seed of the generator (`numpy.random.default_rng`).
+
+    Returns:
+        Each metric's ``(resamples,)`` values.
+    """
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[np.ndarray]] = {}
+    for start in range(0, resamples, _CHUNK):
+        rows = rng.integers(0, papers, size=(min(_CHUNK, resamples - start), papers))
+        for name, values in score(rows).items():
+            draws.setdefault(name, []).append(values)
+    return {name: np.concatenate(chunks) for name, chunks in draws.items()}
+
+
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` percentile interval of bootstrap `values`.
+
+    Args:
+        values: the resamples' values.
+        level: the interval's coverage, in (0, 1).
+
+    Returns:
+        ``(low, high)``.
+    """
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def check_bootstrap_settings(resamples: int, level: float) -> None:
+    """Checks the settings of a bootstrap.
+
+    Args:
+        resamples: how many resamples.
+        level: the interval's coverage.
+
+    Raises:
+        ValueError: for fewer than one resample or a level outside (0, 1).
+    """
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    probs, truth = _checked(probabilities, labels)
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[np.ndarray]] = {name: [] for name in BOOTSTRAP_METRICS}
-    for start in range(0, resamples, _CHUNK):
-        rows = rng.integers(0, len(truth), size=(min(_CHUNK, resamples - start), len(truth)))
-        for name, values in resampled_scores(probs, truth, rows).items():
-            draws[name].append(values)
-    tail = 100 * (1 - level) / 2
-    return {
-        name: Interval(*(float(v) for v in np.percentile(np.concatenate(values), [tail, 100 - tail])))
-        for name, values in draws.items()
-    }
 
 
 def resampled_scores(probabilities: Any, labels: Any, rows: Any) -> dict[str, np.ndarray]:
