@@ -48,6 +48,7 @@ from clf.inference.selective import (
     ACCURACY_TARGETS,
     CoveragePoint,
     ThresholdChoice,
+    checked_scores,
     choose_threshold,
     coverage_accuracy_curve,
     top1_outcomes,
@@ -65,19 +66,6 @@ BOOTSTRAP_LEVEL = 0.95
 BOOTSTRAP_SEED = 0
 """The seed of the bootstrap's generator, so an interval is the same on every run."""
 _CHUNK = 100  # resamples computed at once: bounded memory (100 × N indices) whatever N is
-
-
-def _checked(probabilities: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The inputs as arrays, checked: a non-empty ``(N, C)`` float array and ``N`` class indices in ``[0, C)``."""
-    probs = np.asarray(probabilities, dtype=np.float64)
-    truth = np.asarray(labels)
-    if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] == 0:
-        raise ValueError(f"probabilities must be a non-empty (N, C) array, got shape {probs.shape}")
-    if truth.shape != (probs.shape[0],):
-        raise ValueError(f"labels must hold one class index per row ({probs.shape[0]}), got shape {truth.shape}")
-    if not np.issubdtype(truth.dtype, np.integer) or truth.min() < 0 or truth.max() >= probs.shape[1]:
-        raise ValueError(f"labels must be class indices in [0, {probs.shape[1]}), got {truth[:10].tolist()}...")
-    return probs, truth.astype(np.int64)
 
 
 def predicted_classes(probabilities: Any) -> np.ndarray:
@@ -105,7 +93,7 @@ def accuracy(probabilities: Any, labels: Any) -> float:
     Raises:
         ValueError: for empty or mismatched inputs, or a label outside ``[0, C)``.
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     return float(np.mean(predicted_classes(probs) == truth))
 
 
@@ -146,7 +134,7 @@ def class_scores(probabilities: Any, labels: Any) -> ClassScores:
     Raises:
         ValueError: for empty or mismatched inputs, or a label outside ``[0, C)``.
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     num_classes = probs.shape[1]
     predicted = predicted_classes(probs)
     tp = np.bincount(truth[predicted == truth], minlength=num_classes)
@@ -194,7 +182,7 @@ def top_k_accuracy(probabilities: Any, labels: Any, k: int = TOP_K) -> float:
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     rows = np.arange(len(truth))
     true_score = probs[rows, truth][:, None]
     columns = np.arange(probs.shape[1])[None, :]
@@ -231,7 +219,7 @@ def any_listed_accuracy(probabilities: Any, labels: Any, listed: Sequence[Collec
     Raises:
         ValueError: for empty or mismatched inputs, a label outside ``[0, C)``, or `listed` of another length.
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     if listed is None:
         return accuracy(probs, truth)
     if len(listed) != len(truth):
@@ -276,7 +264,7 @@ def reliability_bins(probabilities: Any, labels: Any, bins: int = ECE_BINS) -> l
         ValueError: for fewer than one bin, empty or mismatched inputs, or a label outside ``[0, C)``.
     """
     edges = bin_edges(bins)
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     confidence = probs.max(axis=1)
     correct = predicted_classes(probs) == truth
     index = confidence_bins(confidence, bins)
@@ -375,7 +363,7 @@ def abstention(probabilities: Any, labels: Any, below: float = 0.5) -> Abstentio
     >>> abstention([[0.9, 0.1], [0.4, 0.6], [0.55, 0.45], [0.3, 0.7]], [0, 0, 1, 1], below=0.65)
     Abstention(below=0.65, unsure_share=0.5, accuracy_sure=1.0, accuracy_unsure=0.0)
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     unsure = probs.max(axis=1) < below
     right = predicted_classes(probs) == truth
 
@@ -414,7 +402,7 @@ def bootstrap_intervals(
             outside ``[0, C)``.
     """
     check_bootstrap_settings(resamples, level)
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     draws = bootstrap_draws(lambda rows: resampled_scores(probs, truth, rows), len(truth), resamples, seed)
     return {name: Interval(*percentile_interval(values, level)) for name, values in draws.items()}
 
@@ -487,7 +475,7 @@ def resampled_scores(probabilities: Any, labels: Any, rows: Any) -> dict[str, np
     Raises:
         ValueError: for empty or mismatched inputs, or a label outside ``[0, C)``.
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     rows = np.atleast_2d(np.asarray(rows, dtype=np.int64))
     count, num_classes = rows.shape[0], probs.shape[1]
     predicted = predicted_classes(probs)
@@ -600,7 +588,7 @@ class ClassificationReport:
             ValueError: when `label_names` does not name the ``C`` columns, or an input is invalid (see the
                 functions).
         """
-        probs, truth = _checked(probabilities, labels)
+        probs, truth = checked_scores(probabilities, labels)
         if len(label_names) != probs.shape[1]:
             raise ValueError(f"label_names must name the {probs.shape[1]} columns, got {len(label_names)} names")
         scores = class_scores(probs, truth)
