@@ -401,14 +401,13 @@ def bootstrap_intervals(
         ValueError: for fewer than one resample, a level outside (0, 1), empty or mismatched inputs, or a label
             outside ``[0, C)``.
     """
-    check_bootstrap_settings(resamples, level)
     probs, truth = checked_scores(probabilities, labels)
-    draws = bootstrap_draws(lambda rows: resampled_scores(probs, truth, rows), len(truth), resamples, seed)
+    draws = bootstrap_draws(lambda rows: resampled_scores(probs, truth, rows), len(truth), resamples, level, seed)
     return {name: Interval(*percentile_interval(values, level)) for name, values in draws.items()}
 
 
 def bootstrap_draws(
-    score: Callable[[np.ndarray], dict[str, np.ndarray]], papers: int, resamples: int, seed: int
+    score: Callable[[np.ndarray], dict[str, np.ndarray]], papers: int, resamples: int, level: float, seed: int
 ) -> dict[str, np.ndarray]:
     """`score` of `resamples` resamples of `papers` rows drawn with replacement, drawn in bounded chunks.
 
@@ -416,11 +415,19 @@ def bootstrap_draws(
         score: maps an ``(R, papers)`` array of row indices to ``{metric: (R,) array}`` (`resampled_scores`).
         papers: how many rows each resample draws (and the range they are drawn from).
         resamples: how many resamples.
+        level: the coverage of the interval they are for (checked here, used by `percentile_interval`).
         seed: the seed of the generator (`numpy.random.default_rng`).
 
     Returns:
         Each metric's ``(resamples,)`` values.
+
+    Raises:
+        ValueError: for fewer than one resample or a level outside (0, 1).
     """
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
     rng = np.random.default_rng(seed)
     draws: dict[str, list[np.ndarray]] = {}
     for start in range(0, resamples, _CHUNK):
@@ -443,22 +450,6 @@ def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def check_bootstrap_settings(resamples: int, level: float) -> None:
-    """Checks the settings of a bootstrap.
-
-    Args:
-        resamples: how many resamples.
-        level: the interval's coverage.
-
-    Raises:
-        ValueError: for fewer than one resample or a level outside (0, 1).
-    """
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
 
 
 def resampled_scores(probabilities: Any, labels: Any, rows: Any) -> dict[str, np.ndarray]:

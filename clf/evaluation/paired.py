@@ -19,7 +19,6 @@ from clf.evaluation.metrics import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     bootstrap_draws,
-    check_bootstrap_settings,
     percentile_interval,
     resampled_scores,
 )
@@ -75,7 +74,6 @@ def paired_bootstrap(
     a, b, truth = np.asarray(probabilities_a), np.asarray(probabilities_b), np.asarray(labels)
     if a.shape != b.shape or a.ndim != 2 or len(truth) != len(a):
         raise ValueError(f"paired scores need two (N, C) arrays and N labels, got {a.shape}, {b.shape}, {truth.shape}")
-    check_bootstrap_settings(resamples, level)
     whole = np.arange(len(truth))[None, :]
     point = {
         name: resampled_scores(a, truth, whole)[name][0] - resampled_scores(b, truth, whole)[name][0]
@@ -86,7 +84,7 @@ def paired_bootstrap(
         scores_a, scores_b = resampled_scores(a, truth, rows), resampled_scores(b, truth, rows)
         return {name: scores_a[name] - scores_b[name] for name in BOOTSTRAP_METRICS}
 
-    draws = bootstrap_draws(differences, len(truth), resamples, seed)
+    draws = bootstrap_draws(differences, len(truth), resamples, level, seed)
     return {
         name: Difference(float(point[name]), *percentile_interval(values, level), float((values > 0).mean()))
         for name, values in draws.items()

@@ -9,15 +9,12 @@ The same arithmetic runs after the torch and the ONNX backends, so every path an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from clf.artifact.scoring import Companion, Scoring
-
-if TYPE_CHECKING:
-    from sklearn.feature_extraction.text import TfidfVectorizer
 
 _EPSILON = 1e-12
 
@@ -31,11 +28,28 @@ class CompanionModel:
 
     Args:
         companion: the stored arrays and settings.
+
+    Attributes:
+        vectorizer: the fitted `TfidfVectorizer` (float64).
     """
 
     def __init__(self, companion: Companion) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        settings = companion.vectorizer  # what the artifact does not store takes scikit-learn's default
         self.companion = companion
-        self.vectorizer = tfidf_vectorizer(companion)
+        self.vectorizer = TfidfVectorizer(
+            vocabulary={term: index for index, term in enumerate(companion.vocabulary)},
+            ngram_range=tuple(settings.get("ngram_range", (1, 1))),
+            lowercase=bool(settings.get("lowercase", True)),
+            strip_accents=settings.get("strip_accents"),
+            token_pattern=settings.get("token_pattern", r"(?u)\b\w\w+\b"),
+            norm=settings.get("norm", "l2"),
+            sublinear_tf=bool(settings.get("sublinear_tf", False)),
+            dtype=np.float64,
+        )
+        # Validates the vocabulary here, once, so that transform only reads (threads share the companion).
+        self.vectorizer.idf_ = companion.idf.astype(np.float64)
         self._coef_t = np.ascontiguousarray(companion.coef.T, dtype=np.float64)
         self._intercept = companion.intercept.astype(np.float64)
 
@@ -50,35 +64,6 @@ class CompanionModel:
         """
         logits = self.vectorizer.transform(list(texts)) @ self._coef_t + self._intercept
         return _softmax(np.asarray(logits))
-
-
-def tfidf_vectorizer(companion: Companion) -> TfidfVectorizer:
-    """scikit-learn's `TfidfVectorizer` as the companion was fitted: its stored settings, vocabulary and idf.
-
-    Settings the artifact does not store take scikit-learn's defaults; the vocabulary and idf are validated here,
-    once, so `transform` only reads the vectorizer (threads may share it).
-
-    Args:
-        companion: the stored arrays and settings.
-
-    Returns:
-        A fitted `TfidfVectorizer` (float64).
-    """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    settings = companion.vectorizer
-    vectorizer = TfidfVectorizer(
-        vocabulary={term: index for index, term in enumerate(companion.vocabulary)},
-        ngram_range=tuple(settings.get("ngram_range", (1, 1))),
-        lowercase=bool(settings.get("lowercase", True)),
-        strip_accents=settings.get("strip_accents"),
-        token_pattern=settings.get("token_pattern", r"(?u)\b\w\w+\b"),
-        norm=settings.get("norm", "l2"),
-        sublinear_tf=bool(settings.get("sublinear_tf", False)),
-        dtype=np.float64,
-    )
-    vectorizer.idf_ = companion.idf.astype(np.float64)
-    return vectorizer
 
 
 class Scorer:
