@@ -20,12 +20,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # torch first, from the index of the build's accelerator: a bare requirement would pull the multi-GB CUDA build.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY clf ./clf
 COPY lightning_app ./lightning_app
 COPY configs ./configs
-# serve: FastAPI and uvicorn; postgres: psycopg for --state-db and --experiments-db on PostgreSQL; onnx: --backend onnx.
-RUN pip install ".[serve,postgres,onnx]"
+# serve: FastAPI and uvicorn; postgres: psycopg for --state-db and --experiments-db on PostgreSQL; onnx: --backend onnx;
+# at the versions the tests last passed with (constraints.txt, torch aside).
+RUN pip install -c constraints.txt ".[serve,postgres,onnx]"
 
 RUN useradd --create-home --uid 10001 clf && mkdir -p /models && chown clf /models
 USER clf

@@ -136,6 +136,11 @@ class ModelArtifact:
         path = self.path / RUN_CONFIG_FILE
         return path if path.is_file() else None
 
+    @property
+    def onnx_report(self) -> dict[str, Any]:
+        """What `clf export` recorded with the ONNX files (``onnx/onnx_export.json``: parity, versions); {} without."""
+        return _optional_json(self.path / ONNX_DIR / ONNX_REPORT_FILE)
+
     def verify(self) -> None:
         """Checks every file the manifest lists against its sha256; the weights must be listed.
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clf.artifact import ArtifactError, ModelArtifact
-from clf.io import read_json
 from clf.registry import ModelRegistry, RegistryError
 from clf.registry.lineage import training_data_dir
 
@@ -85,8 +84,7 @@ def export(
     result = export_onnx(folder, texts, quantize=quantize, min_int8_agreement=min_int8_agreement)
     summary = result.to_json()
     if models is not None and version is not None:
-        report = read_json(result.directory / "onnx_export.json")
-        models.update_metadata(version, {"onnx": report})
+        models.update_metadata(version, {"onnx": ModelArtifact(folder, verify=False).onnx_report})
         summary["version"] = version
     print(json.dumps(summary, indent=2))
     return summary

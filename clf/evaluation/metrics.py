@@ -38,7 +38,7 @@ The definitions, for predictions ``ŷ_i`` and true classes ``y_i``:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -48,6 +48,7 @@ from clf.inference.selective import (
     ACCURACY_TARGETS,
     CoveragePoint,
     ThresholdChoice,
+    checked_scores,
     choose_threshold,
     coverage_accuracy_curve,
     top1_outcomes,
@@ -65,19 +66,6 @@ BOOTSTRAP_LEVEL = 0.95
 BOOTSTRAP_SEED = 0
 """The seed of the bootstrap's generator, so an interval is the same on every run."""
 _CHUNK = 100  # resamples computed at once: bounded memory (100 × N indices) whatever N is
-
-
-def _checked(probabilities: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The inputs as arrays, checked: a non-empty ``(N, C)`` float array and ``N`` class indices in ``[0, C)``."""
-    probs = np.asarray(probabilities, dtype=np.float64)
-    truth = np.asarray(labels)
-    if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] == 0:
-        raise ValueError(f"probabilities must be a non-empty (N, C) array, got shape {probs.shape}")
-    if truth.shape != (probs.shape[0],):
-        raise ValueError(f"labels must hold one class index per row ({probs.shape[0]}), got shape {truth.shape}")
-    if not np.issubdtype(truth.dtype, np.integer) or truth.min() < 0 or truth.max() >= probs.shape[1]:
-        raise ValueError(f"labels must be class indices in [0, {probs.shape[1]}), got {truth[:10].tolist()}...")
-    return probs, truth.astype(np.int64)
 
 
 def predicted_classes(probabilities: Any) -> np.ndarray:
@@ -105,7 +93,7 @@ def accuracy(probabilities: Any, labels: Any) -> float:
     Raises:
         ValueError: for empty or mismatched inputs, or a label outside ``[0, C)``.
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     return float(np.mean(predicted_classes(probs) == truth))
 
 
@@ -146,7 +134,7 @@ def class_scores(probabilities: Any, labels: Any) -> ClassScores:
     Raises:
         ValueError: for empty or mismatched inputs, or a label outside ``[0, C)``.
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     num_classes = probs.shape[1]
     predicted = predicted_classes(probs)
     tp = np.bincount(truth[predicted == truth], minlength=num_classes)
@@ -194,7 +182,7 @@ def top_k_accuracy(probabilities: Any, labels: Any, k: int = TOP_K) -> float:
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     rows = np.arange(len(truth))
     true_score = probs[rows, truth][:, None]
     columns = np.arange(probs.shape[1])[None, :]
@@ -231,7 +219,7 @@ def any_listed_accuracy(probabilities: Any, labels: Any, listed: Sequence[Collec
     Raises:
         ValueError: for empty or mismatched inputs, a label outside ``[0, C)``, or `listed` of another length.
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     if listed is None:
         return accuracy(probs, truth)
     if len(listed) != len(truth):
@@ -276,7 +264,7 @@ def reliability_bins(probabilities: Any, labels: Any, bins: int = ECE_BINS) -> l
         ValueError: for fewer than one bin, empty or mismatched inputs, or a label outside ``[0, C)``.
     """
     edges = bin_edges(bins)
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     confidence = probs.max(axis=1)
     correct = predicted_classes(probs) == truth
     index = confidence_bins(confidence, bins)
@@ -375,7 +363,7 @@ def abstention(probabilities: Any, labels: Any, below: float = 0.5) -> Abstentio
     >>> abstention([[0.9, 0.1], [0.4, 0.6], [0.55, 0.45], [0.3, 0.7]], [0, 0, 1, 1], below=0.65)
     Abstention(below=0.65, unsure_share=0.5, accuracy_sure=1.0, accuracy_unsure=0.0)
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     unsure = probs.max(axis=1) < below
     right = predicted_classes(probs) == truth
 
@@ -413,22 +401,55 @@ def bootstrap_intervals(
         ValueError: for fewer than one resample, a level outside (0, 1), empty or mismatched inputs, or a label
             outside ``[0, C)``.
     """
+    probs, truth = checked_scores(probabilities, labels)
+    draws = bootstrap_draws(lambda rows: resampled_scores(probs, truth, rows), len(truth), resamples, level, seed)
+    return {name: Interval(*percentile_interval(values, level)) for name, values in draws.items()}
+
+
+def bootstrap_draws(
+    score: Callable[[np.ndarray], dict[str, np.ndarray]], papers: int, resamples: int, level: float, seed: int
+) -> dict[str, np.ndarray]:
+    """`score` of `resamples` resamples of `papers` rows drawn with replacement, drawn in bounded chunks.
+
+    Args:
+        score: maps an ``(R, papers)`` array of row indices to ``{metric: (R,) array}`` (`resampled_scores`).
+        papers: how many rows each resample draws (and the range they are drawn from).
+        resamples: how many resamples.
+        level: the coverage of the interval they are for (checked here, used by `percentile_interval`).
+        seed: the seed of the generator (`numpy.random.default_rng`).
+
+    Returns:
+        Each metric's ``(resamples,)`` values.
+
+    Raises:
+        ValueError: for fewer than one resample or a level outside (0, 1).
+    """
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    probs, truth = _checked(probabilities, labels)
     rng = np.random.default_rng(seed)
-    draws: dict[str, list[np.ndarray]] = {name: [] for name in BOOTSTRAP_METRICS}
+    draws: dict[str, list[np.ndarray]] = {}
     for start in range(0, resamples, _CHUNK):
-        rows = rng.integers(0, len(truth), size=(min(_CHUNK, resamples - start), len(truth)))
-        for name, values in resampled_scores(probs, truth, rows).items():
-            draws[name].append(values)
+        rows = rng.integers(0, papers, size=(min(_CHUNK, resamples - start), papers))
+        for name, values in score(rows).items():
+            draws.setdefault(name, []).append(values)
+    return {name: np.concatenate(chunks) for name, chunks in draws.items()}
+
+
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central `level` percentile interval of bootstrap `values`.
+
+    Args:
+        values: the resamples' values.
+        level: the interval's coverage, in (0, 1).
+
+    Returns:
+        ``(low, high)``.
+    """
     tail = 100 * (1 - level) / 2
-    return {
-        name: Interval(*(float(v) for v in np.percentile(np.concatenate(values), [tail, 100 - tail])))
-        for name, values in draws.items()
-    }
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
 
 
 def resampled_scores(probabilities: Any, labels: Any, rows: Any) -> dict[str, np.ndarray]:
@@ -445,7 +466,7 @@ def resampled_scores(probabilities: Any, labels: Any, rows: Any) -> dict[str, np
     Raises:
         ValueError: for empty or mismatched inputs, or a label outside ``[0, C)``.
     """
-    probs, truth = _checked(probabilities, labels)
+    probs, truth = checked_scores(probabilities, labels)
     rows = np.atleast_2d(np.asarray(rows, dtype=np.int64))
     count, num_classes = rows.shape[0], probs.shape[1]
     predicted = predicted_classes(probs)
@@ -558,7 +579,7 @@ class ClassificationReport:
             ValueError: when `label_names` does not name the ``C`` columns, or an input is invalid (see the
                 functions).
         """
-        probs, truth = _checked(probabilities, labels)
+        probs, truth = checked_scores(probabilities, labels)
         if len(label_names) != probs.shape[1]:
             raise ValueError(f"label_names must name the {probs.shape[1]} columns, got {len(label_names)} names")
         scores = class_scores(probs, truth)

@@ -18,10 +18,10 @@ from clf.evaluation.metrics import (
     BOOTSTRAP_METRICS,
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
+    bootstrap_draws,
+    percentile_interval,
     resampled_scores,
 )
-
-_CHUNK = 100  # resamples scored at once: bounded memory (100 × N indices per model)
 
 
 @dataclass(frozen=True)
@@ -74,26 +74,18 @@ def paired_bootstrap(
     a, b, truth = np.asarray(probabilities_a), np.asarray(probabilities_b), np.asarray(labels)
     if a.shape != b.shape or a.ndim != 2 or len(truth) != len(a):
         raise ValueError(f"paired scores need two (N, C) arrays and N labels, got {a.shape}, {b.shape}, {truth.shape}")
-    if resamples < 1:
-        raise ValueError(f"resamples must be >= 1, got {resamples}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
     whole = np.arange(len(truth))[None, :]
     point = {
         name: resampled_scores(a, truth, whole)[name][0] - resampled_scores(b, truth, whole)[name][0]
         for name in BOOTSTRAP_METRICS
     }
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[np.ndarray]] = {name: [] for name in BOOTSTRAP_METRICS}
-    for start in range(0, resamples, _CHUNK):
-        rows = rng.integers(0, len(truth), size=(min(_CHUNK, resamples - start), len(truth)))
+
+    def differences(rows: np.ndarray) -> dict[str, np.ndarray]:
         scores_a, scores_b = resampled_scores(a, truth, rows), resampled_scores(b, truth, rows)
-        for name in BOOTSTRAP_METRICS:
-            draws[name].append(scores_a[name] - scores_b[name])
-    tail = 100 * (1 - level) / 2
-    result = {}
-    for name, chunks in draws.items():
-        values = np.concatenate(chunks)
-        low, high = np.percentile(values, [tail, 100 - tail])
-        result[name] = Difference(float(point[name]), float(low), float(high), float((values > 0).mean()))
-    return result
+        return {name: scores_a[name] - scores_b[name] for name in BOOTSTRAP_METRICS}
+
+    draws = bootstrap_draws(differences, len(truth), resamples, level, seed)
+    return {
+        name: Difference(float(point[name]), *percentile_interval(values, level), float((values > 0).mean()))
+        for name, values in draws.items()
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clf.evaluation.metrics import ClassificationReport
 
@@ -30,10 +30,7 @@ def reliability_diagram(reports: Mapping[str, ClassificationReport], path: str |
     Returns:
         The written file.
     """
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.5, 7))
-    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    figure, (top, bottom) = _figure((6.5, 7), 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
     for name, report in reports.items():
         filled = [b for b in report.reliability if b.count]
@@ -53,7 +50,6 @@ def reliability_diagram(reports: Mapping[str, ClassificationReport], path: str |
     top.set_title(title or f"Reliability diagram ({bins} confidence bins)")
     bottom.set_xlabel("top-1 confidence")
     bottom.set_ylabel("papers")
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -68,11 +64,8 @@ def per_class_f1_plot(reports: Mapping[str, ClassificationReport], path: str | P
     Returns:
         The written file.
     """
-    from matplotlib.figure import Figure
-
     labels = next(iter(reports.values())).labels if reports else []
-    figure = Figure(figsize=(7, 0.3 * max(len(labels), 1) * max(len(reports), 1) + 1.5))
-    axes = figure.subplots()
+    figure, axes = _figure((7, 0.3 * max(len(labels), 1) * max(len(reports), 1) + 1.5))
     height = 0.8 / max(len(reports), 1)
     for k, (name, report) in enumerate(reports.items()):
         positions = [i + k * height for i in range(len(labels))]
@@ -84,7 +77,6 @@ def per_class_f1_plot(reports: Mapping[str, ClassificationReport], path: str | P
     axes.set_xlabel("F1")
     axes.set_title(title or "Per-class F1")
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncols=min(len(reports), 3), fontsize="small")
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -100,10 +92,7 @@ def coverage_accuracy_plot(reports: Mapping[str, ClassificationReport], path: st
     Returns:
         The written file.
     """
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.5, 5))
-    axes = figure.subplots()
+    figure, axes = _figure((6.5, 5))
     for name, report in reports.items():
         points = [(p.coverage, p.accuracy) for p in report.coverage_curve if p.accuracy is not None]
         (line,) = axes.plot([c for c, _ in points], [a for _, a in points], marker=".", label=name)
@@ -125,11 +114,19 @@ def coverage_accuracy_plot(reports: Mapping[str, ClassificationReport], path: st
     axes.grid(alpha=0.3)
     axes.legend(loc="lower left", fontsize="small")
     axes.set_title(title or "Coverage and accuracy by confidence threshold (0, 0.05, ..., 0.95)")
-    figure.tight_layout()
     return _save(figure, path)
 
 
+def _figure(size: tuple[float, float], *grid: int, **subplots: Any) -> tuple[Figure, Any]:
+    """A figure of `size` inches on the Agg canvas and its axes (`Figure.subplots` of `grid` and `subplots`)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    return figure, figure.subplots(*grid, **subplots)
+
+
 def _save(figure: Figure, path: str | Path) -> Path:
+    figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120, bbox_inches="tight")  # "tight" keeps a legend placed below the axes

@@ -8,7 +8,6 @@ The same arithmetic runs after the torch and the ONNX backends, so every path an
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,32 +22,36 @@ _EPSILON = 1e-12
 class CompanionModel:
     """A stored TF-IDF + logistic-regression companion, ready to score texts.
 
-    The term counts come from scikit-learn's `CountVectorizer` over the stored vocabulary (no fitting, no pickle); the
-    TF-IDF weighting (sublinear tf, idf, l2 norm) and the logistic regression are applied to them as TfidfVectorizer
-    and LogisticRegression do.
+    The features come from scikit-learn's own `TfidfVectorizer`, rebuilt from the stored settings, vocabulary and idf
+    (no fitting, no pickle), so the served transform is the library's; the logistic regression is applied to them as
+    `LogisticRegression` does.
 
     Args:
         companion: the stored arrays and settings.
+
+    Attributes:
+        vectorizer: the fitted `TfidfVectorizer` (float64).
     """
 
     def __init__(self, companion: Companion) -> None:
-        from sklearn.feature_extraction.text import CountVectorizer
+        from sklearn.feature_extraction.text import TfidfVectorizer
 
-        settings = companion.vectorizer
+        settings = companion.vectorizer  # what the artifact does not store takes scikit-learn's default
         self.companion = companion
-        self.sublinear_tf = bool(settings.get("sublinear_tf", False))
-        self._counts = CountVectorizer(
+        self.vectorizer = TfidfVectorizer(
             vocabulary={term: index for index, term in enumerate(companion.vocabulary)},
             ngram_range=tuple(settings.get("ngram_range", (1, 1))),
             lowercase=bool(settings.get("lowercase", True)),
             strip_accents=settings.get("strip_accents"),
             token_pattern=settings.get("token_pattern", r"(?u)\b\w\w+\b"),
+            norm=settings.get("norm", "l2"),
+            sublinear_tf=bool(settings.get("sublinear_tf", False)),
             dtype=np.float64,
         )
-        self._lock = threading.Lock()
+        # Validates the vocabulary here, once, so that transform only reads (threads share the companion).
+        self.vectorizer.idf_ = companion.idf.astype(np.float64)
         self._coef_t = np.ascontiguousarray(companion.coef.T, dtype=np.float64)
         self._intercept = companion.intercept.astype(np.float64)
-        self._idf = companion.idf.astype(np.float64)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """The companion's class probabilities for `texts`.
@@ -59,14 +62,7 @@ class CompanionModel:
         Returns:
             A ``(len(texts), classes)`` float64 array; each row sums to 1.
         """
-        from sklearn.preprocessing import normalize
-
-        with self._lock:  # the vocabulary is validated once, on the first call
-            counts = self._counts.transform(list(texts))
-        if self.sublinear_tf:
-            counts.data = np.log(counts.data) + 1.0
-        weighted = normalize(counts.multiply(self._idf).tocsr(), norm="l2", copy=False)
-        logits = weighted @ self._coef_t + self._intercept
+        logits = self.vectorizer.transform(list(texts)) @ self._coef_t + self._intercept
         return _softmax(np.asarray(logits))
 
 

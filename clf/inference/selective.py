@@ -52,24 +52,41 @@ def top1_outcomes(probabilities: Any, labels: Any) -> tuple[np.ndarray, np.ndarr
     Raises:
         ValueError: for an empty or non-2-D `probabilities`, or `labels` of another shape or outside ``[0, C)``.
     """
+    probs, truth = checked_scores(probabilities, labels, categories=True)
+    top = probs.argmax(axis=1)
+    rows = np.arange(probs.shape[0])
+    correct = truth[rows, top] > 0 if truth.ndim == 2 else top == truth
+    return probs[rows, top], correct
+
+
+def checked_scores(probabilities: Any, labels: Any, *, categories: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and their truth as arrays, checked: the one check of every metric here and in `clf.evaluation`.
+
+    Args:
+        probabilities: a non-empty ``(N, C)`` array.
+        labels: ``N`` class indices in ``[0, C)``; with `categories`, also an ``(N, C)`` 0/1 matrix.
+        categories: accept the matrix of each paper's categories.
+
+    Returns:
+        ``probabilities`` as float64 and ``labels`` as int64 (the matrix as given).
+
+    Raises:
+        ValueError: for empty or mismatched inputs, or a label outside ``[0, C)``.
+    """
     probs = np.asarray(probabilities, dtype=np.float64)
     truth = np.asarray(labels)
     if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] == 0:
         raise ValueError(f"probabilities must be a non-empty (N, C) array, got shape {probs.shape}")
-    top = probs.argmax(axis=1)
-    rows = np.arange(probs.shape[0])
-    if truth.shape == probs.shape:
-        correct = truth[rows, top] > 0
-    elif truth.shape == (probs.shape[0],) and np.issubdtype(truth.dtype, np.integer):
-        if truth.min() < 0 or truth.max() >= probs.shape[1]:
-            raise ValueError(f"labels must be class indices in [0, {probs.shape[1]}), got {truth[:10].tolist()}...")
-        correct = top == truth
-    else:
+    if categories and truth.shape == probs.shape:
+        return probs, truth
+    if truth.shape != (probs.shape[0],):
+        matrix = f" or a {probs.shape} matrix of categories" if categories else ""
         raise ValueError(
-            f"labels must be {probs.shape[0]} class indices or a {probs.shape} matrix of categories, "
-            f"got shape {truth.shape}"
+            f"labels must hold one class index per row: {probs.shape[0]} class indices{matrix}, got shape {truth.shape}"
         )
-    return probs[rows, top], correct
+    if not np.issubdtype(truth.dtype, np.integer) or truth.min() < 0 or truth.max() >= probs.shape[1]:
+        raise ValueError(f"labels must be class indices in [0, {probs.shape[1]}), got {truth[:10].tolist()}...")
+    return probs, truth.astype(np.int64)
 
 
 @dataclass(frozen=True)

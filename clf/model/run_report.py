@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clf.artifact import Lineage, ModelArtifact, is_artifact
+
 log = logging.getLogger(__name__)
 
 REPORT = "report.html"
@@ -201,10 +203,11 @@ def _data_table(data: dict[str, Any] | None) -> str:
 
 
 def _lineage(root: Path) -> str:
-    path = root / "export" / "lineage.json"
-    if not path.is_file():
+    export = root / "export"
+    lineage = ModelArtifact(export, verify=False).lineage if is_artifact(export) else Lineage()
+    if lineage == Lineage():
         return "<p>No export (lineage.json) in this run.</p>"
-    return f"<pre>{html.escape(json.dumps(json.loads(path.read_text()), indent=2))}</pre>"
+    return f"<pre>{html.escape(json.dumps(lineage.to_json(), indent=2))}</pre>"
 
 
 def _timings(wall: list[float], log_dir: Path) -> str:

@@ -41,6 +41,18 @@ from clf.training.result import RunResult, Stage
 
 log = logging.getLogger(__name__)
 
+ALWAYS_ON: tuple[tuple[str, type[Callback]], ...] = (
+    ("checkpoint", BackupModelCheckpoint),
+    ("early_stopping", EarlyStopping),
+    ("divergence_guard", DivergenceGuard),
+    ("export", ExportOnFitEnd),
+    # After export: on_fit_end runs in this order, and the scoring is fitted on the exported artifact.
+    ("scoring", ScoreOnFitEnd),
+    ("lr_monitor", LearningRateMonitor),
+    ("tensorboard", TensorBoardSummary),
+)
+"""The callbacks every session adds to its trainer, each configurable under its key."""
+
 
 @dataclass(frozen=True)
 class ConfigRequest:
@@ -146,14 +158,8 @@ class TrainingSession(LightningCLI):
         """Adds the always-on callbacks (checkpoint, early stopping, divergence guard, export, LR monitor) and links the
         values data and model share (tokenizer, max length, label set) so each is set in one place.
         """
-        parser.add_lightning_class_args(BackupModelCheckpoint, "checkpoint")
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.add_lightning_class_args(DivergenceGuard, "divergence_guard")
-        parser.add_lightning_class_args(ExportOnFitEnd, "export")
-        # After export: on_fit_end runs in this order, and the scoring is fitted on the exported artifact.
-        parser.add_lightning_class_args(ScoreOnFitEnd, "scoring")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.add_lightning_class_args(TensorBoardSummary, "tensorboard")
+        for key, callback in ALWAYS_ON:
+            parser.add_lightning_class_args(callback, key)
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
@@ -187,6 +193,9 @@ class TrainingSession(LightningCLI):
         if self._request is None:
             super().parse_arguments(parser, args)
             return
+        # LightningCLI keeps each stage's parser only in this private member (pinned in pyproject.toml; checked by
+        # tests/training/test_lightning_api.py): the main parser cannot apply a dotted override that crosses a
+        # class_path (``trainer.logger.name``), the stage's parser can.
         self.config = self._request.parse(self._subcommand_parsers[self._request.stage.value])
 
     def before_instantiate_classes(self) -> None:
@@ -205,16 +214,12 @@ class TrainingSession(LightningCLI):
             self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"{self.subcommand}_config.yaml"}
 
     def instantiate_classes(self) -> None:
-        """Builds the model, data and trainer, unless the request asked to parse and check only."""
+        """Builds the model, data and trainer, unless the request asked to parse and check only (then no stage runs:
+        LightningCLI runs ``self.subcommand`` after this, and there is none)."""
         if self._request is not None and not self._request.instantiate:
+            self.subcommand = None
             return
         super().instantiate_classes()
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        # LightningCLI runs the stage from __init__; a parse-only request has nothing built to run it on.
-        if self._request is not None and not self._request.instantiate:
-            return
-        super()._run_subcommand(subcommand)
 
     def fit(
         self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs: Any
@@ -254,9 +259,8 @@ class TrainingSession(LightningCLI):
         `instantiate_trainer` adds the session's callbacks (``checkpoint``, ``early_stopping``, …, the extra ones,
         config saving) to the list it is given, so passing the first trainer's list again would register each twice.
         """
-        added = {id(self._get(self.config_init, key)) for key in self._parser(self.subcommand).callback_keys}
-        added |= {id(callback) for callback in self._extra_callbacks}
-        configured = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        added = {id(self._built(key)) for key, _ in ALWAYS_ON} | {id(callback) for callback in self._extra_callbacks}
+        configured = (self._built("trainer") or {}).get("callbacks") or []
         return [c for c in configured if id(c) not in added and not isinstance(c, SaveConfigCallback)]
 
     def validate(
@@ -308,7 +312,7 @@ class TrainingSession(LightningCLI):
     def _export_of(self, ckpt: str | None) -> Path | None:
         """This run's export folder when it was exported from `ckpt`: testing that checkpoint tests the export
         (its test metrics join the export's metrics and model card, `clf.artifact.record_test_metrics`)."""
-        export = self._get(self.config_init, "export")
+        export = self._built("export")
         dirpath = getattr(export, "dirpath", None)
         folder = Path(dirpath) if dirpath else Path(self.trainer.default_root_dir) / "export"
         if ckpt is None or not is_artifact(folder):
@@ -366,6 +370,10 @@ class TrainingSession(LightningCLI):
         log.info("Wrote %d predictions to %s", len(datamodule.predict_records), out)
         return self._finish(Stage.PREDICT, ckpt, predictions=out)
 
+    def _built(self, key: str) -> Any:
+        """What the stage's config built under `key` (``export``: the callback; ``trainer``: its arguments)."""
+        return self.config_init.get(str(self.subcommand), self.config_init).get(key)
+
     def _resolve_ckpt(self, ckpt_path: str | None) -> str | None:
         """``last`` / ``best`` name files of this run's checkpoint folder; a corrupt file falls back to its backup."""
         if ckpt_path is None:
@@ -386,7 +394,7 @@ class TrainingSession(LightningCLI):
         # trainer.log_dir broadcasts from rank zero, so every rank asks for it.
         log_dir = Path(trainer.log_dir) if trainer.log_dir else None
         checkpoint = trainer.checkpoint_callback
-        export = self._get(self.config_init, "export")
+        export = self._built("export")
         result = RunResult(
             stage=stage,
             run_dir=Path(trainer.default_root_dir),

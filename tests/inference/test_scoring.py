@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from clf.artifact import Calibration, ModelArtifact, Scoring, record_scoring
+from clf.artifact import Calibration, Companion, ModelArtifact, Scoring, record_scoring
+from clf.artifact.scoring import read_scoring, write_scoring
 from clf.evaluation.metrics import expected_calibration_error
 from clf.inference import ModelPredictor
 from clf.inference.scoring import CompanionModel, fit_temperature, mix, scale, scale_sigmoids
@@ -99,6 +100,30 @@ def test_the_companion_scores_as_scikit_learn_would(hybrid):
     expected = model.predict_proba(vectorizer.transform(texts))
     actual = CompanionModel(ModelArtifact.open(folder).scoring.companion).probabilities(texts)
     np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["l2", "l1", None])
+def test_the_served_tfidf_is_scikit_learns_with_the_stored_norm(tmp_path, norm):
+    """The companion read back from the artifact transforms text as the fitted vectorizer did, whatever its norm."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    settings = {"sublinear_tf": True, "ngram_range": [1, 2], "lowercase": True, "strip_accents": "unicode"}
+    settings |= {"token_pattern": r"(?u)\b\w\w+\b", "norm": norm}
+    fitted = TfidfVectorizer(**{**settings, "ngram_range": (1, 2)}, min_df=2, max_features=5000)
+    train = SAMPLES[:150]
+    classes = sorted({s["label"] for s in train})
+    features = fitted.fit_transform([s["text"] for s in train])
+    model = LogisticRegression(C=10.0, max_iter=2000).fit(features, [classes.index(s["label"]) for s in train])
+    vocabulary = sorted(fitted.vocabulary_, key=fitted.vocabulary_.__getitem__)
+    companion = Companion(settings, vocabulary, fitted.idf_, model.coef_, model.intercept_)
+    write_scoring(tmp_path, Scoring(companion=companion, encoder_weight=0.5))
+    stored = CompanionModel(read_scoring(tmp_path).companion)  # float32 arrays, as the artifact keeps them
+
+    texts = [s["text"] for s in SAMPLES[150:190]]
+    expected = fitted.transform(texts).toarray()
+    np.testing.assert_allclose(stored.vectorizer.transform(texts).toarray(), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(stored.probabilities(texts), model.predict_proba(fitted.transform(texts)), atol=1e-5)
 
 
 def test_scoring_at_the_end_of_fit_writes_it_into_the_export(tmp_path, shared_papers_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import lightning as L
@@ -10,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from clf.model.module import ArxivClassifier
+from tests.helpers.bench import loaded_bench_tool
 
 TINY_BERT = {
     "model_type": "bert",
@@ -103,19 +106,17 @@ def test_the_dropout_policy_changes_nothing_the_model_answers():
     torch.testing.assert_close(answers[0], answers[1])
 
 
-class _LoopAdamW(ArxivClassifier):
-    def configure_optimizers(self) -> dict[str, Any]:
-        configured = super().configure_optimizers()
-        for group in configured["optimizer"].param_groups:
-            group["fused"] = None
-        return configured
+@pytest.fixture(scope="module")
+def train_step_tool() -> Iterator[ModuleType]:
+    """tools/bench/train_step.py, whose LoopAdamW is the model with AdamW's per-tensor loop."""
+    yield from loaded_bench_tool("train_step")
 
 
-def test_the_fused_adamw_trains_to_the_same_model_as_the_per_tensor_loop():
+def test_the_fused_adamw_trains_to_the_same_model_as_the_per_tensor_loop(train_step_tool):
     data = batch()
     loader = DataLoader([{k: v[i] for k, v in data.items()} for i in range(8)], batch_size=4)
     trained = []
-    for model_class in (ArxivClassifier, _LoopAdamW):
+    for model_class in (ArxivClassifier, train_step_tool.LoopAdamW):
         model = tiny(model_class=model_class, hidden_dropout=0.0)
         trainer = L.Trainer(
             max_epochs=2,

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from clf import training
+from clf.artifact import ModelArtifact
 from clf.cli import main
 from tests.helpers.browser import chromium, requested_urls, screenshot
 
@@ -44,6 +45,8 @@ def test_clf_test_writes_a_self_contained_report(tested):
     assert set(report["data"]) >= {"test"} and report["data"]["test"]["papers"] > 0
     assert 0.0 <= report["data"]["test"]["truncated_share"] <= 1.0
     assert f"{report['metrics']['test/acc']:.4f}" in page
+    lineage = ModelArtifact.open(tested.run_dir / "export").lineage
+    assert lineage.dataset_hash and lineage.dataset_hash in page, "the export's lineage, read through its artifact"
 
 
 def test_clf_report_writes_it_again_from_the_run_folder(tested, tmp_path, capsys):

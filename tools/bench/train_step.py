@@ -86,8 +86,9 @@ class Measurement:
     top_operators: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _LoopAdamW(ArxivClassifier):
-    """The optimizer as it was before the fused kernel: AdamW's default per-tensor loop on a CPU."""
+class LoopAdamW(ArxivClassifier):
+    """The optimizer as it was before the fused kernel: AdamW's default per-tensor loop on a CPU (also what
+    tests/model/test_fast_path.py compares the fused kernel with)."""
 
     def configure_optimizers(self) -> dict[str, Any]:
         configured = super().configure_optimizers()
@@ -146,7 +147,7 @@ def full_length_batches(count: int) -> list[dict[str, torch.Tensor]]:
 
 def build(variant: Variant) -> ArxivClassifier:
     """The variant's model, pretrained weights, in training mode."""
-    model_class = ArxivClassifier if variant.fused_adamw else _LoopAdamW
+    model_class = ArxivClassifier if variant.fused_adamw else LoopAdamW
     return model_class(
         pretrained=PRETRAINED,
         num_labels=len(ID2LABEL),
