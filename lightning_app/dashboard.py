@@ -141,7 +141,9 @@ class Dashboard:
         from clf.deploy.commands import request_rollback
 
         if self.controller is None:
-            raise RuntimeError("this replica runs no rollouts (--rollouts false or --version): roll back elsewhere")
+            raise RuntimeError(
+                "this replica runs no rollouts (--fleet.rollouts false or --service.version): roll back elsewhere"
+            )
         return request_rollback(self.controller.registry, reason, self.controller.store).to_json()
 
     def _rollout(self, state: DeploymentState | None) -> dict[str, Any] | None:

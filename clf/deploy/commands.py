@@ -186,7 +186,7 @@ def deploy(
         reason: for rollback: why, recorded in the audit log and the decisions.
         skip_validation: start the rollout without validating first.
         wait_seconds: for blue-green and canary: wait up to this long for the rollout to end, printing the result.
-        state_db: the SQL state store the replicas share (clf serve --state-db); also CLF_STATE_DB. Default: the
+        state_db: the SQL state store the replicas share (clf serve --fleet.state_db); also CLF_STATE_DB. Default: the
             registry's deployment/ folder.
 
     Returns:

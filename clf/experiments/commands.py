@@ -31,8 +31,8 @@ def ab(
 ) -> Any:
     """A/B experiments between two registered versions: create, status, analyze, promote, stop, list.
 
-    A running `clf serve --experiments-db URL` picks up a created experiment on its own: it loads the treatment and
-    routes each user (by a hash of the user id) to the same arm every time. Prints JSON.
+    A running `clf serve --feedback.experiments_db URL` picks up a created experiment on its own: it loads the treatment
+    and routes each user (by a hash of the user id) to the same arm every time. Prints JSON.
 
     Args:
         action: create (--name, --treatment, optionally --control and --traffic-split), status (the experiment and

@@ -13,7 +13,7 @@ from tests.helpers.serve_process import ServeProcess
 
 def test_workers_share_the_port_join_the_fleet_and_merge_their_metrics(tiny_registry):
     store = DeploymentStore(tiny_registry.base_dir)
-    with ServeProcess(tiny_registry.base_dir, ["--workers", "2", "--deploy-interval-seconds", "0.2"]) as server:
+    with ServeProcess(tiny_registry.base_dir, ["--workers", "2", "--fleet.deploy_interval_seconds", "0.2"]) as server:
         deadline = time.monotonic() + 60
         while len(store.replicas()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
