@@ -284,7 +284,7 @@ def create_app(
     async def dashboard_rollback(request: Request) -> JSONResponse:
         if not board.can_act:
             raise InvalidInputError(
-                "the dashboard is read-only: configure clf serve --dashboard-token-file (or CLF_DASHBOARD_TOKEN) "
+                "the dashboard is read-only: configure clf serve --dashboard.token_file (or CLF_DASHBOARD_TOKEN) "
                 "on a replica that runs rollouts",
                 ClientErrorReason.FORBIDDEN,
                 status=403,

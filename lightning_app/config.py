@@ -115,25 +115,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Every setting of one `clf serve`, as its parameters of the same names (see `lightning_app.server.serve`).
-
-    Attributes:
-        host: the address to bind.
-        port: the TCP port.
-        registry: the registry folder.
-        workers: worker processes sharing the port.
-        inject_errors: fault injection, VERSION=RATE.
-        service: the served version and how its model runs.
-        batching: the batching of each version's worker.
-        limits: what one request may ask.
-        gates: when a canary stage passes.
-        rollback: when production is rolled back on its own.
-        fleet: rollouts and the fleet.
-        feedback: A/B experiments and POST /feedback.
-        dashboard: who may act from /dashboard.
-        alerts: where alerts go.
-        logging: the server's log.
-    """
+    """Every setting of one `clf serve`: its parameters of the same names (`lightning_app.server.serve`)."""
 
     host: str
     port: int

@@ -8,7 +8,7 @@ registry's versions with their metrics. The numbers are the fleet's (the gates' 
 runs rollouts, this process's otherwise.
 
 Read-only by default. The one action, rolling back (``POST /dashboard/rollback``, the same as ``clf deploy
-rollback``), needs a bearer token configured on the server (``clf serve --dashboard-token-file`` or
+rollback``), needs a bearer token configured on the server (``clf serve --dashboard.token_file`` or
 ``CLF_DASHBOARD_TOKEN``); without one the page shows no button and the endpoint answers 403.
 """
 

@@ -3,18 +3,7 @@
 ``limits`` keeps its counters in the process (``memory://``) or in a server (Redis, Memcached, MongoDB). The workers
 of ``clf serve --workers N`` share a folder but no server, and with per-process counters a client got N times its
 limit. Registering this class with ``limits`` (its ``STORAGE_SCHEME``) makes ``sqlite:///PATH`` a storage URI like
-the library's own; SQLite's file lock makes each check-and-count atomic across the processes.
-
->>> from limits import parse
->>> from limits.storage import storage_from_string
->>> from limits.strategies import MovingWindowRateLimiter
->>> import tempfile, os
->>> path = os.path.join(tempfile.mkdtemp(), "limits.sqlite")
->>> one, two = (MovingWindowRateLimiter(storage_from_string(f"sqlite:///{path}")) for _ in range(2))
->>> [one.hit(parse("2/minute"), "10.0.0.7"), two.hit(parse("2/minute"), "10.0.0.7")]
-[True, True]
->>> one.hit(parse("2/minute"), "10.0.0.7")
-False
+the library's own (``storage_from_string``); SQLite's file lock makes each check-and-count atomic across processes.
 """
 
 from __future__ import annotations
@@ -69,17 +58,7 @@ class SQLiteStorage(Storage, MovingWindowSupport):
         db.execute("COMMIT")
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Counts `amount` hits of `key` when the last `expiry` seconds hold at most `limit` - `amount`.
-
-        Args:
-            key: the rate limit's key (limit and client).
-            limit: hits allowed in the window.
-            expiry: the window, in seconds.
-            amount: hits to count.
-
-        Returns:
-            Whether they were counted.
-        """
+        """Counts `amount` hits of `key` if the last `expiry` seconds then hold at most `limit`; True when counted."""
         now = time.time()
         with self._transaction() as db:
             db.execute("DELETE FROM hits WHERE key = ? AND at < ?", (key, now - expiry))
@@ -90,16 +69,7 @@ class SQLiteStorage(Storage, MovingWindowSupport):
             return True
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """The window of `key`: when its oldest hit still counted happened, and how many hits it holds.
-
-        Args:
-            key: the rate limit's key.
-            limit: hits allowed in the window (unused: every hit in it is counted).
-            expiry: the window, in seconds.
-
-        Returns:
-            ``(start, hits)``; ``(now, 0)`` for an empty window.
-        """
+        """``(time of the oldest hit of `key` in the last `expiry` seconds, hits there)``; ``(now, 0)`` when none."""
         now = time.time()
         with self._transaction() as db:
             oldest, count = db.execute(

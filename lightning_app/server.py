@@ -51,8 +51,9 @@ def serve(
     """Serve the production model over HTTP: POST /predict, GET /health/ml, GET /metrics.
 
     Loads the registry's production version (or --service.version); with an empty registry, --service.base_model.
-    Runs until interrupted (Ctrl-C or SIGTERM), answering the requests in flight before it exits. Every group can be
-    set in a YAML file (--config configs/serve.yaml; --print_config writes one).
+    Runs until interrupted (Ctrl-C or SIGTERM), answering the requests in flight before it exits. The other options
+    come in groups, each the typed settings of the class that uses it (its docstring is the group's title), and can
+    all be set in a YAML file (--config configs/serve.yaml; --print_config writes one).
 
     Args:
         host: the address to bind (0.0.0.0 for every interface).
@@ -64,18 +65,6 @@ def serve(
             PROMETHEUS_MULTIPROC_DIR is set) and one feedback rate limit per client.
         inject_errors: fault injection for drills and tests, VERSION=RATE: this replica fails that share of the
             version's papers (chosen by a hash of the text) as model errors. Never set in normal serving.
-        service: the version served first and how its model runs.
-        batching: how concurrent requests are gathered into forward passes, and how many may wait.
-        limits: what one request may ask.
-        gates: when a canary stage passes (clf deploy canary, blue-green).
-        rollback: when the rollback monitor rolls production back on its own (model errors; latency only with
-            --rollback.rollback_on_latency true: overload slows every version alike, the latency alert fires either
-            way).
-        fleet: rollouts, and this replica in a fleet sharing one state store.
-        feedback: A/B experiments and POST /feedback.
-        dashboard: who may act from /dashboard.
-        alerts: where alerts go and how often they are checked.
-        logging: the server's log.
 
     Raises:
         RuntimeError: when FastAPI or uvicorn is not installed.
@@ -97,43 +86,25 @@ def serve(
     _build_server(config).run()
 
 
-RENAMED_OPTIONS = {
-    **{name: f"service.{name}" for name in ("version", "base_model", "device", "backend", "dtype")},
-    **{name: f"batching.{name}" for name in ("max_batch_size", "forward_batch_size", "max_wait_ms", "max_queue")},
-    **{name: f"limits.{name}" for name in ("request_timeout", "max_body_bytes", "max_inputs", "max_text_chars")},
-    "slack_webhook": "alerts.slack_webhook",
-    "alert_interval_seconds": "alerts.interval_seconds",
-    **{
-        name: f"fleet.{name}"
-        for name in (
-            "rollouts",
-            "deploy_interval_seconds",
-            "state_db",
-            "replica_id",
-            "advertise_url",
-            "lease_seconds",
-            "prometheus_url",
-            "prometheus_selector",
-        )
-    },  # fmt: skip
-    "canary_max_p95_ratio": "gates.max_p95_ratio",
-    "canary_p95_slack_ms": "gates.p95_slack_ms",
-    "canary_min_requests": "gates.min_requests",
-    "rollback_max_error_rate": "rollback.max_error_rate",
-    "rollback_min_requests": "rollback.min_requests",
-    "rollback_window_minutes": "rollback.window_minutes",
-    "rollback_on_latency": "rollback.rollback_on_latency",
-    "rollback_max_p95_ms": "rollback.max_p95_latency_ms",
-    "experiments_db": "feedback.experiments_db",
-    "experiment_sync_seconds": "feedback.experiment_sync_seconds",
-    "feedback_token_file": "feedback.token_file",
-    "feedback_rate_limit": "feedback.rate_limit",
-    "feedback_max_age_hours": "feedback.max_age_hours",
-    "prediction_key_file": "feedback.prediction_key_file",
-    "dashboard_token_file": "dashboard.token_file",
-    "json_logs": "logging.json_logs",
-    "log_level": "logging.level",
-}
+_RENAMED = """
+    version=service.version base_model=service.base_model device=service.device backend=service.backend
+    dtype=service.dtype max_batch_size=batching.max_batch_size forward_batch_size=batching.forward_batch_size
+    max_wait_ms=batching.max_wait_ms max_queue=batching.max_queue request_timeout=limits.request_timeout
+    max_body_bytes=limits.max_body_bytes max_inputs=limits.max_inputs max_text_chars=limits.max_text_chars
+    canary_max_p95_ratio=gates.max_p95_ratio canary_p95_slack_ms=gates.p95_slack_ms
+    canary_min_requests=gates.min_requests rollback_max_error_rate=rollback.max_error_rate
+    rollback_min_requests=rollback.min_requests rollback_window_minutes=rollback.window_minutes
+    rollback_on_latency=rollback.rollback_on_latency rollback_max_p95_ms=rollback.max_p95_latency_ms
+    rollouts=fleet.rollouts deploy_interval_seconds=fleet.deploy_interval_seconds state_db=fleet.state_db
+    replica_id=fleet.replica_id advertise_url=fleet.advertise_url lease_seconds=fleet.lease_seconds
+    prometheus_url=fleet.prometheus_url prometheus_selector=fleet.prometheus_selector
+    experiments_db=feedback.experiments_db experiment_sync_seconds=feedback.experiment_sync_seconds
+    feedback_token_file=feedback.token_file feedback_rate_limit=feedback.rate_limit
+    feedback_max_age_hours=feedback.max_age_hours prediction_key_file=feedback.prediction_key_file
+    dashboard_token_file=dashboard.token_file slack_webhook=alerts.slack_webhook
+    alert_interval_seconds=alerts.interval_seconds json_logs=logging.json_logs log_level=logging.level
+"""
+RENAMED_OPTIONS = dict(pair.split("=") for pair in _RENAMED.split())
 """The flat options `clf serve` took before its option groups (old name → new name, without the dashes). The old
 ``--batching false`` is missing: ``--batching`` is now the group's own option (a YAML file of it); write
 ``--batching.enabled false``."""
