@@ -7,8 +7,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
-from clf.inference.predictor import Backend, Dtype
+# clf.inference.predictor's Backend and Dtype (tests/serving/test_config.py checks they agree), spelt out here because
+# importing the predictor loads torch, and `clf --help` reads these groups.
+Backend = Literal["torch", "onnx"]
+Dtype = Literal["auto", "float32", "bfloat16"]
 
 
 @dataclass(frozen=True)
