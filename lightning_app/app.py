@@ -12,7 +12,7 @@
 Every error is JSON of one shape, ``{"error": "what and how to fix it", "reason": "invalid_encoding"}``
 (`lightning_app.schemas.ErrorResponse`), and falls in one of three classes that are counted apart: the client's
 fault (4xx, ``client_errors`` by reason), shed load (429 with ``Retry-After`` when a version's queue is full, 504
-past ``request_timeout_seconds``), and failures of the model or the server (500), the only ones that error-rate
+past ``limits.request_timeout``), and failures of the model or the server (500), the only ones that error-rate
 alerts, canary gates and the rollback monitor judge.
 
 Why FastAPI and not LitServe: the service's state (loaded versions, traffic rules for canary and A/B splits, the
@@ -41,6 +41,7 @@ from starlette.exceptions import HTTPException
 
 from clf.monitoring.metrics import PROMETHEUS_CONTENT_TYPE
 from clf.monitoring.monitor import Rejection
+from clf.serving.config import RequestLimits
 from clf.serving.errors import (
     ClientErrorReason,
     DeadlineExceededError,
@@ -81,8 +82,7 @@ def create_app(
     alert_manager: AlertManager | None = None,
     alert_interval_seconds: float = 60.0,
     alert_window_minutes: float = 5.0,
-    max_body_bytes: int = 1_000_000,
-    request_timeout_seconds: float = 30.0,
+    limits: RequestLimits = RequestLimits(),
     health_latency_ms: float = 500.0,
     close_service_on_shutdown: bool = True,
     periodic: Sequence[tuple[float, Callable[[], Any]]] = (),
@@ -99,9 +99,8 @@ def create_app(
         alert_manager: checked every `alert_interval_seconds` against the monitor's last `alert_window_minutes`.
         alert_interval_seconds: how often the alert thresholds are checked.
         alert_window_minutes: the metrics window the alerts look at.
-        max_body_bytes: larger request bodies are refused with 413.
-        request_timeout_seconds: a prediction not answered by then gets 504, and is dropped from its queue if its
-            batch has not started.
+        limits: the largest body (413 past it) and the seconds a prediction may take (504 past them; dropped from
+            its queue if its batch has not started); the paper limits are the service's own.
         health_latency_ms: the latency check's threshold in ``/health/ml``.
         close_service_on_shutdown: stop the service's workers when the server stops.
         periodic: ``(interval_seconds, job)`` pairs run in a worker thread every interval while the server runs
@@ -214,14 +213,14 @@ def create_app(
         Each prediction says ``unsure`` when its top probability is below the model's abstention threshold;
         ``?top_k=5`` adds the five most probable categories with their (calibrated) probabilities.
         """
-        papers, user_id = papers_and_user(await read_json(request, max_body_bytes))
+        papers, user_id = papers_and_user(await read_json(request, limits.max_body_bytes))
         # Cleaning up to 64 papers of LaTeX is milliseconds of regex work each: off the event loop, which must stay free
         # to answer /health and shed load while a large request is being checked.
-        future = await run_in_threadpool(service.submit, papers, user_id, request_timeout_seconds)
+        future = await run_in_threadpool(service.submit, papers, user_id, limits.request_timeout)
         try:
-            predictions = await asyncio.wait_for(asyncio.wrap_future(future), request_timeout_seconds)
+            predictions = await asyncio.wait_for(asyncio.wrap_future(future), limits.request_timeout)
         except TimeoutError:
-            raise DeadlineExceededError(request_timeout_seconds) from None
+            raise DeadlineExceededError(limits.request_timeout) from None
         except (DeadlineExceededError, ServiceClosedError):
             raise
         except Exception as err:  # every paper of the request failed inside the model: counted as model errors
@@ -242,11 +241,11 @@ def create_app(
         """Records the true category of an earlier prediction: ``{"prediction_id", "true_label"}``, with a token."""
         if feedback is None:
             raise InvalidInputError(
-                "feedback needs clf serve --experiments-db URL", ClientErrorReason.NOT_FOUND, status=404
+                "feedback needs clf serve --feedback.experiments_db URL", ClientErrorReason.NOT_FOUND, status=404
             )
         guard.admit(request.client.host if request.client else "unknown")
         guard.authorize(request.headers.get("authorization"))
-        body = validate(Feedback, await read_json(request, max_body_bytes))
+        body = validate(Feedback, await read_json(request, limits.max_body_bytes))
         service.prediction_ids.check(body.prediction_id)
         check_identifier(body.true_label, "true_label")
         try:
@@ -281,7 +280,7 @@ def create_app(
     async def dashboard_rollback(request: Request) -> JSONResponse:
         if not board.can_act:
             raise InvalidInputError(
-                "the dashboard is read-only: configure clf serve --dashboard-token-file (or CLF_DASHBOARD_TOKEN) "
+                "the dashboard is read-only: configure clf serve --dashboard.token_file (or CLF_DASHBOARD_TOKEN) "
                 "on a replica that runs rollouts",
                 ClientErrorReason.FORBIDDEN,
                 status=403,

@@ -8,7 +8,7 @@ registry's versions with their metrics. The numbers are the fleet's (the gates' 
 runs rollouts, this process's otherwise.
 
 Read-only by default. The one action, rolling back (``POST /dashboard/rollback``, the same as ``clf deploy
-rollback``), needs a bearer token configured on the server (``clf serve --dashboard-token-file`` or
+rollback``), needs a bearer token configured on the server (``clf serve --dashboard.token_file`` or
 ``CLF_DASHBOARD_TOKEN``); without one the page shows no button and the endpoint answers 403.
 """
 
@@ -141,7 +141,9 @@ class Dashboard:
         from clf.deploy.commands import request_rollback
 
         if self.controller is None:
-            raise RuntimeError("this replica runs no rollouts (--rollouts false or --version): roll back elsewhere")
+            raise RuntimeError(
+                "this replica runs no rollouts (--fleet.rollouts false or --service.version): roll back elsewhere"
+            )
         return request_rollback(self.controller.registry, reason, self.controller.store).to_json()
 
     def _rollout(self, state: DeploymentState | None) -> dict[str, Any] | None:

@@ -6,7 +6,8 @@ who can reach the port pick the winning model. `FeedbackGuard` closes it:
 * a token is required (``Authorization: Bearer <token>``); without any token configured the endpoint is switched
   off (403), not open;
 * every request counts against a moving-window rate limit per client address (the ``limits`` library), checked
-  first so that guessing tokens is rate limited too;
+  first so that guessing tokens is rate limited too; the workers of one ``clf serve --workers N`` count in one
+  SQLite file (`lightning_app.rate_limits`), so that a client gets the limit once, not once per worker;
 * the prediction id itself must be signed by this service (`clf.serving.prediction_ids`), checked by the caller.
 
 >>> guard = FeedbackGuard(["s3cret-token-of-the-labelling-team"], rate_limit="2/minute")
@@ -24,10 +25,11 @@ import time
 from collections.abc import Sequence
 
 from limits import parse
-from limits.storage import MemoryStorage
+from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from clf.serving.errors import ClientErrorReason, InvalidInputError
+from lightning_app.rate_limits import SQLiteStorage  # noqa: F401  (registers sqlite:///PATH with limits)
 from lightning_app.tokens import bearer_token, token_matches
 
 MIN_TOKEN_CHARS = 16
@@ -40,12 +42,14 @@ class FeedbackGuard:
     Args:
         tokens: the accepted bearer tokens (several, to rotate one without downtime); empty switches feedback off.
         rate_limit: requests per client address, in the ``limits`` notation (``60/minute``, ``10/second``).
+        storage: where the requests are counted, a ``limits`` storage URI: ``memory://`` (this process), or
+            ``sqlite:///PATH`` for processes that share the limit (`SQLiteStorage`).
 
     Raises:
         ValueError: for a token shorter than `MIN_TOKEN_CHARS` or a rate limit that does not parse.
     """
 
-    def __init__(self, tokens: Sequence[str] = (), rate_limit: str = "60/minute") -> None:
+    def __init__(self, tokens: Sequence[str] = (), rate_limit: str = "60/minute", storage: str = "memory://") -> None:
         short = [token for token in tokens if len(token) < MIN_TOKEN_CHARS]
         if short:
             raise ValueError(f"a feedback token must hold at least {MIN_TOKEN_CHARS} characters")
@@ -53,10 +57,10 @@ class FeedbackGuard:
             self._limit = parse(rate_limit)
         except ValueError as err:
             raise ValueError(
-                f"--feedback-rate-limit {rate_limit!r} does not parse ({err}); write e.g. 60/minute"
+                f"--feedback.rate_limit {rate_limit!r} does not parse ({err}); write e.g. 60/minute"
             ) from None
         self._tokens = list(tokens)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = MovingWindowRateLimiter(storage_from_string(storage))
 
     @property
     def enabled(self) -> bool:
@@ -95,7 +99,7 @@ class FeedbackGuard:
         """
         if not self._tokens:
             raise InvalidInputError(
-                "feedback is switched off until a token is configured: start clf serve with --feedback-token-file "
+                "feedback is switched off until a token is configured: start clf serve with --feedback.token_file "
                 "FILE (or CLF_FEEDBACK_TOKEN) and send Authorization: Bearer <token>",
                 ClientErrorReason.FORBIDDEN,
                 status=403,

@@ -37,7 +37,7 @@ class PaperBatch(BaseModel):
 
     model_config = _STRICT
 
-    papers: list[PaperInput] = Field(description="The papers (at most the service's --max-inputs, 64 by default).")
+    papers: list[PaperInput] = Field(description="The papers (at most --limits.max_inputs, 64 by default).")
     user_id: str | int | None = Field(None, description="A stable id of the caller.")
 
 
@@ -124,7 +124,7 @@ class Versions(BaseModel):
     loaded_versions: list[str]
     traffic_rule: str = Field(description="The installed rule, e.g. a canary's WeightedSplit, in words.")
     traffic_shares: dict[str, float] = Field(description="Version → share of requests the rule sends it.")
-    replica: str | None = Field(None, description="This replica's id in the fleet (clf serve --replica-id).")
+    replica: str | None = Field(None, description="This replica's id in the fleet (clf serve --fleet.replica_id).")
     batching: dict[str, BatchStats]
 
 

@@ -123,9 +123,9 @@ def test_compose_runs_replicas_that_nginx_and_prometheus_both_reach():
     assert len(replicas) >= 2, "several replicas"
     for name, spec in replicas.items():
         _check_clf_args(spec["command"])
-        assert _option(spec["command"], "replica-id") == name
-        assert _option(spec["command"], "advertise-url") == f"http://{name}:{_option(spec['command'], 'port')}"
-        prometheus = _option(spec["command"], "prometheus-url")
+        assert _option(spec["command"], "fleet.replica_id") == name
+        assert _option(spec["command"], "fleet.advertise_url") == f"http://{name}:{_option(spec['command'], 'port')}"
+        prometheus = _option(spec["command"], "fleet.prometheus_url")
         assert re.match(r"http://prometheus:9090$", prometheus) and "prometheus" in services
         state_db = spec["environment"]["CLF_STATE_DB"]
         assert state_db.startswith("postgresql+psycopg://") and "@postgres:5432/" in state_db

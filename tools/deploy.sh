@@ -46,7 +46,7 @@ $python -m clf deploy validate "$version" --deployment.registry "$registry" --ma
 
 step "2/4 staging: serving $version on 127.0.0.1:$staging_port"
 log=$(mktemp)
-$python -m clf serve --port "$staging_port" --registry "$registry" --version "$version" >"$log" 2>&1 &
+$python -m clf serve --port "$staging_port" --registry "$registry" --service.version "$version" >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 url="http://127.0.0.1:$staging_port"

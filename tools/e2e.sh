@@ -383,7 +383,7 @@ begin serve
 curl -s -o /dev/null "$url/health" && fail "something already answers on $url; pick another --port"
 log="$logs/serve.log"
 $python -m clf serve --port "$port" --registry "$registry" \
-  --deploy-interval-seconds "$deploy_interval_seconds" >"$log" 2>&1 &
+  --fleet.deploy_interval_seconds "$deploy_interval_seconds" >"$log" 2>&1 &
 server=$!
 for _ in $(seq 1 600); do
   curl -fs "$url/health" >/dev/null 2>&1 && break

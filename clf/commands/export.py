@@ -1,7 +1,7 @@
 """`clf export`: write a registered version (or an export folder) as ONNX, optionally int8, beside its weights.
 
 clf export --version v1.2.0 --format onnx --quantize int8
-clf serve --backend onnx
+clf serve --service.backend onnx
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def export(
 
     Writes ``onnx/model.onnx`` (and ``onnx/model.int8.onnx``) beside the version's weights, checks each against
     the PyTorch model on sample papers (top-1 agreement, largest probability difference), and records the files
-    and the parity in the version's metadata. `clf serve --backend onnx` then serves them. Prints JSON.
+    and the parity in the version's metadata. `clf serve --service.backend onnx` then serves them. Prints JSON.
 
     Args:
         version: the registered version, vX.Y.Z (or production).

@@ -5,7 +5,7 @@
             progress.advance(len(chunk), papers=count)
 
 On an interactive terminal (stderr is a TTY and ``CLF_JSON_LOGS`` is not set) the step shows a tqdm bar with its
-rate and ETA. Elsewhere — a log file, CI, ``--json-logs`` — a bar's carriage returns would be noise, so the same
+rate and ETA. Elsewhere — a log file, CI, ``--logging.json_logs`` — a bar's carriage returns would be noise, so the same
 numbers go to the log every `interval_s` seconds and once at the end, e.g. ``scanning papers.jsonl.gz: 12.5 of 40.1
 MB (31 %), 9,400 papers, 6.2 MB/s, ETA 4 s``.
 """

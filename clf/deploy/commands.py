@@ -163,7 +163,7 @@ class DeploymentSettings:
 
     Args:
         registry: the registry folder the service serves from (clf serve --registry).
-        state_db: the SQL state store the replicas share (clf serve --state-db); also CLF_STATE_DB. Default: the
+        state_db: the SQL state store the replicas share (clf serve --fleet.state_db); also CLF_STATE_DB. Default: the
             registry's deployment/ folder.
         stages: canary traffic percentages, increasing and ending at 100.
         stage_seconds: how long each canary stage is watched before the next.

@@ -104,7 +104,7 @@ class DeploymentController:
         lease_seconds: float = 15.0,
     ) -> None:
         if not lease_seconds > 0:
-            raise ValueError(f"--lease-seconds must be positive, got {lease_seconds}")
+            raise ValueError(f"--fleet.lease_seconds must be positive, got {lease_seconds}")
         registry = registry or service.registry
         if source is None and replica is not None:
             source = FleetMetrics(replica, LocalMetrics(service.monitor), clock)

@@ -8,7 +8,7 @@ replica holding the rollout lease judges gates on one of three metrics sources (
     LocalMetrics        this process's own monitor: exact windows, one replica (the embedded default)
     FleetMetrics        the snapshots of every replica that answered within the window, from the store, summed;
                         a fleet of one falls back to its own exact window
-    PrometheusMetrics   a Prometheus server's HTTP API (``--prometheus-url``; `clf.deploy.prometheus_source`)
+    PrometheusMetrics   a Prometheus server's HTTP API (``--fleet.prometheus_url``; `clf.deploy.prometheus_source`)
 
 A window's numbers are, per replica, its newest snapshot minus the newest one taken at or before the window's start
 (everything, for a replica started within it), summed over replicas; percentiles are read from the summed buckets

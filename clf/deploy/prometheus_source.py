@@ -1,4 +1,4 @@
-"""`PrometheusMetrics`: the gates' numbers from a Prometheus server that scrapes every replica (``--prometheus-url``).
+"""`PrometheusMetrics`: the gates' numbers from a Prometheus server scraping every replica (``--fleet.prometheus_url``).
 
 For a version over a window of W seconds it asks the HTTP API (``/api/v1/query``) for::
 

@@ -25,7 +25,7 @@ def create(
 ) -> Any:
     """Start an A/B experiment between two registered versions.
 
-    A running `clf serve --experiments-db URL` picks it up on its own: it loads the treatment and routes each user
+    A running `clf serve --feedback.experiments_db URL` picks it up on its own: it loads the treatment and routes each user
     (by a hash of the user id) to the same arm every time.
 
     Args:

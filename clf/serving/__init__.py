@@ -1,16 +1,33 @@
-"""Serving: loaded model versions, dynamic batching, traffic rules, and the ClassificationService over them."""
+"""Serving: loaded model versions, dynamic batching, traffic rules, and the ClassificationService over them.
 
-from clf.inference.predictor import BASE_VERSION, ModelPredictor
-from clf.serving.batching import DynamicBatcher
-from clf.serving.errors import (
-    InvalidInputError,
-    ModelLoadError,
-    NoModelError,
-    ServiceClosedError,
-    ServingError,
-)
-from clf.serving.routing import Route, SingleVersion, TrafficRule, WeightedSplit, stable_bucket
-from clf.serving.service import ClassificationService, PredictionEvent, PredictionListener
+The service, its errors and the predictor load torch; they are imported on first use, so that `clf --help` (which reads
+`clf serve`'s option groups in `clf.serving.config`) stays fast.
+"""
+
+from typing import Any
+
+_LAZY = {
+    **dict.fromkeys(
+        ["InvalidInputError", "ModelLoadError", "NoModelError", "ServiceClosedError", "ServingError"],
+        "clf.serving.errors",
+    ),
+    **dict.fromkeys(["Route", "SingleVersion", "TrafficRule", "WeightedSplit", "stable_bucket"], "clf.serving.routing"),
+    "BASE_VERSION": "clf.inference.predictor",
+    "ModelPredictor": "clf.inference.predictor",
+    "DynamicBatcher": "clf.serving.batching",
+    "ClassificationService": "clf.serving.service",
+    "PredictionEvent": "clf.serving.service",
+    "PredictionListener": "clf.serving.service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clf.serving' has no attribute {name!r}")
+
 
 __all__ = [
     "BASE_VERSION",

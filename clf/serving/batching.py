@@ -101,11 +101,11 @@ class DynamicBatcher:
         name: str = "",
     ) -> None:
         if max_batch_size < 1:
-            raise ValueError(f"--max-batch-size must be at least 1, got {max_batch_size}")
+            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}")
         if max_wait_ms < 0:
-            raise ValueError(f"--max-wait-ms must be >= 0, got {max_wait_ms}")
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         if max_queue is not None and max_queue < 1:
-            raise ValueError(f"--max-queue must be at least 1, got {max_queue}")
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
         self._predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000

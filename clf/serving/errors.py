@@ -114,7 +114,7 @@ class OverloadedError(ServingError):
     Args:
         version: the version whose queue is full.
         queued: papers waiting in its queue.
-        limit: the most papers its queue holds (``--max-queue``).
+        limit: the most papers its queue holds (``--batching.max_queue``).
         retry_after_s: when the queue is expected to have drained enough, in seconds.
     """
 
@@ -128,7 +128,7 @@ class OverloadedError(ServingError):
 
 
 class DeadlineExceededError(ServingError):
-    """A request not answered by its deadline (``--request-timeout``): HTTP 504; its work is dropped if not begun.
+    """A request not answered by its deadline (``--limits.request_timeout``): HTTP 504; work not begun is dropped.
 
     Args:
         timeout_s: the deadline the request had, in seconds.

@@ -58,7 +58,7 @@ class PredictionIds:
         if len(key) < 16:
             raise ValueError(f"the prediction id key must hold at least 16 bytes, got {len(key)}")
         if not max_age_s > 0:
-            raise ValueError(f"--feedback-max-age-hours must be positive, got {max_age_s / 3600:g}")
+            raise ValueError(f"--feedback.max_age_hours must be positive, got {max_age_s / 3600:g}")
         self._key = key
         self.max_age_s = max_age_s
         self.clock = clock

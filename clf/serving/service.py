@@ -35,6 +35,7 @@ from clf.monitoring.metrics import ServiceMetrics
 from clf.monitoring.monitor import PredictionMonitor
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import BatchAnswer, DynamicBatcher
+from clf.serving.config import Batching, RequestLimits
 from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelError, ServiceClosedError
 from clf.serving.inputs import Input, paper_texts
 from clf.serving.prediction_ids import PredictionIds
@@ -109,30 +110,22 @@ class ClassificationService:
         base_model: an export folder (``runs/<name>/export``) served as version ``base`` when the registry holds
             no versions at all.
         device: the torch device the models run on; ``auto`` picks CUDA when there is one, else the CPU.
-        max_batch_size: most texts a version's worker gathers from concurrent requests in one step; by default 8
-            on a CPU, 64 on a GPU.
-        forward_batch_size: texts per forward pass within a step, after sorting them by length; by default 8 on a
-            CPU (where larger passes cost more per paper: docs/RESULTS.md), `max_batch_size` on a GPU.
-        max_wait_ms: how long a partly filled batch waits for more requests.
-        batching: gather concurrent requests into shared forward passes (dynamic batching).
-        max_inputs: most papers in one request.
-        max_text_chars: most characters in one paper's title + abstract.
+        batching: how requests are gathered into batches and how many may wait (`Batching`; its unset sizes are
+            filled in for the device).
+        limits: the papers and characters one request may hold (`RequestLimits`).
         monitor: where every prediction is recorded; a new `PredictionMonitor` by default.
         warmup: run one prediction through each version as it loads, so the first request is not slow.
         backend: ``torch``, or ``onnx`` to run every version with onnxruntime on its ``onnx/`` files (int8 when the
             version has it; see ``clf export``).
-        max_queue: most papers waiting per version; beyond it a request is shed with `OverloadedError` (HTTP 429).
-            By default 4 × `max_batch_size`, so an accepted request waits at most about four batches.
         prediction_ids: signs the ``prediction_id`` of every answer (`PredictionIds`); a random key of this process
             by default. Replicas that take feedback for one another must share one key.
         metrics: the Prometheus metrics every prediction, load and swap is counted in; new ones by default.
         dtype: the torch backend's weights: float32, bfloat16, or auto (bfloat16 where the hardware runs it
             natively; see `clf.inference.predictor.resolve_dtype`).
         fault_injection: version → share of its papers to fail as model errors (chosen by a hash of the text, so
-            the same papers fail every time): fault drills and tests of the gates (``clf serve --inject-errors``).
+            the same papers fail every time): fault drills and tests of the gates (``clf serve --inject_errors``).
 
     Raises:
-        ValueError: when `forward_batch_size` or `max_queue` is below 1.
         NoModelError: when the registry is empty and no base model is given.
         RegistryError: for an unknown version, or versions but none in production and no `version` named.
         ModelLoadError: when the chosen model's files do not load.
@@ -145,48 +138,27 @@ class ClassificationService:
         base_model: str | Path | None = None,
         *,
         device: str = "auto",
-        max_batch_size: int | None = None,
-        forward_batch_size: int | None = None,
-        max_wait_ms: float = 5.0,
-        batching: bool = True,
-        max_inputs: int = 64,
-        max_text_chars: int = 20_000,
+        batching: Batching = Batching(),
+        limits: RequestLimits = RequestLimits(),
         monitor: PredictionMonitor | None = None,
         warmup: bool = True,
         backend: Backend = "torch",
-        max_queue: int | None = None,
         prediction_ids: PredictionIds | None = None,
         metrics: ServiceMetrics | None = None,
         fault_injection: dict[str, float] | None = None,
         dtype: Dtype = "float32",
     ) -> None:
         device = resolve_device(device)
-        on_gpu = device.startswith("cuda")
-        if max_batch_size is None:
-            max_batch_size = 64 if on_gpu else 8
-        if forward_batch_size is None:
-            forward_batch_size = max_batch_size if on_gpu else 8
-        if forward_batch_size < 1:
-            raise ValueError(f"--forward-batch-size must be at least 1, got {forward_batch_size}")
-        if max_queue is None:
-            max_queue = 4 * max_batch_size
-        if max_queue < 1:
-            raise ValueError(f"--max-queue must be at least 1, got {max_queue}")
         self.registry = registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry)
         self.device = device
-        self.max_batch_size = max_batch_size
-        self.forward_batch_size = forward_batch_size
-        self.max_wait_ms = max_wait_ms
-        self.batching = batching
-        self.max_inputs = max_inputs
-        self.max_text_chars = max_text_chars
+        self.batching = batching.resolved(on_gpu=device.startswith("cuda"))
+        self.limits = limits
         self.monitor = monitor if monitor is not None else PredictionMonitor()
         self.metrics = metrics if metrics is not None else ServiceMetrics()
         self.fault_injection = dict(fault_injection or {})
         self.dtype = dtype
         self.warmup = warmup
         self.backend = backend
-        self.max_queue = max_queue
         self.prediction_ids = prediction_ids or PredictionIds(secrets.token_bytes(32))
         self._lock = threading.RLock()
         self._loaded: dict[str, _Loaded] = {}
@@ -445,7 +417,7 @@ class ClassificationService:
         Raises:
             InvalidInputError: naming the paper and what is wrong with it.
         """
-        return paper_texts(inputs, max_inputs=self.max_inputs, max_text_chars=self.max_text_chars)
+        return paper_texts(inputs, max_inputs=self.limits.max_inputs, max_text_chars=self.limits.max_text_chars)
 
     def _finish(
         self,
@@ -544,12 +516,12 @@ class ClassificationService:
         if registered:
             raise RegistryError(
                 f"{self.registry.base_dir} holds {', '.join(registered)} but none is in production; "
-                "promote one (clf registry promote vX.Y.Z) or name one with --version"
+                "promote one (clf registry promote vX.Y.Z) or name one with --service.version"
             )
         if base_model is None:
             raise NoModelError(
                 f"{self.registry.base_dir} holds no model versions. Register one (clf registry create --model-path "
-                "runs/quickstart/export) or serve an export directly with --base-model runs/quickstart/export"
+                "runs/quickstart/export) or serve an export directly with --service.base_model runs/quickstart/export"
             )
         log.warning("registry %s is empty: serving the base model %s", self.registry.base_dir, base_model)
         return ModelPredictor(base_model, BASE_VERSION, self.device, self.backend, dtype=self.dtype)
@@ -564,15 +536,16 @@ class ClassificationService:
                 predictor.predict_texts([WARMUP_TEXT])
             except Exception as err:
                 raise ModelLoadError(f"{predictor.version} loads but fails its warm-up prediction: {err}") from err
-        forward = functools.partial(predictor.predict_texts, batch_size=self.forward_batch_size)
+        batching = self.batching
+        forward = functools.partial(predictor.predict_texts, batch_size=batching.forward_batch_size)
         if self.fault_injection.get(predictor.version):
             forward = _failing(forward, predictor.version, self.fault_injection[predictor.version])
         batcher = DynamicBatcher(
             forward,
-            max_batch_size=self.max_batch_size,
-            max_wait_ms=self.max_wait_ms,
-            batching=self.batching,
-            max_queue=self.max_queue,
+            max_batch_size=batching.max_batch_size,
+            max_wait_ms=batching.max_wait_ms,
+            batching=batching.enabled,
+            max_queue=batching.max_queue,
             name=predictor.version,
         )
         with self._lock:
@@ -582,7 +555,7 @@ class ClassificationService:
         if existing is not None:
             batcher.close()
             return existing.predictor
-        self.metrics.loaded(predictor.version, self.max_batch_size)
+        self.metrics.loaded(predictor.version, batching.max_batch_size)
         return predictor
 
 
@@ -592,7 +565,7 @@ def _failing(forward: Callable[[list[str]], Any], version: str, rate: float) -> 
     def run(texts: list[str]) -> Any:
         picked = [text for text in texts if stable_bucket(text, f"faults-{version}") < rate]
         if picked:
-            raise RuntimeError(f"injected fault (--inject-errors {version}={rate:g}) on {len(picked)} of {len(texts)}")
+            raise RuntimeError(f"injected fault (--inject_errors {version}={rate:g}) on {len(picked)} of {len(texts)}")
         return forward(texts)
 
     return run

@@ -16,6 +16,7 @@ from clf.deploy import CanaryGates, DeploymentController, DeploymentStore, Phase
 from clf.monitoring import AlertManager, PredictionMonitor
 from clf.registry import ModelRegistry
 from clf.serving import ClassificationService, ModelPredictor
+from clf.serving.config import Batching
 from lightning_app.app import create_app
 from tests.conftest import load_shared_papers
 from tests.helpers.http_service import LoopbackServer
@@ -136,7 +137,9 @@ class Clock:
 
 def service_on(registry: ModelRegistry | str, clock: Clock, **kwargs: Any) -> ClassificationService:
     """A service whose monitor runs on `clock` (no batching wait); `kwargs` go to `ClassificationService`."""
-    return ClassificationService(registry, max_wait_ms=1, monitor=PredictionMonitor(clock=clock), **kwargs)
+    return ClassificationService(
+        registry, batching=Batching(max_wait_ms=1), monitor=PredictionMonitor(clock=clock), **kwargs
+    )
 
 
 def answer(service: ClassificationService, n: int, start: int = 0) -> None:
@@ -155,7 +158,7 @@ def fail(service: ClassificationService, n: int) -> None:
 @pytest.fixture
 def deployment(tiny_registry) -> Iterator[Deployment]:
     """clf serve's wiring on loopback: the service, its controller ticking every 0.1 s, alerts to a receiver."""
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     with WebhookReceiver() as hook:
         alerts = AlertManager(slack_webhook=hook.url, cooldown_seconds=0)
         controller = DeploymentController(service, alerts=alerts, gates=GATES, rollback_thresholds=ROLLBACK)

@@ -46,14 +46,14 @@ pytestmark = pytest.mark.timeout(600)
 
 CANARY, FAULTY, PRODUCTION = "v1.1.0", "v1.2.0", "v1.0.0"
 INTERVAL = 0.5
-"""--deploy-interval-seconds of every replica: how often it ticks, publishes, and follows."""
+"""--fleet.deploy_interval_seconds of every replica: how often it ticks, publishes, and follows."""
 FOLLOW_DELAY = 10.0
 """The most the tests let a replica take to follow a change: one tick interval plus loading a model, with room for
 a machine running three replicas, nginx and Prometheus on two cores."""
 COMMON = [
-    "--deploy-interval-seconds", str(INTERVAL), "--lease-seconds", "3", "--max-wait-ms", "2",
-    "--canary-min-requests", "10", "--canary-p95-slack-ms", "2000", "--rollback-min-requests", "10",
-    "--alert-interval-seconds", "3600",
+    "--fleet.deploy_interval_seconds", str(INTERVAL), "--fleet.lease_seconds", "3", "--batching.max_wait_ms", "2",
+    "--gates.min_requests", "10", "--gates.p95_slack_ms", "2000", "--rollback.min_requests", "10",
+    "--alerts.interval_seconds", "3600",
 ]  # fmt: skip
 GATES = CanaryGates(min_requests=10, p95_slack_ms=2000.0)
 
@@ -103,7 +103,7 @@ class Fleet:
 
 def _start(registry_dir, names: dict[str, list[str]]) -> dict[str, ServeProcess]:
     processes = {
-        name: ServeProcess(registry_dir, [*COMMON, "--replica-id", name, *extra]) for name, extra in names.items()
+        name: ServeProcess(registry_dir, [*COMMON, "--fleet.replica_id", name, *extra]) for name, extra in names.items()
     }
     with ThreadPoolExecutor(len(processes)) as pool:  # three model loads at once
         list(pool.map(lambda p: p.__enter__(), processes.values()))
@@ -193,7 +193,7 @@ def _stop(processes: dict[str, ServeProcess]) -> None:
 
 def test_three_replicas_behind_nginx_follow_one_leader_and_judge_fleet_wide_numbers(registry):
     registry_dir = registry.base_dir
-    processes = _start(registry_dir, {"a": [], "b": [], "c": ["--inject-errors", f"{FAULTY}=1.0"]})
+    processes = _start(registry_dir, {"a": [], "b": [], "c": ["--inject_errors", f"{FAULTY}=1.0"]})
     addresses = [p.url.removeprefix("http://") for p in processes.values()]
     try:
         with NginxServer(addresses) as nginx, PrometheusServer(addresses) as prometheus:
@@ -301,7 +301,7 @@ def test_the_fleet_survives_a_state_store_outage_and_the_death_of_its_leader(reg
     registry_dir = registry.base_dir
     with PostgresServer() as database, ExitStack() as stack:
         store = SqlDeploymentStore(database.url)
-        db = ["--state-db", database.url]
+        db = ["--fleet.state_db", database.url]
         processes = _start(registry_dir, {name: db for name in ("a", "b", "c")})
         stack.callback(_stop, processes)
         nginx = stack.enter_context(NginxServer([p.url.removeprefix("http://") for p in processes.values()]))

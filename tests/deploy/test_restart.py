@@ -17,6 +17,7 @@ from clf.deploy.canary import is_canary_split
 from clf.monitoring import PredictionMonitor
 from clf.registry import ModelRegistry
 from clf.serving import ClassificationService
+from clf.serving.config import Batching
 from tests.deploy.conftest import GATES, Clock, FaultyPredictor, fail, service_on
 from tests.helpers.exports import build_registry
 
@@ -25,7 +26,7 @@ THRESHOLDS = RollbackThresholds(min_requests=10, window_minutes=5.0)
 
 def serving_broken(registry_dir: str, version: str, other: str, monitor: PredictionMonitor) -> ClassificationService:
     """A process that started on `version` whose model now fails (it starts on `other` to load the faulty copy)."""
-    service = ClassificationService(registry_dir, other, max_wait_ms=1, monitor=monitor)
+    service = ClassificationService(registry_dir, other, batching=Batching(max_wait_ms=1), monitor=monitor)
     broken = FaultyPredictor(ModelRegistry(registry_dir).version_dir(version), version, error=True, armed=False)
     service.load(version, predictor=broken)  # the warm-up passes
     broken.armed.set()
@@ -70,7 +71,7 @@ def test_production_is_judged_since_it_went_live_not_since_the_process_started(t
     # One monitor for both processes: the fleet-wide metrics several replicas (or a restarted one) would read.
     base, clock = str(tiny_registry.base_dir), Clock()
     monitor = PredictionMonitor(clock=clock)
-    service = ClassificationService(base, max_wait_ms=1, monitor=monitor)
+    service = ClassificationService(base, batching=Batching(max_wait_ms=1), monitor=monitor)
     broken = FaultyPredictor(tiny_registry.version_dir("v1.1.0"), "v1.1.0", error=True, armed=False)
     service.load("v1.1.0", predictor=broken)
     broken.armed.set()

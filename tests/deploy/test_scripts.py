@@ -11,6 +11,7 @@ import pytest
 
 from clf.deploy import CanaryGates, DeploymentController, DeploymentStore, Phase
 from clf.serving import ClassificationService
+from clf.serving.config import Batching
 from lightning_app.app import create_app
 from tests.conftest import REPO, load_shared_papers
 from tests.deploy.conftest import Traffic
@@ -79,7 +80,7 @@ def test_a_version_that_fails_validation_stops_at_step_one(registry, sample_data
 
 
 def test_production_rollout_then_rollback_script(registry, sample_data):
-    service = ClassificationService(registry, max_wait_ms=1)
+    service = ClassificationService(registry, batching=Batching(max_wait_ms=1))
     # Two copies of one model: only timer noise on a busy 2-core machine separates their latencies.
     controller = DeploymentController(service, gates=CanaryGates(min_requests=10, p95_slack_ms=250.0))
     with LoopbackServer(create_app(service, periodic=[(0.1, controller.tick)])) as server, Traffic(server.url):

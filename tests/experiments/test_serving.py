@@ -16,6 +16,7 @@ from clf.experiments.framework import ABTestingFramework
 from clf.experiments.serving import ExperimentSync, SyncOutcome
 from clf.experiments.tables import PredictionLog
 from clf.serving import ClassificationService, WeightedSplit
+from clf.serving.config import Batching
 from lightning_app.app import create_app
 from tests.conftest import load_shared_papers
 from tests.helpers.http_service import LoopbackServer
@@ -42,7 +43,7 @@ def logged_ids(url: str) -> list[str]:
 
 
 def test_the_http_server_routes_by_the_running_experiment_and_logs_every_prediction(db_url, tiny_registry):
-    service = ClassificationService(tiny_registry, max_wait_ms=2)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=2))
     framework = ABTestingFramework(db_url, registry=tiny_registry, flush_interval_seconds=0.2)
     experiment = framework.create_experiment("over http", "v1.0.0", "v1.1.0", traffic_split=0.5)
     sync = ExperimentSync(framework, service)
@@ -82,7 +83,7 @@ def test_the_http_server_routes_by_the_running_experiment_and_logs_every_predict
 
 
 def test_sync_installs_once_and_leaves_a_rollout_rule_alone(db_url, tiny_registry):
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     framework = ABTestingFramework(db_url, registry=tiny_registry)
     sync = ExperimentSync(framework, service)
     assert sync.sync() is SyncOutcome.UNCHANGED and service.loaded_versions == ["v1.0.0"]
@@ -151,7 +152,7 @@ def outage(request, tmp_path):
 def test_a_database_outage_costs_no_prediction_and_no_log(outage, tiny_registry):
     engine = make_engine(outage.url, connect_timeout_seconds=0.1)
     framework = ABTestingFramework(engine, registry=tiny_registry, flush_interval_seconds=0.1)
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     experiment = framework.create_experiment("outage", "v1.0.0", "v1.1.0", traffic_split=0.5)
     sync = ExperimentSync(framework, service)
     assert sync.sync() is SyncOutcome.STARTED

@@ -21,7 +21,7 @@ _BIND_FAILED = "error while attempting to bind"
 
 
 class ServeProcess:
-    """Runs ``python -m clf serve --registry REGISTRY --port P ARGS...`` while the context is open.
+    """Runs ``python -m clf serve ARGS... --registry REGISTRY --port P`` while the context is open.
 
     The port is probed free, then bound by the child only after its imports; another process can take it in between,
     so a start that fails to bind is retried on a new port. The log goes to a file, not a pipe: a pipe nobody reads
@@ -29,7 +29,7 @@ class ServeProcess:
 
     Args:
         registry: the registry folder.
-        args: further ``clf serve`` flags.
+        args: further ``clf serve`` flags, given first, so that the registry and port override a ``--config``.
         env: extra environment variables.
         startup_timeout: seconds to wait for ``/health``.
 
@@ -56,10 +56,20 @@ class ServeProcess:
     def __enter__(self) -> ServeProcess:
         for _ in range(3):
             port = free_port()
-            command = [sys.executable, "-m", "clf", "serve", "--registry", self.registry, "--port", str(port)]
+            command = [
+                sys.executable,
+                "-m",
+                "clf",
+                "serve",
+                *self.args,
+                "--registry",
+                self.registry,
+                "--port",
+                str(port),
+            ]
             self._log = tempfile.TemporaryFile("w+", encoding="utf-8")
             self.process = subprocess.Popen(
-                command + self.args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log, text=True, env=self.env
+                command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=self._log, text=True, env=self.env
             )
             self.url = f"http://127.0.0.1:{port}"
             if self._wait_until_up():

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from clf.serving import ClassificationService
+from clf.serving.config import Batching, RequestLimits
 from lightning_app.app import create_app
 from tests.conftest import REPO, load_shared_papers
 from tests.helpers.exports import LABELS
@@ -25,8 +26,8 @@ PAPERS = [{"title": p["title"], "abstract": p["abstract"]} for p in load_shared_
 
 @pytest.fixture
 def server(tiny_registry):
-    service = ClassificationService(tiny_registry, max_wait_ms=2)
-    with LoopbackServer(create_app(service, max_body_bytes=50_000)) as running:
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=2))
+    with LoopbackServer(create_app(service, limits=RequestLimits(max_body_bytes=50_000))) as running:
         running.service = service
         yield running
 
@@ -138,7 +139,7 @@ def test_concurrent_requests_are_batched_and_all_answered(server, tiny_registry)
 
 
 def test_clf_serve_runs_the_registry_model_with_json_logs_and_stops_on_sigterm(tiny_registry):
-    with ServeProcess(tiny_registry.base_dir, ["--json-logs", "true"]) as process:
+    with ServeProcess(tiny_registry.base_dir, ["--logging.json_logs", "true"]) as process:
         answer = requests.post(f"{process.url}/predict", json=PAPERS[0], timeout=30).json()
         assert answer["version"] == "v1.0.0"
         assert requests.get(f"{process.url}/health/ml", timeout=30).status_code == 200
@@ -160,14 +161,14 @@ def test_clf_serve_on_an_empty_registry_says_what_to_do(tmp_path):
         timeout=120,
     )
     assert result.returncode == 1
-    assert "holds no model versions" in result.stderr and "--base-model" in result.stderr
+    assert "holds no model versions" in result.stderr and "--service.base_model" in result.stderr
 
 
 def test_the_running_server_posts_threshold_alerts_to_slack(tiny_registry):
     from clf.monitoring import AlertManager, AlertThresholds
     from tests.helpers.webhook import WebhookReceiver
 
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     with WebhookReceiver() as hook:
         alerts = AlertManager(
             slack_webhook=hook.url, thresholds=AlertThresholds(max_p95_latency_ms=0.001, min_requests=3)
@@ -200,7 +201,9 @@ def test_clf_serve_with_an_experiments_db_routes_users_and_takes_feedback(tiny_r
     framework.close()
     token = "labelling-team-token-0123456789"
     auth = {"Authorization": f"Bearer {token}"}
-    with ServeProcess(tiny_registry.base_dir, ["--experiments-db", db], env={"CLF_FEEDBACK_TOKEN": token}) as process:
+    with ServeProcess(
+        tiny_registry.base_dir, ["--feedback.experiments_db", db], env={"CLF_FEEDBACK_TOKEN": token}
+    ) as process:
         url = process.url
         arms = {}
         for n in range(30):

@@ -30,6 +30,7 @@ from schemathesis.checks import (
 
 from clf.experiments import ABTestingFramework, ExperimentSync
 from clf.serving import ClassificationService
+from clf.serving.config import Batching, RequestLimits
 from lightning_app.app import create_app
 from lightning_app.feedback import FeedbackGuard
 from tests.helpers.exports import build_registry
@@ -73,14 +74,14 @@ def api(tiny_exports, tmp_path_factory):
     """One server for the module (the `tiny_registry` layout, built once): each test adds its own requests."""
     root = tmp_path_factory.mktemp("contract")
     registry = build_registry(root / "registry", tiny_exports, production="v1.0.0")
-    service = ClassificationService(registry, max_wait_ms=1)
+    service = ClassificationService(registry, batching=Batching(max_wait_ms=1))
     framework = ABTestingFramework(f"sqlite:///{root / 'experiments.db'}", registry=registry)
     experiment = framework.create_experiment("fuzz", "v1.0.0", "v1.1.0", 0.5)
     sync = ExperimentSync(framework, service)
     sync.sync()
     app = create_app(
         service,
-        max_body_bytes=20_000,
+        limits=RequestLimits(max_body_bytes=20_000),
         on_shutdown=[sync.close],
         feedback=functools.partial(framework.record_feedback, verify=service.prediction_ids.verify),
         # A limit no run reaches, so that the fuzzer gets past it to the token, the id and the label.

@@ -15,6 +15,7 @@ import requests
 from clf.deploy import DeploymentController, Phase
 from clf.monitoring import AlertManager
 from clf.serving import ClassificationService
+from clf.serving.config import Batching
 from clf.serving.routing import traffic_shares
 from lightning_app.app import create_app
 from lightning_app.dashboard import STATIC, Dashboard, cached, running_experiment
@@ -37,7 +38,7 @@ class Running:
 @pytest.fixture
 def canary(tiny_registry) -> Iterator[Running]:
     """A service on v1.0.0 with v1.1.0 in a 50 % canary stage of an hour, and a dashboard that may roll back."""
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     alerts = AlertManager(cooldown_seconds=0)
     controller = DeploymentController(service, alerts=alerts, gates=GATES)
     controller.start_canary(CANARY, stages=[50, 100], stage_seconds=3600)
@@ -100,7 +101,7 @@ def test_rolling_back_from_the_dashboard_needs_the_configured_token(canary):
 def test_the_running_experiment_shows_with_its_interval_and_p_value(tiny_registry, tmp_path):
     from clf.experiments import ABTestingFramework, ExperimentSync
 
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     framework = ABTestingFramework(f"sqlite:///{tmp_path / 'experiments.db'}", registry=tiny_registry)
     experiment = framework.create_experiment("new head", "v1.0.0", CANARY, 0.5)
     sync = ExperimentSync(framework, service)
@@ -115,7 +116,7 @@ def test_the_running_experiment_shows_with_its_interval_and_p_value(tiny_registr
 
 
 def test_a_dashboard_without_a_token_is_read_only(tiny_registry):
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     with LoopbackServer(create_app(service)) as server:
         data = requests.get(f"{server.url}/dashboard/data", timeout=30).json()
         assert data["actions"] == {"rollback": False} and data["rollout"] is None

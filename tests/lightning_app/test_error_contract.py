@@ -18,6 +18,7 @@ import requests
 
 from clf.inference.predictor import ModelPredictor
 from clf.serving import ClassificationService
+from clf.serving.config import Batching, RequestLimits
 from lightning_app.app import create_app
 from lightning_app.feedback import FeedbackGuard
 from lightning_app.schemas import ErrorResponse
@@ -63,18 +64,19 @@ def api(tiny_exports, tmp_path_factory) -> Iterator[Api]:
     from tests.helpers.exports import build_registry
 
     registry = build_registry(tmp_path_factory.mktemp("errors") / "registry", tiny_exports, production="v1.0.0")
-    service = ClassificationService(registry, max_wait_ms=1, max_batch_size=1, max_queue=1, warmup=False)
+    service = ClassificationService(
+        registry, batching=Batching(max_wait_ms=1, max_batch_size=1, max_queue=1), warmup=False
+    )
     scripted = ScriptedPredictor(registry.version_dir("v1.1.0"), "v1.1.0", device="cpu")
     service.load("v1.1.0", predictor=scripted)
     service.swap("v1.1.0")
     app = create_app(
         service,
-        max_body_bytes=20_000,
-        request_timeout_seconds=SLOW_SECONDS / 2,
+        limits=RequestLimits(max_body_bytes=20_000, request_timeout=SLOW_SECONDS / 2),
         feedback=_feedback,
         feedback_guard=FeedbackGuard([TOKEN], rate_limit=f"{LIMIT}/minute"),
     )
-    closed = ClassificationService(registry, max_wait_ms=1)
+    closed = ClassificationService(registry, batching=Batching(max_wait_ms=1))
     closed_app = create_app(closed, close_service_on_shutdown=False)
     with LoopbackServer(app) as server, LoopbackServer(closed_app) as closed_server:
         closed.close()

@@ -3,6 +3,7 @@ bounded rate; every refusal is a counted 4xx that writes nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Iterator
@@ -18,9 +19,12 @@ from clf.experiments.serving import ExperimentSync
 from clf.experiments.tables import PredictionLog
 from clf.inference.prediction import Prediction
 from clf.serving import ClassificationService
+from clf.serving.config import Batching
+from clf.serving.errors import InvalidInputError
 from clf.serving.prediction_ids import PredictionIds
 from lightning_app.app import create_app
 from lightning_app.feedback import FeedbackGuard
+from lightning_app.server import RATE_LIMITS_FILE
 from tests.conftest import load_shared_papers
 from tests.helpers.http_service import LoopbackServer
 
@@ -72,7 +76,7 @@ def running(tiny_registry, tmp_path) -> Iterator[Running]:
     """clf serve's feedback wiring: an experiment on the live version, signed ids with a clock seam, one token."""
     clock = Clock()
     ids = PredictionIds(b"k" * 32, max_age_s=3600, clock=clock)
-    service = ClassificationService(tiny_registry, max_wait_ms=1, prediction_ids=ids)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1), prediction_ids=ids)
     db = f"sqlite:///{tmp_path / 'experiments.db'}"
     framework = ABTestingFramework(db, registry=tiny_registry, flush_interval_seconds=0.1)
     framework.create_experiment("feedback", "v1.0.0", "v1.1.0", traffic_split=0.5)
@@ -155,11 +159,27 @@ def test_feedback_is_rate_limited_per_client_with_retry_after(running):
     )
 
 
+def test_guards_sharing_the_rate_limit_storage_admit_a_client_once_in_total(tmp_path):
+    """The workers of `clf serve --workers N` count feedback in one file: with a count per worker (each guard its own
+    memory), a client got N times its limit. tests/lightning_app/test_rate_limits.py runs the workers as processes."""
+    storage = f"sqlite:///{tmp_path / RATE_LIMITS_FILE}"
+    workers = [FeedbackGuard([TOKEN], rate_limit="5/minute", storage=storage) for _ in range(3)]
+    admitted = []
+    for attempt in range(12):
+        with contextlib.suppress(InvalidInputError):
+            workers[attempt % 3].admit("10.0.0.7")
+            admitted.append(attempt)
+    assert admitted == [0, 1, 2, 3, 4]
+    workers[0].admit("10.0.0.8")  # every client has a limit of its own
+    with pytest.raises(InvalidInputError, match="retry after"):
+        FeedbackGuard([TOKEN], rate_limit="5/minute", storage=storage).admit("10.0.0.7")
+
+
 def test_without_a_configured_token_feedback_is_switched_off(tiny_registry):
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     with LoopbackServer(create_app(service, feedback=lambda *_: None)) as server:
         answer = requests.post(f"{server.url}/feedback", json={"prediction_id": "x", "true_label": "cs.CV"}, timeout=30)
-    assert answer.status_code == 403 and "--feedback-token-file" in answer.json()["error"]
+    assert answer.status_code == 403 and "--feedback.token_file" in answer.json()["error"]
 
 
 @pytest.mark.parametrize("token", ["short", ""])

@@ -49,7 +49,14 @@ def post(url: str, body: bytes | dict, timeout: float = 30.0) -> requests.Respon
 
 
 def test_a_third_of_requests_with_lone_surrogates_does_not_roll_production_back(released_twice):
-    flags = ["--deploy-interval-seconds", "0.1", "--rollback-min-requests", "10", "--rollback-window-minutes", "1"]
+    flags = [
+        "--fleet.deploy_interval_seconds",
+        "0.1",
+        "--rollback.min_requests",
+        "10",
+        "--rollback.window_minutes",
+        "1",
+    ]
     with ServeProcess(released_twice.base_dir, flags) as server:
         surrogate = GARBAGE["lone surrogate"][0]
         answers = [post(server.url, surrogate if n % 3 == 0 else PAPERS[n % 16]) for n in range(60)]
@@ -127,7 +134,7 @@ def wait_for_rollout_end(registry, timeout: float = 90.0) -> dict:
 
 
 def test_a_canary_sent_the_same_garbage_is_judged_on_its_real_failures_only(released_twice):
-    flags = ["--deploy-interval-seconds", "0.1", "--canary-min-requests", "10", "--canary-p95-slack-ms", "60"]
+    flags = ["--fleet.deploy_interval_seconds", "0.1", "--gates.min_requests", "10", "--gates.p95_slack_ms", "60"]
     with ServeProcess(released_twice.base_dir, flags) as server, Clients(server.url, garbage_share=0.3) as clients:
         request_deployment(released_twice, "canary", "v1.2.0", stages=[50, 100], stage_seconds=1.5)
         end = wait_for_rollout_end(released_twice)
@@ -151,9 +158,10 @@ def trained_releases(tmp_path, trained_export):
 
 def test_an_overload_is_shed_with_retry_after_and_is_not_rolled_back(trained_releases):
     timeout, batch, queue = 4.0, 8, 16
-    flags = ["--max-batch-size", str(batch), "--max-queue", str(queue), "--request-timeout", str(timeout)]
-    flags += ["--deploy-interval-seconds", "0.2", "--rollback-min-requests", "10", "--rollback-window-minutes", "1"]
-    flags += ["--canary-min-requests", "10", "--canary-p95-slack-ms", "50"]
+    flags = ["--batching.max_batch_size", str(batch), "--batching.max_queue", str(queue)]
+    flags += ["--limits.request_timeout", str(timeout), "--fleet.deploy_interval_seconds", "0.2"]
+    flags += ["--rollback.min_requests", "10", "--rollback.window_minutes", "1"]
+    flags += ["--gates.min_requests", "10", "--gates.p95_slack_ms", "50"]
     with ServeProcess(trained_releases.base_dir, flags) as server:
         unloaded = [post(server.url, PAPERS[n % 16]) for n in range(20)]
         assert {a.status_code for a in unloaded} == {200}

@@ -153,7 +153,7 @@ def test_the_environment_variable_turns_json_on(monkeypatch: pytest.MonkeyPatch)
 
 def test_plain_lines_when_json_is_off() -> None:
     stream = io.StringIO()
-    logging.getLogger("clf").setLevel(logging.INFO)  # as the CLI leaves it: --log-level must still win
+    logging.getLogger("clf").setLevel(logging.INFO)  # as the CLI leaves it: --logging.level must still win
 
     configure_logging(json_logs=False, level="WARNING", stream=stream)
     logging.getLogger("clf.serving").info("hidden")

@@ -225,9 +225,9 @@ def test_close_answers_what_is_queued_then_refuses_new_requests():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_batch_size": 0}, "--max-batch-size"),
-        ({"max_wait_ms": -1}, "--max-wait-ms"),
-        ({"max_queue": 0}, "--max-queue"),
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"max_wait_ms": -1}, "max_wait_ms"),
+        ({"max_queue": 0}, "max_queue"),
     ],
 )
 def test_bad_settings_name_the_option(kwargs, message):

@@ -19,6 +19,7 @@ from clf.serving import (
     NoModelError,
     WeightedSplit,
 )
+from clf.serving.config import Batching
 from clf.serving.errors import ClientErrorReason, DeadlineExceededError, OverloadedError
 from tests.conftest import load_shared_papers
 from tests.helpers.exports import LABELS
@@ -41,9 +42,9 @@ def wait_until(condition, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def held_service(registry, **settings) -> tuple[ClassificationService, HeldPredictor]:
+def held_service(registry, **batching) -> tuple[ClassificationService, HeldPredictor]:
     """A service serving v1.1.0 through a `HeldPredictor`; its first request keeps the model busy until released."""
-    service = ClassificationService(registry, max_wait_ms=0, warmup=False, **settings)
+    service = ClassificationService(registry, batching=Batching(max_wait_ms=0, **batching), warmup=False)
     held = HeldPredictor(registry.version_dir("v1.1.0"), "v1.1.0")
     service.load("v1.1.0", predictor=held)
     service.swap("v1.1.0")
@@ -52,7 +53,7 @@ def held_service(registry, **settings) -> tuple[ClassificationService, HeldPredi
 
 @pytest.fixture
 def service(tiny_registry):
-    service = ClassificationService(tiny_registry, max_wait_ms=1)
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1))
     yield service
     service.close()
 

@@ -49,9 +49,9 @@ def start(registry: Path, args: argparse.Namespace, log: Path) -> tuple[Any, str
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "clf", "serve", "--port", str(port), "--registry", str(registry)]
-    command += ["--request-timeout", str(args.request_timeout)]
-    command += ["--max-queue", str(args.max_queue)] if args.max_queue else []
-    command += ["--max-batch-size", str(args.max_batch_size)] if args.max_batch_size else []
+    command += ["--limits.request_timeout", str(args.request_timeout)]
+    command += ["--batching.max_queue", str(args.max_queue)] if args.max_queue else []
+    command += ["--batching.max_batch_size", str(args.max_batch_size)] if args.max_batch_size else []
     with log.open("w") as handle:
         process = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"

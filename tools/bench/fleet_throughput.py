@@ -7,7 +7,7 @@
    of 32 (length-sorted passes of 8, as the service runs them) and one paper at a time, on the first
    --ceiling-papers of new_papers.jsonl.gz (published after every training paper) whose primary category the model
    knows; the accuracy of each dtype there, and the share of top-1 labels bfloat16 agrees with float32 on.
-2. **Fleet**: for each replica count, that many `clf serve` processes on one registry (their defaults: `--dtype
+2. **Fleet**: for each replica count, that many `clf serve` processes on one registry (their defaults: `--service.dtype
    auto`, `--workers 1`) behind a real nginx (tests/helpers/nginx.py's configuration), a closed loop of clients
    through nginx at each concurrency level for --seconds (tools/bench/capacity.py's `load_level`): papers/s,
    latency p50/p95, the knee (the lowest level within 95 % of the best).
@@ -87,7 +87,7 @@ def start_replicas(registry: Path, count: int, folder: Path) -> list[tuple[subpr
         log = folder / f"replica-{count}-{index}.log"
         command = [
             sys.executable, "-m", "clf", "serve", "--registry", str(registry), "--port", str(port),
-            "--replica-id", f"r{index}", "--alert-interval-seconds", "3600",
+            "--fleet.replica_id", f"r{index}", "--alerts.interval_seconds", "3600",
         ]  # fmt: skip
         with log.open("w") as handle:
             process = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)

@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             registry = released_twice(Path(tmp) / "registry", args.model_path)
             extra: list[str] = []
             if name == "feedback":
-                extra = ["--experiments-db", f"sqlite:///{Path(tmp) / 'experiments.db'}"]
+                extra = ["--feedback.experiments_db", f"sqlite:///{Path(tmp) / 'experiments.db'}"]
                 from clf.experiments import ABTestingFramework
 
                 framework = ABTestingFramework(extra[1], registry=registry)

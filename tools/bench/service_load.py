@@ -86,11 +86,11 @@ def start_server(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "clf", "serve", "--port", str(port), "--registry", str(registry)]
-    command += ["--max-wait-ms", str(args.max_wait_ms)]
+    command += ["--batching.max_wait_ms", str(args.max_wait_ms)]
     if args.max_batch_size is not None:  # else the server's default for its device
-        command += ["--max-batch-size", str(args.max_batch_size)]
-    command += ["--batching", "true" if batching else "false"]
-    command += ["--version", version] if version else []
+        command += ["--batching.max_batch_size", str(args.max_batch_size)]
+    command += ["--batching.enabled", "true" if batching else "false"]
+    command += ["--service.version", version] if version else []
     with log.open("w") as handle:
         process = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"

@@ -100,8 +100,8 @@ def main() -> None:
         after = service.predict(texts[4:8])
         result["service"] = {
             "device": service.device,
-            "max_batch_size": service.max_batch_size,
-            "forward_batch_size": service.forward_batch_size,
+            "max_batch_size": service.batching.max_batch_size,
+            "forward_batch_size": service.batching.forward_batch_size,
             "first_answer": answer[0].to_json(),
             "versions_before_and_after_swap": [answer[0].version, after[0].version],
             "batch_stats": service.batch_stats(),
