@@ -112,7 +112,8 @@ OLD_SPELLINGS: dict[str, dict[str, str]] = {
         for name in ("registry", "state_db", "stages", "stage_seconds", "watch_seconds")
     },
 }
-"""Options renamed when their command's options became one typed group: command → old option → new option."""
+"""Options renamed when their command's options became one typed group: command → old option → new option. A plugin
+command names its own as the function's ``old_spellings`` attribute (``clf serve``'s flat options)."""
 
 
 def old_spelling(command: str, options: Sequence[str]) -> str | None:
@@ -135,12 +136,12 @@ def old_spelling(command: str, options: Sequence[str]) -> str | None:
                 f"--config {path} is a fit config; `clf tune --config` reads a YAML of clf tune's own options "
                 f"(fit_config, n_trials, ...), as for every command. Tune it with: clf tune --fit_config {path}"
             )
-    renames = OLD_SPELLINGS.get(command, {})
+    renames = OLD_SPELLINGS.get(command) or getattr(COMMANDS.get(command), "old_spellings", {})
     new = [renames.get(o.partition("=")[0], o.partition("=")[0]) + "".join(o.partition("=")[1:]) for o in options]
     actions = COMMANDS.get(command)
     if isinstance(actions, dict):
         action = _option_value(new, "--action", remove=True) or (new.pop(0) if new else None)
-        if callable(actions.get(action)):
+        if action is not None and callable(actions.get(action)):
             parameters = inspect.signature(actions[action]).parameters.values()
             required = [p.name for p in parameters if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
             moved = [_option_value(new, f"--{name}", remove=True) for name in required]

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,26 +104,10 @@ _RENAMED = """
     dashboard_token_file=dashboard.token_file slack_webhook=alerts.slack_webhook
     alert_interval_seconds=alerts.interval_seconds json_logs=logging.json_logs log_level=logging.level
 """
-RENAMED_OPTIONS = dict(pair.split("=") for pair in _RENAMED.split())
-"""The flat options `clf serve` took before its option groups (old name → new name, without the dashes). The old
-``--batching false`` is missing: ``--batching`` is now the group's own option (a YAML file of it); write
-``--batching.enabled false``."""
-
-
-def renamed_options(args: Sequence[str]) -> str | None:
-    """What to write instead of the flat options of an older `clf serve` command line.
-
-    Args:
-        args: the options after ``clf serve`` (``--max-batch-size 16`` or ``--max_batch_size=16``).
-
-    Returns:
-        One line naming each old option and its new name, or None when `args` use none of them.
-    """
-    old = [arg[2:].partition("=")[0].replace("-", "_") for arg in args if arg.startswith("--")]
-    moved = [f"--{name} is now --{RENAMED_OPTIONS[name]}" for name in dict.fromkeys(old) if name in RENAMED_OPTIONS]
-    if not moved:
-        return None
-    return "; ".join(moved) + " (clf serve groups its options: clf serve --help, --print_config)"
+RENAMED_OPTIONS = {f"--{old}": f"--{new}" for old, new in (pair.split("=") for pair in _RENAMED.split())}
+"""The flat options `clf serve` took before its option groups, old → new; `clf` names the new one before parsing
+(`clf.cli.old_spelling` reads it as ``serve.old_spellings``). The old ``--batching false`` is missing: ``--batching``
+is now the group's own option (a YAML file of it); write ``--batching.enabled false``."""
 
 
 CONFIG_ENV = "CLF_SERVE_CONFIG"
@@ -271,12 +255,12 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
     if store is not None:
         # Serves what the fleet serves before the first request arrives; the first tick takes the lease if it is
         # free and resumes a rollout left in progress.
-        from clf.deploy.fleet import FleetMetrics, LocalMetrics
+        from clf.deploy.fleet import FleetMetrics, LocalMetrics, MetricsSource
 
         replica = Replica(
             service, store, fleet.replica_id, fleet.advertise_url or f"http://{config.host}:{config.port}"
         )
-        source = FleetMetrics(replica, LocalMetrics(service.monitor))
+        source: MetricsSource = FleetMetrics(replica, LocalMetrics(service.monitor))
         if fleet.prometheus_url:
             from clf.deploy.prometheus_source import PrometheusMetrics
 
@@ -407,3 +391,6 @@ def _tokens(token_file: str | None, env: str, option: str) -> list[str]:
             raise FileNotFoundError(f"{option} {token_file}: file not found")
         tokens += [line.strip() for line in path.read_text().splitlines() if line.strip()]
     return tokens
+
+
+serve.old_spellings = RENAMED_OPTIONS  # type: ignore[attr-defined]  # read by clf.cli.old_spelling

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from clf.io import print_json, read_json, read_jsonl
 
@@ -168,7 +168,7 @@ def evaluate(
     truth = [label_index(sample["label"], label2id, predictor.version) for sample in samples]
     texts = sample_texts(samples)
     records = predictor.predict_texts(texts, batch_size=batch_size)
-    predicted = [label2id[record.label] for record in records]
+    predicted = [label2id[cast(str, record.label)] for record in records]  # the predictor's records carry a label
     latencies = []
     for text in texts[:latency_runs]:
         started = time.perf_counter()

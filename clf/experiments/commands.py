@@ -25,8 +25,8 @@ def create(
 ) -> Any:
     """Start an A/B experiment between two registered versions.
 
-    A running `clf serve --feedback.experiments_db URL` picks it up on its own: it loads the treatment and routes each user
-    (by a hash of the user id) to the same arm every time.
+    A running `clf serve --feedback.experiments_db URL` picks it up on its own: it loads the treatment and routes each
+    user (by a hash of the user id) to the same arm every time.
 
     Args:
         name: what the experiment tests.

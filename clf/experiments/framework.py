@@ -299,7 +299,11 @@ class ABTestingFramework:
         """
         if event.error is not None or event.route.experiment is None:
             return
-        answered = [(text, record) for text, record in zip(event.texts, event.records, strict=True) if not record.error]
+        answered = [
+            (text, record.prediction_id, record.version, record)
+            for text, record in zip(event.texts, event.records, strict=True)
+            if not record.error and record.prediction_id and record.version  # the service stamps both on an answer
+        ]
         try:
             experiment_id = int(event.route.experiment)
         except ValueError:
@@ -307,17 +311,8 @@ class ABTestingFramework:
             return
         created_at = datetime.fromtimestamp(event.timestamp, UTC)
         self.logs.add(
-            log_row(
-                record.prediction_id,
-                experiment_id,
-                record.version,
-                text,
-                record,
-                event.latency_ms,
-                event.user_id,
-                created_at,
-            )
-            for text, record in answered
+            log_row(prediction_id, experiment_id, version, text, record, event.latency_ms, event.user_id, created_at)
+            for text, prediction_id, version, record in answered
         )
 
     def flush(self) -> FlushResult:

@@ -29,7 +29,7 @@ def collect_metadata(artifact: ModelArtifact) -> dict[str, Any]:
     run_config = _run_config(artifact)
     model_section, data_section = _init_args(run_config.get("model")), _init_args(run_config.get("data"))
     label_map = artifact.label_map
-    hyperparameters = {"model": model_section, "data": data_section} if run_config else {}
+    hyperparameters: dict[str, Any] = {"model": model_section, "data": data_section} if run_config else {}
     if not hyperparameters:
         hyperparameters = {
             "multi_label": label_map.multi_label,

@@ -135,8 +135,8 @@ def schedule(
             if wait(delay) or stop.is_set():
                 break
     finally:
-        for signum, previous in handlers.items():
-            signal.signal(signum, previous)
+        for number, previous in handlers.items():
+            signal.signal(number, previous)
     log.info("Retraining schedule stopped after %d run(s)", len(results))
     return results
 

@@ -443,24 +443,24 @@ class ClassificationService:
             self._notify(event)
             return
         answer = inner.result()
-        tags = {"version": route.version, "arm": route.arm, "experiment_id": route.experiment}
+        tag = functools.partial(replace, version=route.version, arm=route.arm, experiment_id=route.experiment)
         records = []
         failures = [result for result in answer.results if isinstance(result, Exception)]
         for result in answer.results:
             if isinstance(result, Exception):
-                records.append(Prediction(None, None, (), error=_describe(result), **tags))
+                records.append(tag(Prediction(None, None, (), error=_describe(result))))
             else:
                 issued = self.prediction_ids.issue(route.version, route.arm)
-                records.append(replace(result, **tags, prediction_id=issued))
-        timing = {"queue_ms": answer.queue_ms, "service_ms": answer.service_ms, "batch_size": answer.batch_size}
+                records.append(tag(result, prediction_id=issued))
+        event_of = functools.partial(
+            PredictionEvent, queue_ms=answer.queue_ms, service_ms=answer.service_ms, batch_size=answer.batch_size
+        )
         if len(failures) == len(records):
-            event = PredictionEvent(
-                texts, [], route, user_id, latency_ms, _describe(failures[0]), time.time(), **timing
-            )
+            event = event_of(texts, [], route, user_id, latency_ms, _describe(failures[0]), time.time())
             self._record(event)
             _resolve(outer, error=failures[0])
         else:
-            event = PredictionEvent(texts, records, route, user_id, latency_ms, None, time.time(), **timing)
+            event = event_of(texts, records, route, user_id, latency_ms, None, time.time())
             self._record(event)
             _resolve(outer, result=records)
         self._notify(event)
@@ -537,7 +537,10 @@ class ClassificationService:
             except Exception as err:
                 raise ModelLoadError(f"{predictor.version} loads but fails its warm-up prediction: {err}") from err
         batching = self.batching
-        forward = functools.partial(predictor.predict_texts, batch_size=batching.forward_batch_size)
+        assert batching.max_batch_size is not None and batching.forward_batch_size is not None  # resolved in __init__
+        forward: Callable[[list[str]], Any] = functools.partial(
+            predictor.predict_texts, batch_size=batching.forward_batch_size
+        )
         if self.fault_injection.get(predictor.version):
             forward = _failing(forward, predictor.version, self.fault_injection[predictor.version])
         batcher = DynamicBatcher(

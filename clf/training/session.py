@@ -15,12 +15,12 @@ from argparse import ArgumentError
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, LearningRateMonitor
+from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from clf.artifact import ModelArtifact, is_artifact, record_test_metrics
@@ -146,7 +146,7 @@ class TrainingSession(LightningCLI):
         super().__init__(
             ArxivClassifier,
             ArxivDataModule,
-            args=args,
+            args=args if not isinstance(args, ConfigRequest) else None,  # a request is parsed by parse_arguments
             run=run or self._request is not None,
             trainer_defaults={"callbacks": self._extra_callbacks} if self._extra_callbacks else None,
             save_config_kwargs={"overwrite": True},
@@ -183,12 +183,12 @@ class TrainingSession(LightningCLI):
             "trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: str(Path(root) / "checkpoints")
         )
 
-    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType | ConfigRequest) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parses the command line as LightningCLI does, or a `ConfigRequest` with the same parser.
 
         Args:
             parser: the main parser (with one sub-parser per stage).
-            args: the command line, or the request.
+            args: the command line (a `ConfigRequest` is read from the session instead).
         """
         if self._request is None:
             super().parse_arguments(parser, args)
@@ -361,7 +361,7 @@ class TrainingSession(LightningCLI):
         write_predictions(
             out,
             datamodule.predict_records,
-            torch.cat(batches),
+            torch.cat(cast(list[torch.Tensor], batches)),
             model.id2label,
             model.multi_label,
             model.threshold,
@@ -374,12 +374,20 @@ class TrainingSession(LightningCLI):
         """What the stage's config built under `key` (``export``: the callback; ``trainer``: its arguments)."""
         return self.config_init.get(str(self.subcommand), self.config_init).get(key)
 
+    def _checkpoint_callback(self) -> ModelCheckpoint:
+        """The run's checkpoint callback (the session always adds one)."""
+        callback = self.trainer.checkpoint_callback
+        if not isinstance(callback, ModelCheckpoint):
+            raise RuntimeError(f"the trainer has no ModelCheckpoint callback (got {type(callback).__name__})")
+        return callback
+
     def _resolve_ckpt(self, ckpt_path: str | None) -> str | None:
         """``last`` / ``best`` name files of this run's checkpoint folder; a corrupt file falls back to its backup."""
         if ckpt_path is None:
             return None
         if ckpt_path in ("last", "best"):
-            path = Path(self.trainer.checkpoint_callback.dirpath) / f"{ckpt_path}.ckpt"
+            folder = self._checkpoint_callback().dirpath or Path(self.trainer.default_root_dir) / "checkpoints"
+            path = Path(folder) / f"{ckpt_path}.ckpt"
             if not path.exists() and not Path(f"{path}.backup").exists():
                 raise FileNotFoundError(
                     f"--ckpt_path {ckpt_path}: no {path}. Train first with `clf fit` and the same config, or pass a "
@@ -393,7 +401,7 @@ class TrainingSession(LightningCLI):
         trainer = self.trainer
         # trainer.log_dir broadcasts from rank zero, so every rank asks for it.
         log_dir = Path(trainer.log_dir) if trainer.log_dir else None
-        checkpoint = trainer.checkpoint_callback
+        checkpoint = trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
         export = self._built("export")
         result = RunResult(
             stage=stage,

@@ -7,16 +7,18 @@ import contextlib
 import dataclasses
 import io
 import re
+import subprocess
+import sys
 
 import pytest
 import requests
 import yaml
 
-from clf.cli import main
+from clf.cli import main, old_spelling
 from clf.deploy.gates import CanaryGates
 from clf.serving.config import Batching, ServiceConfig
 from lightning_app.config import FeedbackConfig, FleetConfig
-from lightning_app.server import RENAMED_OPTIONS, read_config, renamed_options, write_config
+from lightning_app.server import RENAMED_OPTIONS, read_config, write_config
 from tests.conftest import REPO
 from tests.helpers.serve_process import ServeProcess
 
@@ -79,14 +81,19 @@ def test_the_workers_read_back_the_configuration_they_were_given(tmp_path):
 
 
 def test_old_flat_options_are_named_with_their_new_spelling():
-    hint = renamed_options(["--canary-max-p95-ratio", "1.3", "--state_db=sqlite:///x", "--max-batch-size", "8"])
-    assert hint is not None
-    assert "--canary_max_p95_ratio is now --gates.max_p95_ratio" in hint
-    assert "--state_db is now --fleet.state_db" in hint and "--max_batch_size is now --batching.max_batch_size" in hint
-    assert renamed_options(["--gates.max_p95_ratio", "1.3", "--port", "8000", "--config", "s.yaml"]) is None
+    # the command line as clf.cli.main hands it over: option names already spelt with underscores
+    hint = old_spelling("serve", ["--canary_max_p95_ratio", "1.3", "--state_db=sqlite:///x", "--max_batch_size", "8"])
+    assert hint == "use: clf serve --gates.max_p95_ratio 1.3 --fleet.state_db=sqlite:///x --batching.max_batch_size 8"
+    assert old_spelling("serve", ["--gates.max_p95_ratio", "1.3", "--port", "8000", "--config", "s.yaml"]) is None
+    run = subprocess.run(
+        [sys.executable, "-m", "clf", "serve", "--canary-max-p95-ratio", "1.3"], capture_output=True, text=True
+    )
+    assert run.returncode == 2 and "use: clf serve --gates.max_p95_ratio 1.3" in run.stderr
 
 
 def test_every_new_name_in_the_table_is_an_option():
     options = set(re.findall(r"--([a-z0-9_.]+)", _clf("serve", "--help")))
-    assert set(RENAMED_OPTIONS.values()) <= options
-    assert not set(RENAMED_OPTIONS) & options, "an old name that is still an option needs no hint"
+    assert {new.removeprefix("--") for new in RENAMED_OPTIONS.values()} <= options
+    assert not {old.removeprefix("--") for old in RENAMED_OPTIONS} & options, (
+        "an old name that is still an option needs no hint"
+    )
