@@ -28,6 +28,7 @@ from typing import Any
 from jsonargparse import CLI
 
 from clf import DEFAULT_CATEGORIES, __version__
+from clf.commands.compare import compare
 from clf.commands.evaluate import evaluate
 from clf.commands.export import export
 from clf.commands.report import report
@@ -35,7 +36,6 @@ from clf.commands.reproduce import reproduce
 from clf.data.collector import ArxivCollector
 from clf.data.preprocess import DatasetPreprocessor
 from clf.deploy import commands as deploy
-from clf.evaluation.compare import compare
 from clf.experiments import commands as experiments
 from clf.registry import commands as registry_commands
 from clf.retrain import commands as retraining

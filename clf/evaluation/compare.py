@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from clf.io import print_json, read_json, read_jsonl
+from clf.io import read_json, read_jsonl
 
 if TYPE_CHECKING:
     from clf.inference import Backend, ModelPredictor, Prediction
@@ -243,20 +243,6 @@ def compare_versions(
         "latency_p95_ms": baseline.latency_p95_ms - candidate.latency_p95_ms,
     }
     return Comparison(baseline=baseline, candidate=candidate, improvement=improvement)
-
-
-def compare(version: str, other: str, *, test_data: str, registry: str = "models/classification") -> Any:
-    """Compare two versions on labelled papers: accuracy, macro-F1, latency (`clf registry compare`).
-
-    Args:
-        version: the baseline version, vX.Y.Z or production.
-        other: the candidate version compared with it.
-        test_data: a split file such as data/quickstart/splits/test.json, or JSON Lines of labelled papers.
-        registry: the registry folder.
-    """
-    from clf.registry import ModelRegistry
-
-    return print_json(compare_versions(ModelRegistry(registry), version, other, test_data).to_json())
 
 
 def label_index(label: Any, label2id: dict[str, int], version: str) -> int:

@@ -2,7 +2,7 @@
 
     clf registry promote v1.0.0 --reason "first release"
 
-``clf registry compare`` scores models, so it lives with the evaluation (`clf.evaluation.compare.compare`).
+``clf registry compare`` scores models, so it lives with the evaluation (`clf.commands.compare.compare`).
 """
 
 from __future__ import annotations
