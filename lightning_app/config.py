@@ -115,7 +115,25 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Every setting of one `clf serve`: its parameters of the same names (`lightning_app.server.serve`)."""
+    """Every setting of one `clf serve`: its parameters of the same names (`lightning_app.server.serve`).
+
+    Attributes:
+        host: the address to bind.
+        port: the TCP port.
+        registry: the registry folder.
+        workers: worker processes sharing the port.
+        inject_errors: fault injection for drills, VERSION=RATE.
+        service: what is served and on what (`ServiceConfig`).
+        batching: how requests are gathered (`Batching`).
+        limits: request limits (`RequestLimits`).
+        gates: the canary gates (`CanaryGates`).
+        rollback: the rollback monitor's thresholds (`RollbackThresholds`).
+        fleet: rollouts, the state store and this replica's place in the fleet (`FleetConfig`).
+        feedback: POST /feedback and the A/B experiments database (`FeedbackConfig`).
+        dashboard: the /dashboard page (`DashboardConfig`).
+        alerts: alert delivery (`AlertsConfig`).
+        logging: the server's log (`LoggingConfig`).
+    """
 
     host: str
     port: int

@@ -20,10 +20,15 @@ from limits.storage import MovingWindowSupport, Storage
 class SQLiteStorage(Storage, MovingWindowSupport):
     """Moving-window (and fixed-window) rate-limit counters in a SQLite file shared by processes on one host.
 
+    Each method is the ``limits`` storage interface's (`limits.storage.Storage`, `MovingWindowSupport`).
+
     Args:
         uri: ``sqlite:///PATH`` (``sqlite:////tmp/x`` for an absolute path; the file is created when missing).
         wrap_exceptions: wrap SQLite errors in `limits.errors.StorageError`.
         **options: accepted for the ``limits`` storage interface; unused.
+
+    Raises:
+        ValueError: for a URI that names no file.
     """
 
     STORAGE_SCHEME = ["sqlite"]
@@ -41,6 +46,7 @@ class SQLiteStorage(Storage, MovingWindowSupport):
 
     @property
     def base_exceptions(self) -> type[Exception]:
+        """SQLite's errors: what ``wrap_exceptions`` wraps."""
         return sqlite3.Error
 
     @contextmanager
@@ -58,7 +64,17 @@ class SQLiteStorage(Storage, MovingWindowSupport):
         db.execute("COMMIT")
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Counts `amount` hits of `key` if the last `expiry` seconds then hold at most `limit`; True when counted."""
+        """Counts `amount` hits of `key` if the last `expiry` seconds then hold at most `limit`.
+
+        Args:
+            key: the limit's key (the client and the limit).
+            limit: most hits in the window.
+            expiry: the window, in seconds.
+            amount: hits to count.
+
+        Returns:
+            True when counted, False when the window is full.
+        """
         now = time.time()
         with self._transaction() as db:
             db.execute("DELETE FROM hits WHERE key = ? AND at < ?", (key, now - expiry))
@@ -69,7 +85,16 @@ class SQLiteStorage(Storage, MovingWindowSupport):
             return True
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """``(time of the oldest hit of `key` in the last `expiry` seconds, hits there)``; ``(now, 0)`` when none."""
+        """The moving window of `key`.
+
+        Args:
+            key: the limit's key.
+            limit: most hits in the window (unused: the count is the answer).
+            expiry: the window, in seconds.
+
+        Returns:
+            ``(time of the oldest hit in the last `expiry` seconds, hits there)``; ``(now, 0)`` when none.
+        """
         now = time.time()
         with self._transaction() as db:
             oldest, count = db.execute(
@@ -78,6 +103,16 @@ class SQLiteStorage(Storage, MovingWindowSupport):
         return (oldest if count else now), count
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Adds `amount` to the fixed-window counter of `key`, which expires `expiry` seconds after it starts.
+
+        Args:
+            key: the counter's key.
+            expiry: the window, in seconds.
+            amount: what to add.
+
+        Returns:
+            The counter after the addition.
+        """
         now = time.time()
         with self._transaction() as db:
             db.execute("DELETE FROM counters WHERE key = ? AND expires <= ?", (key, now))
@@ -89,16 +124,37 @@ class SQLiteStorage(Storage, MovingWindowSupport):
         return int(value)
 
     def get(self, key: str) -> int:
+        """The fixed-window counter of `key`.
+
+        Args:
+            key: the counter's key.
+
+        Returns:
+            Its value; 0 when it expired or never started.
+        """
         with self._transaction() as db:
             row = db.execute("SELECT value FROM counters WHERE key = ? AND expires > ?", (key, time.time())).fetchone()
         return int(row[0]) if row else 0
 
     def get_expiry(self, key: str) -> float:
+        """When the fixed-window counter of `key` expires.
+
+        Args:
+            key: the counter's key.
+
+        Returns:
+            Epoch seconds; now when there is no counter.
+        """
         with self._transaction() as db:
             row = db.execute("SELECT expires FROM counters WHERE key = ?", (key,)).fetchone()
         return float(row[0]) if row else time.time()
 
     def check(self) -> bool:
+        """Whether the file can be read and written.
+
+        Returns:
+            True when a transaction succeeds.
+        """
         try:
             with self._transaction() as db:
                 db.execute("SELECT 1")
@@ -107,12 +163,22 @@ class SQLiteStorage(Storage, MovingWindowSupport):
         return True
 
     def reset(self) -> int | None:
+        """Forgets every hit and counter.
+
+        Returns:
+            How many rows were deleted.
+        """
         with self._transaction() as db:
             hits = db.execute("DELETE FROM hits").rowcount
             counters = db.execute("DELETE FROM counters").rowcount
         return hits + counters
 
     def clear(self, key: str) -> None:
+        """Forgets the hits and the counter of `key`.
+
+        Args:
+            key: the limit's key.
+        """
         with self._transaction() as db:
             db.execute("DELETE FROM hits WHERE key = ?", (key,))
             db.execute("DELETE FROM counters WHERE key = ?", (key,))

@@ -65,6 +65,16 @@ def serve(
             PROMETHEUS_MULTIPROC_DIR is set) and one feedback rate limit per client.
         inject_errors: fault injection for drills and tests, VERSION=RATE: this replica fails that share of the
             version's papers (chosen by a hash of the text) as model errors. Never set in normal serving.
+        service: what is served and on what: --service.version, base_model, device, backend, dtype.
+        batching: how concurrent requests are gathered into forward passes, and how many may wait.
+        limits: what one request may hold and how long it may take.
+        gates: the canary gates a stage must pass (CanaryGates).
+        rollback: when the rollback monitor rolls production back (RollbackThresholds).
+        fleet: rollouts, the shared deployment state and this replica's place in the fleet.
+        feedback: POST /feedback and the A/B experiments database.
+        dashboard: the /dashboard page.
+        alerts: where alerts go and how often they are checked.
+        logging: the server's log.
 
     Raises:
         RuntimeError: when FastAPI or uvicorn is not installed.

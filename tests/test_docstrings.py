@@ -200,9 +200,12 @@ def _strip_stars(name: str) -> str:
 class Checker:
     """Collects the violations of one module."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, protocols: dict[str, set[str]] | None = None) -> None:
         self.path = path
         self.violations: list[Violation] = []
+        # A method of a class that subclasses one of these Protocols, and that the Protocol declares, inherits the
+        # Protocol's docstring: the contract is documented once, where every implementation keeps it.
+        self.protocols = protocols or {}
 
     def report(self, node: ast.AST, name: str, problem: str) -> None:
         self.violations.append(Violation(self.path, getattr(node, "lineno", 1), name, problem))
@@ -235,10 +238,15 @@ class Checker:
                 self.check_raises(init, qualname, sections, where="class ", report_at=node)
         elif any(name.split(".")[-1] == "dataclass" for name in _decorator_names(node)):
             self.check_dataclass_fields(node, qualname, sections)
+        inherited = set().union(*(self.protocols.get(ast.unparse(base), set()) for base in node.bases))
         for child in _nodes_of_body(node.body):
             if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
                 self.check_class(child, f"{qualname}.{child.name}")
-            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) and not child.name.startswith("_"):
+            elif (
+                isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+                and not child.name.startswith("_")
+                and child.name not in inherited
+            ):
                 self.check_function(child, f"{qualname}.{child.name}", is_method=True)
 
     def check_dataclass_fields(self, node: ast.ClassDef, qualname: str, sections: dict[str, list[str]]) -> None:
@@ -333,12 +341,24 @@ def module_paths() -> list[Path]:
     return sorted(path for package in PACKAGES for path in (REPO / package).rglob("*.py"))
 
 
+def protocol_methods(trees: list[ast.Module]) -> dict[str, set[str]]:
+    """Each `typing.Protocol` class defined in ``trees`` → the methods it declares."""
+    return {
+        node.name: {child.name for child in node.body if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)}
+        for tree in trees
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and any(ast.unparse(base).endswith("Protocol") for base in node.bases)
+    }
+
+
 def collect_violations(paths: list[Path]) -> list[Violation]:
     """Violations of every module in ``paths``, in file and line order."""
     violations = []
-    for path in paths:
-        checker = Checker(path)
-        checker.check_module(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    trees = [ast.parse(path.read_text(encoding="utf-8"), filename=str(path)) for path in paths]
+    protocols = protocol_methods(trees)
+    for path, tree in zip(paths, trees, strict=True):
+        checker = Checker(path, protocols)
+        checker.check_module(tree)
         violations.extend(checker.violations)
     return violations
 
@@ -361,8 +381,9 @@ def test_every_exempted_hook_is_overridden_somewhere() -> None:
 def _check_source(source: str, tmp_path: Path) -> list[str]:
     path = tmp_path / "module.py"
     path.write_text(source, encoding="utf-8")
-    checker = Checker(path)
-    checker.check_module(ast.parse(source))
+    tree = ast.parse(source)
+    checker = Checker(path, protocol_methods([tree]))
+    checker.check_module(tree)
     return [f"{v.name}: {v.problem}" for v in checker.violations]
 
 
@@ -371,6 +392,18 @@ def _check_source(source: str, tmp_path: Path) -> list[str]:
     [
         ("def f(x):\n    pass\n", ["f: no docstring"]),
         ("def _private(x):\n    pass\n", []),
+        (  # the Protocol documents the contract once; a class that subclasses it inherits the docstring
+            'class P(Protocol):\n    """Doc."""\n\n    def m(self, x) -> int:\n        """Doc.\n\n        Args:\n'
+            '            x: one.\n\n        Returns:\n            y.\n        """\n\n\n'
+            'class A(P):\n    """Doc."""\n\n    def m(self, x) -> int:\n        return x\n\n'
+            "    def n(self):\n        pass\n",
+            ["A.n: no docstring"],
+        ),
+        (  # a class with the same methods that does not subclass the Protocol documents its own
+            'class P(Protocol):\n    """Doc."""\n\n    def m(self):\n        """Doc."""\n\n\n'
+            'class B:\n    """Doc."""\n\n    def m(self):\n        pass\n',
+            ["B.m: no docstring"],
+        ),
         ('def f(x, y):\n    """Doc.\n\n    Args:\n        x: one.\n    """\n', ["f: Args: does not document y"]),
         (
             'def f(x):\n    """Doc.\n\n    Args:\n        x: one.\n        z: gone.\n    """\n',

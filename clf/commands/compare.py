@@ -17,5 +17,8 @@ def compare(version: str, other: str, *, test_data: str, registry: str = "models
         other: the candidate version compared with it.
         test_data: a split file such as data/quickstart/splits/test.json, or JSON Lines of labelled papers.
         registry: the registry folder.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     return print_json(compare_versions(ModelRegistry(registry), version, other, test_data).to_json())

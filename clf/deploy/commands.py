@@ -177,7 +177,11 @@ class DeploymentSettings:
     watch_seconds: float = 600.0
 
     def open(self) -> tuple[ModelRegistry, Any]:
-        """The registry and its deployment state store."""
+        """Opens the registry and its deployment state store.
+
+        Returns:
+            ``(registry, store)``.
+        """
         models = ModelRegistry(self.registry)
         return models, open_store(models.base_dir, self.state_db)
 
@@ -197,6 +201,9 @@ def validate(
         max_p95_latency_ms: the latency limit for one paper.
         deployment: the registry (and state store) to use.
 
+    Returns:
+        What was printed, as JSON-ready Python objects.
+
     Raises:
         DeploymentError: when a check fails (the report is printed first).
     """
@@ -209,6 +216,9 @@ def blue_green(version: str, **rollout: Any) -> Any:
     Args:
         version: the version, vX.Y.Z.
         **rollout: the options every rollout takes (see `_roll_out`), --deployment.watch_seconds among them.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     return _roll_out("blue_green", version, **rollout)
 
@@ -220,6 +230,9 @@ def canary(version: str, **rollout: Any) -> Any:
         version: the version, vX.Y.Z.
         **rollout: the options every rollout takes (see `_roll_out`), --deployment.stages and
             --deployment.stage_seconds among them.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     return _roll_out("canary", version, **rollout)
 
@@ -230,6 +243,9 @@ def rollback(reason: str = "", deployment: DeploymentSettings = DeploymentSettin
     Args:
         reason: why, recorded in the audit log and the decisions.
         deployment: the registry and state store.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     models, store = deployment.open()
     return print_json(request_rollback(models, reason, store).to_json())
@@ -240,6 +256,9 @@ def status(deployment: DeploymentSettings = DeploymentSettings()) -> Any:
 
     Args:
         deployment: the registry and state store.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     models, store = deployment.open()
     return print_json(deployment_status(models, store=store))

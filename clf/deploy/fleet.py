@@ -59,7 +59,7 @@ class MetricsSource(Protocol):
         ...
 
 
-class LocalMetrics:
+class LocalMetrics(MetricsSource):
     """The `MetricsSource` of this process's own monitor: exact windows (0 minutes: the shortest; clipped to what the
     monitor keeps), one replica.
 
@@ -183,7 +183,7 @@ def thin(history: list[dict[str, Any]], now: float, keep_seconds: float) -> list
     return kept
 
 
-class FleetMetrics:
+class FleetMetrics(MetricsSource):
     """The `MetricsSource` of the fleet: every replica's snapshots in the store, summed over those that answered
     within the window (see the module docstring).
 

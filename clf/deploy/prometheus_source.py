@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from clf.deploy.fleet import MetricsSource
 from clf.monitoring.histograms import LATENCY_BUCKETS_S
 from clf.monitoring.metrics import window_metrics
 
@@ -29,7 +30,7 @@ class PrometheusUnavailable(RuntimeError):
     """The Prometheus server did not answer a query, or answered an error."""
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(MetricsSource):
     """Fleet-wide numbers from a Prometheus server (see the module docstring).
 
     Args:

@@ -31,7 +31,7 @@ from filelock import FileLock
 
 from clf.deploy.migrations import upgrade
 from clf.deploy.state import Decision, DeploymentState
-from clf.deploy.store import Lease, ReplicaRecord, wall_clock
+from clf.deploy.store import Lease, ReplicaRecord, StateStore, wall_clock
 
 _LOCK_KEY = 0x636C66  # "clf": the advisory lock every replica of one database takes
 _FLOAT = sa.Float()
@@ -50,7 +50,7 @@ _ALERTS = sa.table("clf_deploy_alerts", sa.column("key"), sa.column("sent_at", _
 _DATABASE_NOW = sa.cast(sa.extract("epoch", sa.func.now()), _FLOAT)
 
 
-class SqlDeploymentStore:
+class SqlDeploymentStore(StateStore):
     """The `clf.deploy.store.StateStore` in a SQL database (PostgreSQL across hosts); see the module docstring.
 
     Args:

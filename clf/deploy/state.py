@@ -30,7 +30,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from clf.deploy.store import Lease, ReplicaRecord, wall_clock
+from clf.deploy.store import Lease, ReplicaRecord, StateStore, wall_clock
 from clf.io import DataFileError, append_jsonl, read_json, read_jsonl, write_json_atomic
 
 DEFAULT_STAGES = (5, 10, 25, 50, 100)
@@ -222,7 +222,7 @@ class DeploymentState:
         return cls(**values)
 
 
-class DeploymentStore:
+class DeploymentStore(StateStore):
     """The `clf.deploy.store.StateStore` in the registry's ``deployment/`` folder (files listed in the module
     docstring), for replicas on one host: the lease and alert cool-downs are judged by the caller's clock.
 

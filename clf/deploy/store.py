@@ -256,7 +256,14 @@ class StateStore(Protocol):
 
 
 def wall_clock(now: float | None) -> float:
-    """`now` (epoch seconds), or ``time.time()`` when None: the clock of a store on one host."""
+    """The clock of a store on one host.
+
+    Args:
+        now: epoch seconds, or None.
+
+    Returns:
+        `now`, or ``time.time()`` when None.
+    """
     return time.time() if now is None else float(now)
 
 

@@ -36,6 +36,9 @@ def create(
         db: the experiments database, a SQLAlchemy URL (postgresql+psycopg://user@host/db in production).
         registry: the registry folder.
 
+    Returns:
+        What was printed, as JSON-ready Python objects.
+
     Raises:
         InvalidExperimentError: when no --control is given and the registry has no production version.
     """
@@ -58,6 +61,9 @@ def status(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
     Args:
         experiment_id: the experiment (see clf ab list).
         db: the experiments database, a SQLAlchemy URL.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     with _framework(db) as framework:
         return print_json(
@@ -71,6 +77,9 @@ def analyze(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
     Args:
         experiment_id: the experiment (see clf ab list).
         db: the experiments database, a SQLAlchemy URL.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     with _framework(db) as framework:
         return print_json(framework.analyze_experiment(experiment_id).to_json())
@@ -86,6 +95,9 @@ def promote(
         db: the experiments database, a SQLAlchemy URL.
         registry: the registry folder.
         slack_webhook: a Slack incoming-webhook URL that gets the decision.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     alerts = None
     if slack_webhook:
@@ -102,6 +114,9 @@ def stop(experiment_id: int, db: str = DEFAULT_DB_URL) -> Any:
     Args:
         experiment_id: the experiment (see clf ab list).
         db: the experiments database, a SQLAlchemy URL.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     with _framework(db) as framework:
         return print_json(framework.stop_experiment(experiment_id).to_json())
@@ -113,6 +128,9 @@ def list_experiments(status: Literal["running", "stopped", "completed"] | None =
     Args:
         status: only experiments in this state.
         db: the experiments database, a SQLAlchemy URL.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     with _framework(db) as framework:
         return print_json([experiment.to_json() for experiment in framework.list_experiments(status)])
@@ -133,6 +151,9 @@ def upgrade(db: str = DEFAULT_DB_URL) -> Any:
 
     Args:
         db: the experiments database, a SQLAlchemy URL (postgresql+psycopg://user@host/db in production).
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     from clf.experiments.database import upgrade as upgrade_schema
 
@@ -144,6 +165,9 @@ def current(db: str = DEFAULT_DB_URL) -> Any:
 
     Args:
         db: the experiments database, a SQLAlchemy URL.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     from clf.experiments.database import current_revision
 

@@ -29,6 +29,9 @@ def create(
         version: the version, vX.Y.Z; the next --bump version when left out.
         bump: without --version: which part of the highest version to increment (major, minor, patch).
         registry: the registry folder.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     models = ModelRegistry(registry)
     return print_json(models.get_metadata(models.create_version(model_path, version, bump=bump)))
@@ -39,6 +42,9 @@ def list_versions(registry: str = DEFAULT_REGISTRY) -> Any:
 
     Args:
         registry: the registry folder.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     models = ModelRegistry(registry)
     production = models.production_version()
@@ -53,6 +59,9 @@ def show(version: str, registry: str = DEFAULT_REGISTRY) -> Any:
     Args:
         version: the version, vX.Y.Z or production.
         registry: the registry folder.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     return print_json(ModelRegistry(registry).get_metadata(version))
 
@@ -64,6 +73,9 @@ def promote(version: str, reason: str = "", registry: str = DEFAULT_REGISTRY) ->
         version: the version, vX.Y.Z.
         reason: why, recorded in the audit log.
         registry: the registry folder.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     return print_json(ModelRegistry(registry).promote_to_production(version, reason).to_json())
 
@@ -74,6 +86,9 @@ def rollback(reason: str = "", registry: str = DEFAULT_REGISTRY) -> Any:
     Args:
         reason: why, recorded in the audit log.
         registry: the registry folder.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     return print_json(ModelRegistry(registry).rollback(reason).to_json())
 
@@ -83,5 +98,8 @@ def history(registry: str = DEFAULT_REGISTRY) -> Any:
 
     Args:
         registry: the registry folder.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     return print_json([change.to_json() for change in ModelRegistry(registry).history()])

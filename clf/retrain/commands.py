@@ -40,6 +40,9 @@ def run(dry_run: bool = False, **settings: Any) -> Any:
         **settings: the fields of `RetrainingConfig` (see configs/retraining.yaml and docs/RETRAINING.md), each its
             own option: ``--growth_threshold 0.2``, ``--data.source api``, ``--email.enabled true``.
 
+    Returns:
+        What was printed, as JSON-ready Python objects.
+
     Raises:
         RetrainingRunFailed: when the run failed (after printing its JSON).
     """
@@ -73,6 +76,9 @@ def history(
         limit: at most this many runs.
         status: only runs with this status.
         **settings: the fields of `RetrainingConfig` (its ``db`` is read), so the same ``--config`` file serves.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
     """
     from clf.experiments.database import make_engine
     from clf.experiments.runs import RetrainingRunStore
