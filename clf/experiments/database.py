@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -30,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
+from clf import migrations
 from clf.experiments.errors import DatabaseUnavailableError, ExperimentError
 
 log = logging.getLogger(__name__)
@@ -174,10 +174,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     Returns:
         The configuration; `alembic.command` functions accept it.
     """
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    config.attributes["connection"] = connection
-    return config
+    return migrations.alembic_config(MIGRATIONS_DIR, connection)
 
 
 def head_revision() -> str:
@@ -226,7 +223,7 @@ def upgrade(db: str | Engine = DEFAULT_DB_URL) -> str:
     """
     engine = make_engine(db)
     with unavailable_as_error(engine, "upgrading the schema"), engine.begin() as connection:
-        command.upgrade(alembic_config(connection), "head")
+        migrations.upgrade_to_head(MIGRATIONS_DIR, connection)
     revision = current_revision(engine)
     log.info("experiments database %s is at revision %s", redacted(engine), revision)
     assert revision is not None

@@ -11,10 +11,11 @@ A new migration: change the tables in `clf.deploy.sql_store`, write ``versions/N
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from clf.migrations import upgrade_to_head
 
 MIGRATIONS_DIR = Path(__file__).parent
 """Alembic's script folder: env.py and versions/."""
@@ -24,8 +25,6 @@ VERSION_TABLE = "clf_deploy_alembic_version"
 
 SCHEMA_LOCK_KEY = 0x636C6673
 """PostgreSQL advisory lock ("clfs") held while migrating, so replicas starting together upgrade one at a time."""
-
-_ONE_AT_A_TIME = threading.Lock()  # Alembic's `context` and `op` are module globals: one migration per process
 
 
 def upgrade(connection: sa.Connection) -> str | None:
@@ -37,13 +36,7 @@ def upgrade(connection: sa.Connection) -> str | None:
     Returns:
         The revision the database is at now.
     """
-    from alembic import command
-    from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    config.attributes["connection"] = connection
-    with _ONE_AT_A_TIME:
-        command.upgrade(config, "head")
+    upgrade_to_head(MIGRATIONS_DIR, connection)
     return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
