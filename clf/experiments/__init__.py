@@ -23,7 +23,8 @@ from clf.experiments.framework import ABTestingFramework
 from clf.experiments.logbuffer import FlushResult, PredictionLogBuffer
 from clf.experiments.records import Experiment, ExperimentDecision, ExperimentOutcome
 from clf.experiments.serving import ExperimentSync, SyncOutcome
-from clf.experiments.stats import ProportionTest, sample_size_two_proportions, two_proportion_z_test, wilson_interval
+from clf.experiments.stats import ProportionTest, sample_size_two_proportions, two_proportion_z_test
+from clf.monitoring.estimates import wilson_interval
 from clf.experiments.tables import ABTestExperiment, ExperimentStatus, PredictionLog, RetrainingRun
 
 __all__ = [

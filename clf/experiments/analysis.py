@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from clf.experiments.stats import ProportionTest, sample_size_two_proportions, two_proportion_z_test, wilson_interval
+from clf.experiments.stats import ProportionTest, sample_size_two_proportions, two_proportion_z_test
 from clf.experiments.tables import utc_now
+from clf.monitoring.estimates import measured_scores
 
 
 class Recommendation(StrEnum):
@@ -115,14 +116,9 @@ def summarize_arm(
     """
     if len(predicted) != len(true):
         raise ValueError(f"{len(predicted)} predicted labels but {len(true)} true labels")
-    correct = sum(p == t for p, t in zip(predicted, true, strict=True))
+    scores = measured_scores(true, predicted) if true else None
     n = len(true)
-    accuracy = correct / n if n else None
-    macro_f1 = None
-    if n:
-        from sklearn.metrics import f1_score
-
-        macro_f1 = float(f1_score(list(true), list(predicted), average="macro", zero_division=0))
+    correct = sum(p == t for p, t in zip(predicted, true, strict=True))
     p95 = float(np.percentile(np.asarray(latencies_ms, dtype=float), 95)) if len(latencies_ms) else None
     return ArmSummary(
         arm=arm,
@@ -130,10 +126,10 @@ def summarize_arm(
         predictions=len(latencies_ms),
         with_feedback=n,
         correct=correct,
-        accuracy=accuracy,
-        accuracy_ci=wilson_interval(correct, n) if n else None,
+        accuracy=scores.accuracy.value if scores else None,
+        accuracy_ci=(scores.accuracy.low, scores.accuracy.high) if scores else None,
         latency_p95_ms=p95,
-        macro_f1=macro_f1,
+        macro_f1=scores.macro_f1 if scores else None,
     )
 
 

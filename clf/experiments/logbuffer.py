@@ -1,4 +1,7 @@
-"""`PredictionLogBuffer`: prediction logs held in memory and written to ``prediction_logs`` in batches, off-request.
+"""`PredictionLogBuffer`: rows held in memory and written to a table in batches, off-request.
+
+The A/B framework buffers ``prediction_logs`` rows with it, the quality log (`clf.experiments.quality_log`)
+``served_predictions`` rows: any table whose primary key is one column the rows carry.
 
     buffer = PredictionLogBuffer(engine, batch_size=100, flush_interval_seconds=5.0)
     buffer.add(row)        # never touches the database, never raises for a database fault
@@ -59,7 +62,7 @@ class FlushResult:
 
 
 class PredictionLogBuffer:
-    """A bounded, thread-safe buffer of ``prediction_logs`` rows with a background flusher.
+    """A bounded, thread-safe buffer of rows of one table (``prediction_logs`` by default) with a background flusher.
 
     Args:
         engine: the experiments database.
@@ -68,6 +71,8 @@ class PredictionLogBuffer:
         max_rows: most rows held; beyond it the oldest are dropped, each drop logged as an error.
         before_write: called before each flush writes (the framework creates the tables on first use here); a
             database error it raises keeps the rows pending like any other.
+        table: the table written; its primary key must be a single column, which makes a retried row a no-op.
+        what: how log messages name one row (``prediction log``).
 
     Raises:
         ValueError: naming the setting that is out of range.
@@ -81,6 +86,8 @@ class PredictionLogBuffer:
         flush_interval_seconds: float = 5.0,
         max_rows: int = 100_000,
         before_write: Callable[[], None] | None = None,
+        table: sa.Table | None = None,
+        what: str = "prediction log",
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -93,6 +100,13 @@ class PredictionLogBuffer:
         self.flush_interval_seconds = flush_interval_seconds
         self.max_rows = max_rows
         self._before_write = before_write
+        # A declarative class's __table__ is its Table; DeclarativeBase types it as the general FromClause.
+        self.table = table if table is not None else cast(sa.Table, PredictionLog.__table__)
+        keys = [column.name for column in self.table.primary_key.columns]
+        if len(keys) != 1:
+            raise ValueError(f"table {self.table.name} needs a one-column primary key, has {keys}")
+        self._key = keys[0]
+        self.what = what
         self._rows: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -123,14 +137,14 @@ class PredictionLogBuffer:
         """Queues one row or several; returns at once and never raises for a database fault.
 
         Args:
-            rows: ``prediction_logs`` rows, each with every column (see `clf.experiments.framework.log_row`).
+            rows: rows of the table, each with every column (see `clf.experiments.records.log_row`).
 
         Raises:
             RuntimeError: after `close`.
         """
         batch = [rows] if isinstance(rows, dict) else list(rows)
         if self._closing.is_set():
-            raise RuntimeError("the prediction log buffer is closed; create a new ABTestingFramework")
+            raise RuntimeError(f"the {self.what} buffer is closed; create a new one")
         with self._lock:
             self._rows.extend(batch)
             overflow = len(self._rows) - self.max_rows
@@ -138,7 +152,8 @@ class PredictionLogBuffer:
                 self._rows.popleft()
             wake = len(self._rows) >= self.batch_size and self._healthy
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="prediction-log-flusher", daemon=True)
+                name = f"{self.table.name}-flusher"
+                self._thread = threading.Thread(target=self._run, name=name, daemon=True)
                 self._thread.start()
         if overflow > 0:
             self._count_drops(overflow)
@@ -171,7 +186,7 @@ class PredictionLogBuffer:
             except Exception as err:
                 error = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
                 if not is_unavailable(err):
-                    log.exception("unexpected error writing prediction logs; they stay buffered and are retried")
+                    log.exception("unexpected error writing %ss; they stay buffered and are retried", self.what)
                 self._put_back(batch[done:])
             written -= rejected
             self.written += written
@@ -195,8 +210,9 @@ class PredictionLogBuffer:
         result = self.flush()
         if result.pending:
             log.error(
-                "%d prediction logs could not be written to %s before shutdown and are lost: %s",
+                "%d %ss could not be written to %s before shutdown and are lost: %s",
                 result.pending,
+                self.what,
                 redacted(self.engine),
                 result.error,
             )
@@ -217,7 +233,7 @@ class PredictionLogBuffer:
         """Inserts `chunk` in one transaction; returns how many rows were rejected for their content."""
         try:
             with self.engine.begin() as connection:
-                _insert(connection, chunk)
+                _insert(connection, self.table, self._key, chunk)
             return 0
         except StatementError as err:
             if not _bad_rows(err):
@@ -227,12 +243,12 @@ class PredictionLogBuffer:
         for row in chunk:
             try:
                 with self.engine.begin() as connection:
-                    _insert(connection, [row])
+                    _insert(connection, self.table, self._key, [row])
             except StatementError as err:
                 if not _bad_rows(err):
                     raise
                 rejected += 1
-                log.error("dropped prediction log %s: the database refused it: %s", row.get("id"), err.orig or err)
+                log.error("dropped %s %s: the database refused it: %s", self.what, row.get(self._key), err.orig or err)
         return rejected
 
     def _put_back(self, rows: list[dict[str, Any]]) -> None:
@@ -249,8 +265,9 @@ class PredictionLogBuffer:
         self.dropped += count
         if before == 0 or before // _DROP_LOG_EVERY != self.dropped // _DROP_LOG_EVERY:
             log.error(
-                "prediction log buffer full (%d rows): dropped the oldest %d, %d dropped in all; the experiments "
+                "%s buffer full (%d rows): dropped the oldest %d, %d dropped in all; the experiments "
                 "database %s has been unavailable for %.0f s",
+                self.what,
                 self.max_rows,
                 count,
                 self.dropped,
@@ -262,10 +279,11 @@ class PredictionLogBuffer:
         if error is None:
             if not self._healthy:
                 log.warning(
-                    "experiments database %s is back after %.0f s: %d buffered prediction logs written",
+                    "experiments database %s is back after %.0f s: %d buffered %ss written",
                     redacted(self.engine),
                     time.monotonic() - (self._unhealthy_since or time.monotonic()),
                     written,
+                    self.what,
                 )
             self._healthy, self._unhealthy_since = True, None
             return
@@ -276,7 +294,8 @@ class PredictionLogBuffer:
         # Once per outage at WARNING; the retries every interval would otherwise flood the log.
         log.log(
             logging.WARNING if first else logging.DEBUG,
-            "cannot write prediction logs to %s (%s); %d rows kept in the buffer, retried every %g s",
+            "cannot write %ss to %s (%s); %d rows kept in the buffer, retried every %g s",
+            self.what,
             redacted(self.engine),
             error,
             self.pending,
@@ -291,16 +310,14 @@ def _bad_rows(err: StatementError) -> bool:
     return isinstance(err, IntegrityError | DataError) or not isinstance(err, DBAPIError)
 
 
-def _insert(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT (id) DO NOTHING where the dialect has it, so a retried row is not stored twice."""
-    # A declarative class's __table__ is its Table; DeclarativeBase types it as the general FromClause.
-    table = cast(sa.Table, PredictionLog.__table__)
+def _insert(connection: Connection, table: sa.Table, key: str, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT (key) DO NOTHING where the dialect has it, so a retried row is not stored twice."""
     dialect = connection.dialect.name
     statement: sa.Insert
     if dialect == "postgresql":
-        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=["id"])
+        statement = postgresql.insert(table).on_conflict_do_nothing(index_elements=[key])
     elif dialect == "sqlite":
-        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=["id"])
+        statement = sqlite.insert(table).on_conflict_do_nothing(index_elements=[key])
     else:
         statement = sa.insert(table)
     connection.execute(statement, rows)

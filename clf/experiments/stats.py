@@ -1,6 +1,7 @@
 """The statistics behind an A/B verdict: Wilson intervals, the two-proportion z-test and its sample size.
 
-Plain functions of counts, standard library only, so each is easy to check by hand.
+Plain functions of counts, standard library only, so each is easy to check by hand. The Wilson interval lives
+with the accuracy estimates (`clf.monitoring.estimates`), which production monitoring shares.
 
 Examples:
     >>> test = two_proportion_z_test(80, 100, 90, 100)  # control 80/100 correct, treatment 90/100
@@ -18,43 +19,9 @@ import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from clf.monitoring.estimates import z_quantile
+
 _NORMAL = NormalDist()
-
-
-def _z_quantile(confidence: float) -> float:
-    """The two-sided normal critical value: 1.96 for 0.95."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return _NORMAL.inv_cdf(0.5 + confidence / 2)
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion.
-
-    Chosen over the textbook Wald interval (p ± z·√(p(1−p)/n)) because it stays inside [0, 1] and keeps close to
-    its nominal coverage for small samples and accuracies near 0 or 1, where Wald collapses to a width of zero.
-
-    Args:
-        successes: how many were correct.
-        n: how many there were.
-        confidence: the interval's confidence level.
-
-    Returns:
-        ``(low, high)``; ``(0.0, 1.0)`` when `n` is 0 (nothing is known).
-
-    Raises:
-        ValueError: when the counts are impossible.
-    """
-    if n < 0 or not 0 <= successes <= max(n, 0):
-        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
-    if n == 0:
-        return 0.0, 1.0
-    z = _z_quantile(confidence)
-    p = successes / n
-    denominator = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denominator
-    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, center - half), min(1.0, center + half)
 
 
 @dataclass(frozen=True)
@@ -113,7 +80,7 @@ def two_proportion_z_test(
     pooled_se = math.sqrt(pooled * (1 - pooled) * (1 / control_n + 1 / treatment_n))
     z = difference / pooled_se if pooled_se > 0 else 0.0
     p_value = math.erfc(abs(z) / math.sqrt(2))
-    margin = _z_quantile(confidence) * math.sqrt(p_c * (1 - p_c) / control_n + p_t * (1 - p_t) / treatment_n)
+    margin = z_quantile(confidence) * math.sqrt(p_c * (1 - p_c) / control_n + p_t * (1 - p_t) / treatment_n)
     return ProportionTest(difference, z, p_value, difference - margin, difference + margin, confidence)
 
 

@@ -3,6 +3,7 @@
     ab_test_experiments   one row per A/B experiment: its arms, split, dates, status and last results
     prediction_logs       one row per answered paper routed by an experiment, with feedback once it arrives
     retraining_runs       one row per retraining run (written by the retraining pipeline)
+    served_predictions    one row per answered paper, in or outside experiments, with its true label once known
 
 Every timestamp is timezone-aware UTC in Python, whatever the database keeps (SQLite has no time zones). JSON
 columns use SQLAlchemy's portable `JSON` type, so the same models work on SQLite and PostgreSQL.
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -152,3 +153,43 @@ class RetrainingRun(Base):
     training_time_seconds: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any] | None]
     error_message: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any] | None]
+    """What the triggers saw when they decided (drift, estimated and measured accuracy, growth, schedule)."""
+
+
+class ServedPrediction(Base):
+    """One answered paper, whoever routed it: what the model said, and the true category once it is known.
+
+    Written by `clf.experiments.quality_log.QualityLog`; labels arrive later, by prediction id (feedback) or by arXiv
+    id (`clf labels import`). No text is kept: only what measuring and drift checks need.
+    """
+
+    __tablename__ = "served_predictions"
+    __table_args__ = (
+        Index("ix_served_predictions_arxiv_id", "arxiv_id"),
+        Index("ix_served_predictions_model_version", "model_version"),
+        Index("ix_served_predictions_created_at", "created_at"),
+    )
+
+    prediction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    arxiv_id: Mapped[str | None] = mapped_column(String(64))
+    """The paper's arXiv id without its version suffix (``2401.01234``), when the client sent one."""
+    model_version: Mapped[str] = mapped_column(String(64))
+    arm: Mapped[str | None] = mapped_column(String(20))
+    """The arm that answered (the prediction id's signature binds it, so feedback can be verified)."""
+    created_at: Mapped[datetime]
+    label: Mapped[str | None] = mapped_column(String(100))
+    """The answered category."""
+    probability: Mapped[float | None] = mapped_column(Float)
+    """Its calibrated probability (the top-1)."""
+    probabilities: Mapped[dict[str, Any] | None]
+    """Category → calibrated probability, every category the predictor scored."""
+    text_chars: Mapped[int] = mapped_column(Integer)
+    """Characters of the cleaned model input."""
+    out_of_scope: Mapped[bool | None] = mapped_column(Boolean)
+    """The predictor's out-of-scope flag, when the artifact carries a reference."""
+    true_label: Mapped[str | None] = mapped_column(String(100))
+    """The paper's true category, once known; may be none of the model's (an out-of-scope paper)."""
+    label_source: Mapped[str | None] = mapped_column(String(20))
+    """``feedback`` (POST /feedback) or ``import`` (``clf labels import``)."""
+    labelled_at: Mapped[datetime | None]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from clf.experiments.database import (
     MIGRATIONS_DIR,
     VERSION_TABLE,
+    alembic_config,
     current_revision,
     head_revision,
     make_engine,
@@ -21,7 +22,7 @@ from clf.experiments.database import (
 from clf.experiments.errors import DatabaseUnavailableError, ExperimentError
 from clf.experiments.tables import ABTestExperiment, Base, PredictionLog, RetrainingRun
 
-TABLES = {"ab_test_experiments", "prediction_logs", "retraining_runs", VERSION_TABLE}
+TABLES = {"ab_test_experiments", "prediction_logs", "retraining_runs", "served_predictions", VERSION_TABLE}
 INDEXES = {
     "ab_test_experiments": {"ix_ab_test_experiments_status", "uq_ab_test_experiments_running_control"},
     "prediction_logs": {
@@ -30,6 +31,11 @@ INDEXES = {
         "ix_prediction_logs_created_at",
     },
     "retraining_runs": {"ix_retraining_runs_status", "ix_retraining_runs_started_at"},
+    "served_predictions": {
+        "ix_served_predictions_arxiv_id",
+        "ix_served_predictions_model_version",
+        "ix_served_predictions_created_at",
+    },
 }
 
 
@@ -38,7 +44,7 @@ def test_upgrade_builds_every_table_and_index_from_an_empty_database(db_url):
     assert sa.inspect(engine).get_table_names() == []
     assert current_revision(engine) is None
 
-    assert upgrade(db_url) == head_revision() == "0001"
+    assert upgrade(db_url) == head_revision() == "0002"
 
     inspector = sa.inspect(engine)
     assert set(inspector.get_table_names()) == TABLES
@@ -49,8 +55,41 @@ def test_upgrade_builds_every_table_and_index_from_an_empty_database(db_url):
         "id", "experiment_id", "model_version", "input_text", "predictions", "latency_ms", "created_at", "user_id",
         "true_label",
     }  # fmt: skip
-    assert {c["name"] for c in inspector.get_columns("retraining_runs")} >= {"error_message", "training_time_seconds"}
+    assert {c["name"] for c in inspector.get_columns("retraining_runs")} >= {
+        "error_message", "training_time_seconds", "evidence",
+    }  # fmt: skip
     assert [fk["referred_table"] for fk in inspector.get_foreign_keys("prediction_logs")] == ["ab_test_experiments"]
+    engine.dispose()
+
+
+def test_upgrade_from_0001_keeps_the_rows_and_adds_served_predictions_and_evidence(db_url):
+    from alembic import command
+
+    engine = make_engine(db_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0001")
+    assert current_revision(engine) == "0001"
+    assert "served_predictions" not in sa.inspect(engine).get_table_names()
+    started = datetime(2024, 5, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text("INSERT INTO retraining_runs (trigger_type, status, started_at) VALUES ('manual', 'done', :t)"),
+            {"t": started},
+        )
+
+    assert upgrade(engine) == "0002"
+
+    with Session(engine) as session:
+        run = session.scalars(sa.select(RetrainingRun)).one()
+        assert (run.trigger_type, run.evidence) == ("manual", None)
+        run.evidence = {"drift": {"p_value": 0.001}}
+        session.commit()
+    with Session(engine) as session:
+        assert session.scalars(sa.select(RetrainingRun.evidence)).one() == {"drift": {"p_value": 0.001}}
+    assert {c["name"] for c in sa.inspect(engine).get_columns("served_predictions")} == {
+        "prediction_id", "arxiv_id", "model_version", "arm", "created_at", "label", "probability", "probabilities",
+        "text_chars", "out_of_scope", "true_label", "label_source", "labelled_at",
+    }  # fmt: skip
     engine.dispose()
 
 
@@ -64,7 +103,7 @@ def test_upgrade_twice_is_a_no_op(db_url):
               "start_date": datetime.now(UTC), "status": "running"}],
         )  # fmt: skip
 
-    assert upgrade(engine) == "0001"
+    assert upgrade(engine) == "0002"
 
     with engine.connect() as connection:
         assert connection.execute(sa.select(ABTestExperiment.name)).scalars().all() == ["kept"]
@@ -138,7 +177,8 @@ def test_the_migrations_ship_inside_the_package():
 
     assert (MIGRATIONS_DIR / "env.py").is_file() and (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("0*.py")) == [
-        "0001_experiments_prediction_logs_retraining_runs.py"
+        "0001_experiments_prediction_logs_retraining_runs.py",
+        "0002_served_predictions_retraining_evidence.py",
     ]
     # What setuptools puts in the wheel: the packages pyproject.toml finds, and the template as package data.
     root = MIGRATIONS_DIR.parents[2]

@@ -7,7 +7,8 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from clf.experiments.stats import sample_size_two_proportions, two_proportion_z_test, wilson_interval
+from clf.experiments.stats import sample_size_two_proportions, two_proportion_z_test
+from clf.monitoring.estimates import wilson_interval
 
 
 def test_z_test_matches_the_hand_computation_for_80_of_100_against_90_of_100():
