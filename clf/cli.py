@@ -7,7 +7,7 @@
     clf <command> [<action>] --help
 
 ``fit``, ``validate``, ``test`` and ``predict`` run LightningCLI (`clf.lightning_cli`); every other command, and every
-action of ``registry``, ``deploy``, ``ab``, ``db`` and ``retrain``, is a plain function run by jsonargparse: its typed
+action of ``registry``, ``deploy``, ``ab``, ``db``, ``labels`` and ``retrain``, is a plain function run by jsonargparse: its typed
 signature and docstring are its options and ``--help``, its required parameters are required (positional unless
 keyword-only), and ``--config`` / ``--print_config`` read and write its options as YAML. Options may be spelt with
 dashes (``--num-papers``): jsonargparse registers only the underscore form, so `normalize_option_names` rewrites the
@@ -230,6 +230,11 @@ COMMANDS: dict[str, Command] = {
         "_help": "The experiments database: upgrade (create or migrate its tables) or current (its revision).",
         "upgrade": experiments.upgrade,
         "current": experiments.current,
+    },
+    "labels": {
+        "_help": "True labels that arrive late: import them by arXiv id, report measured vs estimated accuracy.",
+        "import": experiments.import_labels,
+        "report": experiments.label_report,
     },
     "retrain": {
         "_help": "Retrain on new arXiv papers: run once, run on a schedule, or list past runs.",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
 
 from clf.serving.errors import ClientErrorReason, InvalidInputError
-from clf.serving.inputs import check_unicode
+from clf.serving.inputs import ARXIV_ID_FIELD, ARXIV_ID_FORMS, check_unicode
 from lightning_app.schemas import PaperBatch, PaperInput, PaperWithUser
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -123,7 +123,7 @@ def papers_and_user(payload: Any) -> tuple[list[dict[str, str]], str | None]:
         raise InvalidInputError(
             f"expected a JSON object or list, got {_json_type(payload)}; send {_EXAMPLE} or a list of them"
         )
-    fields = [paper.model_dump(include={"title", "abstract", "text"}, exclude_none=True) for paper in papers]
+    fields = [paper.model_dump(include={"title", "abstract", "text", "arxiv_id"}, exclude_none=True) for paper in papers]
     return fields, None if user_id is None else check_identifier(str(user_id), "user_id")
 
 
@@ -192,7 +192,9 @@ def _invalid(err: ValidationError) -> InvalidInputError:
     if len(parts) < len(problem["loc"]):
         message = f"'{where}' must be a string or an integer"
     elif kind == "extra_forbidden":
-        message = f"unknown field '{where}'; a paper has 'title' and 'abstract' (or 'text')"
+        message = f"unknown field '{where}'; a paper has 'title' and 'abstract' (or 'text'), and optionally 'arxiv_id'"
+    elif kind == "string_pattern_mismatch" and where.endswith(ARXIV_ID_FIELD):
+        message = f"'{where}' is not an arXiv id; send {ARXIV_ID_FORMS}"
     elif kind == "missing":
         message = f"'{where}' is missing"
     elif kind.endswith("_type"):

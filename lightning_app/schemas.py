@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from clf.inference.prediction import Prediction
+from clf.serving.inputs import ARXIV_ID_PATTERN
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
@@ -24,6 +25,14 @@ class PaperInput(BaseModel):
     title: str = Field("", description="The title.")
     abstract: str = Field("", description="The abstract.")
     text: str | None = Field(None, description="Title and abstract already joined; used instead of them when given.")
+    arxiv_id: str | None = Field(
+        None,
+        description="The paper's arXiv id ('2401.01234', '2401.01234v2' or 'hep-th/9901001'), echoed in the answer: "
+        "its true category, once arXiv lists the paper, is joined with the answer by it (clf labels import).",
+        examples=["2401.01234"],
+        pattern=ARXIV_ID_PATTERN,
+        max_length=64,
+    )
 
 
 class PaperWithUser(PaperInput):

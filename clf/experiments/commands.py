@@ -1,7 +1,9 @@
-"""`clf ab ACTION` and `clf db ACTION`: one function per action; each prints JSON and returns it.
+"""`clf ab ACTION`, `clf db ACTION` and `clf labels ACTION`: one function per action; each prints JSON and returns it.
 
 clf ab create --name bigger-lr --treatment v1.1.0 --traffic_split 0.5     # control: the production version
 clf ab analyze 1
+clf labels import ../shared/data/arxiv/new_papers.jsonl.gz --db sqlite:///models/experiments.db
+clf labels report --window_hours 24
 """
 
 from __future__ import annotations
@@ -182,3 +184,44 @@ def _revision(db: str, step: Callable[[Any], str | None]) -> Any:
         return print_json({"database": redacted(engine), "revision": step(engine), "head": head_revision()})
     finally:
         engine.dispose()
+
+
+def import_labels(path: str, db: str = DEFAULT_DB_URL) -> Any:
+    """Import true labels by arXiv id: a papers JSON Lines file (.gz too) or a collection run's folder.
+
+    Each line names a paper (``id`` or ``arxiv_id``, a version suffix ignored) and its true category (``primary`` or
+    ``label``). Every answer the service gave for that paper gets the label; the file is checked whole before
+    anything is stored.
+
+    Args:
+        path: a JSON Lines file, or a folder whose *.jsonl and *.jsonl.gz files are read.
+        db: the experiments database, a SQLAlchemy URL.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
+    """
+    from pathlib import Path
+
+    from clf.experiments.label_files import read_labels
+    from clf.experiments.quality_log import QualityLog
+
+    pairs = read_labels(Path(path))
+    with QualityLog(db) as quality:
+        return print_json({"path": path, **quality.import_labels(pairs).to_json()})
+
+
+def label_report(db: str = DEFAULT_DB_URL, version: str | None = None, window_hours: float = 24.0) -> Any:
+    """Measured and estimated accuracy per version and time window, with label coverage and delay.
+
+    Args:
+        db: the experiments database, a SQLAlchemy URL.
+        version: one model version; every version when left out.
+        window_hours: the length of a window.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
+    """
+    from clf.experiments.quality_log import QualityLog
+
+    with QualityLog(db) as quality:
+        return print_json([window.to_json() for window in quality.windows(version, window_hours)])

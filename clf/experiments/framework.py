@@ -4,7 +4,7 @@
     experiment = ab.create_experiment("bigger-lr", control="v1.0.0", treatment="v1.1.0", traffic_split=0.5)
     ab.route_prediction(experiment.id, "u-17")        # Route(version="v1.1.0", arm="treatment", experiment="1")
     service.add_prediction_listener(ab.log_event)     # every routed prediction → prediction_logs, in batches
-    ab.record_feedback(prediction_id, "cs.CL")        # the true label of one prediction
+    ab.record_feedback(prediction_id, "cs.CL")        # the true label of one prediction (also in the quality log)
     ab.analyze_experiment(experiment.id)              # accuracy with CIs, z-test, recommendation
     ab.promote_winner(experiment.id)                  # promote the treatment if it won; notify Slack
     ab.close()                                        # write the buffered logs
@@ -29,8 +29,9 @@ from sqlalchemy.engine import Engine
 
 from clf.experiments.analysis import DecisionRule, ExperimentAnalysis, Recommendation, decide, summarize_arm
 from clf.experiments.database import DEFAULT_DB_URL, make_engine
-from clf.experiments.errors import InvalidExperimentError
+from clf.experiments.errors import InvalidExperimentError, UnknownPredictionError
 from clf.experiments.logbuffer import FlushResult, PredictionLogBuffer
+from clf.experiments.quality_log import QualityLog
 from clf.experiments.records import Experiment, ExperimentDecision, ExperimentOutcome, log_row
 from clf.experiments.store import ExperimentStore
 from clf.experiments.tables import ExperimentStatus
@@ -63,6 +64,8 @@ class ABTestingFramework:
             with an error in the log.
         auto_upgrade: create or upgrade the tables on first use; with False, a database behind the shipped
             migrations is an error that says to run ``clf db upgrade``.
+        quality: the log of every served prediction (`QualityLog`, listening to the same service): feedback is
+            recorded there too, and feedback on a prediction no experiment routed is accepted (stored there only).
 
     Raises:
         ExperimentError: for a database URL that does not parse or whose driver is missing.
@@ -80,8 +83,10 @@ class ABTestingFramework:
         flush_interval_seconds: float = 5.0,
         max_buffered_logs: int = 100_000,
         auto_upgrade: bool = True,
+        quality: QualityLog | None = None,
     ) -> None:
         self.engine = make_engine(db)
+        self.quality = quality
         self.registry = ModelRegistry(registry) if isinstance(registry, str | Path) else registry
         self.alerts = alerts
         self.rule = rule or DecisionRule()
@@ -331,6 +336,10 @@ class ABTestingFramework:
     ) -> None:
         """Stores the true label of one logged prediction (flushing the buffer first, where it may still wait).
 
+        A prediction an experiment logged gets its label in ``prediction_logs`` (for the A/B analysis) and, with a
+        `quality` log, in ``served_predictions`` (for measured accuracy per version); one outside experiments, in
+        ``served_predictions`` only.
+
         Args:
             prediction_id: the ``prediction_id`` of a prediction record.
             true_label: the correct category, e.g. ``cs.CL``.
@@ -340,15 +349,24 @@ class ABTestingFramework:
 
         Raises:
             InvalidExperimentError: for an empty label.
-            UnknownPredictionError: when no logged prediction has that id.
+            UnknownPredictionError: when neither log has a prediction with that id.
             DatabaseUnavailableError: when the database cannot be reached.
         """
         if not isinstance(true_label, str) or not true_label.strip():
             raise InvalidExperimentError(f"true_label must be a category such as 'cs.CL', got {true_label!r}")
         self.flush()
+        try:
+            route, logged = self.store.prediction_route(prediction_id), True
+        except UnknownPredictionError:
+            if self.quality is None:
+                raise
+            route, logged = self.quality.route(prediction_id), False
         if verify is not None:
-            verify(prediction_id, *self.store.prediction_route(prediction_id))
-        self.store.set_true_label(prediction_id, true_label.strip())
+            verify(prediction_id, *route)
+        if logged:
+            self.store.set_true_label(prediction_id, true_label.strip())
+        if self.quality is not None:
+            self.quality.record_label(prediction_id, true_label, source="feedback")
 
     # -------------------------------------------------------------------------------------------------- analysis
 

@@ -57,6 +57,8 @@ class Prediction:
     top_k: tuple[LabelProbability, ...] | None = None
     """The most probable categories, most probable first: every category from the predictor (``clf predict``
     writes them all), the first k over HTTP when ``?top_k=k`` asks, left out otherwise."""
+    arxiv_id: str | None = None
+    """The paper's arXiv id, echoed when the client sent one (its true category is joined by it later)."""
 
     def to_json(self) -> dict[str, Any]:
         """The prediction as JSON (see the class for the fields left out).

@@ -37,7 +37,7 @@ from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import BatchAnswer, DynamicBatcher
 from clf.serving.config import Batching, RequestLimits
 from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelError, ServiceClosedError
-from clf.serving.inputs import Input, paper_texts
+from clf.serving.inputs import Input, paper_arxiv_ids, paper_texts
 from clf.serving.prediction_ids import PredictionIds
 from clf.serving.routing import Route, SingleVersion, TrafficRule, stable_bucket, traffic_shares
 
@@ -62,6 +62,7 @@ class PredictionEvent:
         queue_ms: time the request waited for its batch.
         service_ms: time its batch spent in the model.
         batch_size: texts in that batch.
+        arxiv_ids: each paper's arXiv id as the client sent it (None where it sent none); empty when none did.
     """
 
     texts: list[str]
@@ -74,6 +75,7 @@ class PredictionEvent:
     queue_ms: float | None = None
     service_ms: float | None = None
     batch_size: int | None = None
+    arxiv_ids: tuple[str | None, ...] = ()
 
 
 PredictionListener = Callable[[PredictionEvent], None]
@@ -392,6 +394,7 @@ class ClassificationService:
             ServiceClosedError: after `close`.
         """
         texts = self.texts_of(inputs)
+        arxiv_ids = paper_arxiv_ids(inputs)
         started = time.perf_counter()
         with self._lock:
             # Routing and queueing under one lock: a swap or unload can never strand a routed request.
@@ -402,7 +405,7 @@ class ClassificationService:
             inner = loaded.batcher.submit(texts, timeout_s)
         outer: Future[list[Prediction]] = Future()
         outer.add_done_callback(lambda done: inner.cancel() if done.cancelled() else None)
-        inner.add_done_callback(functools.partial(self._finish, outer, texts, route, user_id, started))
+        inner.add_done_callback(functools.partial(self._finish, outer, texts, arxiv_ids, route, user_id, started))
         return outer
 
     def texts_of(self, inputs: Input | Sequence[Input]) -> list[str]:
@@ -423,6 +426,7 @@ class ClassificationService:
         self,
         outer: Future[list[Prediction]],
         texts: list[str],
+        arxiv_ids: tuple[str | None, ...],
         route: Route,
         user_id: str | None,
         started: float,
@@ -446,14 +450,19 @@ class ClassificationService:
         tag = functools.partial(replace, version=route.version, arm=route.arm, experiment_id=route.experiment)
         records = []
         failures = [result for result in answer.results if isinstance(result, Exception)]
-        for result in answer.results:
+        for result, arxiv_id in zip(answer.results, arxiv_ids, strict=True):
             if isinstance(result, Exception):
-                records.append(tag(Prediction(None, None, (), error=_describe(result))))
+                records.append(tag(Prediction(None, None, (), error=_describe(result), arxiv_id=arxiv_id)))
             else:
                 issued = self.prediction_ids.issue(route.version, route.arm)
-                records.append(tag(result, prediction_id=issued))
+                records.append(tag(result, prediction_id=issued, arxiv_id=arxiv_id))
+        ids = arxiv_ids if any(arxiv_ids) else ()
         event_of = functools.partial(
-            PredictionEvent, queue_ms=answer.queue_ms, service_ms=answer.service_ms, batch_size=answer.batch_size
+            PredictionEvent,
+            queue_ms=answer.queue_ms,
+            service_ms=answer.service_ms,
+            batch_size=answer.batch_size,
+            arxiv_ids=ids,
         )
         if len(failures) == len(records):
             event = event_of(texts, [], route, user_id, latency_ms, _describe(failures[0]), time.time())
