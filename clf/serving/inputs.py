@@ -101,3 +101,70 @@ def check_arxiv_id(value: Any, field: str = ARXIV_ID_FIELD) -> str:
         raise InvalidInputError(f"{field} is {shown}, not an arXiv id; send {ARXIV_ID_FORMS}")
     return value
 
+
+def _text_of(item: Any, where: str, max_text_chars: int) -> str:
+    if isinstance(item, str):
+        fields = {"text": item}
+    elif isinstance(item, Mapping):
+        unknown = sorted(str(key) for key in item if key not in PAPER_FIELDS and key != ARXIV_ID_FIELD)
+        if unknown:
+            raise InvalidInputError(
+                f"{where}: unknown fields {unknown}; a paper has 'title' and 'abstract' (or 'text'), and optionally "
+                f"'{ARXIV_ID_FIELD}'"
+            )
+        if item.get(ARXIV_ID_FIELD) is not None:
+            check_arxiv_id(item[ARXIV_ID_FIELD], f"{where}: '{ARXIV_ID_FIELD}'")
+        fields = {key: item[key] for key in PAPER_FIELDS if item.get(key) is not None}
+    else:
+        raise InvalidInputError(f"{where}: expected an object with 'title' and 'abstract', got {type(item).__name__}")
+    for key, value in fields.items():
+        if not isinstance(value, str):
+            raise InvalidInputError(f"{where}: '{key}' must be a string, got {type(value).__name__}")
+    length = sum(len(value) for value in fields.values())
+    if length > max_text_chars:
+        raise InvalidInputError(
+            f"{where}: {length} characters; title + abstract may hold at most {max_text_chars}",
+            ClientErrorReason.TEXT_TOO_LONG,
+        )
+    for key, value in fields.items():
+        check_unicode(value, f"{where}: '{key}'")
+    text = model_input_text(fields.get("title", ""), fields.get("abstract", ""), fields.get("text"))
+    if not has_words(text):
+        raise InvalidInputError(
+            f"{where}: empty text once cleaned (no letter or digit); give a 'title' and 'abstract' with words",
+            ClientErrorReason.EMPTY_TEXT,
+        )
+    return text
+
+
+def has_words(text: str) -> bool:
+    """Whether `text` holds something to classify: a letter or a digit. A text of spaces, combining marks or
+    punctuation alone tokenizes to nothing (uncased tokenizers strip the marks), and a model would answer it anyway.
+
+    Args:
+        text: a cleaned model input text.
+
+    Returns:
+        True when one of its characters is a letter or a digit.
+    """
+    return any(char.isalnum() for char in text)
+
+
+def check_unicode(value: str, field: str) -> None:
+    """Refuses a lone surrogate: JSON can carry one (``"\\ud800"``) but it is not a character, and no UTF-8 holds it.
+
+    Args:
+        value: a string the client sent.
+        field: how the error names it (``paper 0: 'abstract'``, ``'user_id'``).
+
+    Raises:
+        InvalidInputError: `INVALID_ENCODING`, naming the surrogate and where it is.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidInputError(
+            f"{field} holds a lone UTF-16 surrogate (U+{ord(value[err.start]):04X}) at character {err.start}; send "
+            "valid Unicode (pair each surrogate or drop it)",
+            ClientErrorReason.INVALID_ENCODING,
+        ) from None

@@ -1,7 +1,9 @@
-"""Tests for clf/experiments/commands.py: the `clf ab` and `clf db` actions, called directly and through the CLI."""
+"""Tests for clf/experiments/commands.py: the `clf ab`, `clf db` and `clf labels` actions, called directly and through
+the CLI."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -24,9 +26,9 @@ def test_db_upgrade_and_current_print_the_revision_without_the_password(db_url, 
     first = upgrade(db=db_url)
     again = upgrade(db=db_url)
     assert first == again == current(db=db_url)
-    assert first["revision"] == first["head"] == "0001"
+    assert first["revision"] == first["head"] == "0002"
     printed = capsys.readouterr().out
-    assert printed.count('"revision": "0001"') == 3 and '"revision": null' in printed
+    assert printed.count('"revision": "0002"') == 3 and '"revision": null' in printed
     with_password = "postgresql+psycopg://clf:s3cret@127.0.0.1:9/none"
     with pytest.raises(DatabaseUnavailableError, match="cannot use the experiments database") as caught:
         current(db=with_password)
@@ -77,7 +79,7 @@ def test_stop_and_the_error_that_names_the_missing_control(db_url, tiny_registry
 def test_the_cli_runs_each_action_and_its_parser_requires_what_the_action_needs(db_url, tiny_registry, capsys):
     registry = str(tiny_registry.base_dir)
     main(["db", "upgrade", "--db", db_url])
-    assert json.loads(capsys.readouterr().out)["revision"] == "0001"
+    assert json.loads(capsys.readouterr().out)["revision"] == "0002"
     main(
         [
             "ab",
@@ -110,3 +112,53 @@ def test_the_cli_runs_each_action_and_its_parser_requires_what_the_action_needs(
     help_text = " ".join(capsys.readouterr().out.split())
     for expected in ("--name", "--treatment", "--traffic_split", "share of users sent to the treatment"):
         assert expected in help_text
+
+
+def test_labels_import_and_report_through_the_cli(db_url, tmp_path, capsys):
+    from datetime import UTC, datetime
+
+    from clf.experiments.quality_log import QualityLog
+    from clf.inference.prediction import LabelProbability, Prediction
+    from clf.serving.routing import Route
+    from clf.serving.service import PredictionEvent
+
+    ranked = (LabelProbability("cs.CL", 0.8), LabelProbability("cs.CV", 0.2))
+    answers = [
+        Prediction("cs.CL", 0.8, ranked, version="v1.0.0", arm="live", prediction_id=f"p{i}", top_k=ranked)
+        for i in range(3)
+    ]
+    at = datetime(2026, 6, 1, 5, tzinfo=UTC).timestamp()
+    ids = ("2401.00001v1", "2401.00002", None)
+    with QualityLog(db_url) as quality:
+        quality.log_event(PredictionEvent(["a", "b", "c"], answers, Route("v1.0.0", "live"), None, 1.0, None, at,
+                                          arxiv_ids=ids))  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "cs.CL.jsonl").write_text('{"arxiv_id": "2401.00001", "label": "cs.CL"}\n')
+    with gzip.open(run / "more.jsonl.gz", "wt") as handle:
+        handle.write('{"id": "2401.00002v2", "primary": "cs.CV", "title": "t"}\n{"id": "2401.09999", "primary": "x"}\n')
+    (run / "notes.txt").write_text("not read")
+
+    main(["labels", "import", str(run), "--db", db_url])
+    assert json.loads(capsys.readouterr().out) == {
+        "path": str(run), "papers": 3, "matched": 2, "updated": 2, "unmatched": 1,
+    }  # fmt: skip
+    main(["labels", "report", "--db", db_url, "--version", "v1.0.0", "--window-hours", "6"])
+    (window,) = json.loads(capsys.readouterr().out)
+    assert (window["papers"], window["labelled"], window["start"]) == (3, 2, "2026-06-01T00:00:00+00:00")
+    assert window["measured"]["accuracy"]["value"] == 0.5 and window["estimated"]["value"] == pytest.approx(0.8)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "2401.00001", "primary": "cs.LG"}\n{"id": "2401.00002"}\n')
+    with pytest.raises(SystemExit) as exited:
+        main(["labels", "import", str(bad), "--db", db_url])
+    error = capsys.readouterr().err
+    assert exited.value.code == 1 and f"{bad}, line 2: needs an arXiv id" in error and "nothing was imported" in error
+    main(["labels", "report", "--db", db_url])
+    (window,) = json.loads(capsys.readouterr().out)
+    assert window["measured"]["accuracy"]["value"] == 0.5  # the good first line of the bad file was not stored
+    (tmp_path / "empty").mkdir()
+    for missing, says in [(tmp_path / "absent.jsonl", "no such file or folder"), (tmp_path / "empty", "no *.jsonl")]:
+        with pytest.raises(SystemExit):
+            main(["labels", "import", str(missing), "--db", db_url])
+        assert says in capsys.readouterr().err

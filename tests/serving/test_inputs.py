@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from clf.data.cleaning import model_input_text
 from clf.inference import ModelPredictor
 from clf.serving.errors import ClientErrorReason, InvalidInputError
-from clf.serving.inputs import PAPER_FIELDS, check_unicode, paper_texts
+from clf.serving.inputs import PAPER_FIELDS, check_unicode, paper_arxiv_ids, paper_texts
 
 MAX_INPUTS, MAX_CHARS = 4, 300
 FAST = settings(
@@ -87,7 +87,10 @@ JSON_LIKE = st.recursive(
     max_leaves=10,
 )
 FIELD = st.one_of(TEXT, TEXT, st.none(), JSON_LIKE)
-PAPER = st.fixed_dictionaries({}, optional={"title": FIELD, "abstract": FIELD, "text": FIELD})
+ARXIV_IDS = ["2401.01234", "2401.01234v2", "0704.0001", "hep-th/9901001", "math.AG/0601001v3", "cs/0112017"]
+NOT_ARXIV_IDS = ["2401.123", "2401.01234v0", "2401.01234 ", "HEP-TH/9901001", "hep-th/990100", "arXiv:2401.01234", ""]
+ARXIV_ID = st.one_of(st.sampled_from(ARXIV_IDS), st.sampled_from(NOT_ARXIV_IDS), TEXT, JSON_LIKE)
+PAPER = st.fixed_dictionaries({}, optional={"title": FIELD, "abstract": FIELD, "text": FIELD, "arxiv_id": ARXIV_ID})
 ITEM = st.one_of(PAPER, TEXT, JSON_LIKE, st.builds(lambda paper, key, value: {**paper, key: value}, PAPER, TEXT, FIELD))
 INPUTS = st.one_of(
     PAPER,
@@ -130,9 +133,11 @@ def flaws_of(item: Any) -> set[ClientErrorReason]:
     if isinstance(item, str):
         fields: dict[str, Any] = {"text": item}
     elif isinstance(item, Mapping):
-        if set(item) - set(PAPER_FIELDS):
+        if set(item) - {*PAPER_FIELDS, "arxiv_id"}:
             return {ClientErrorReason.INVALID_SHAPE}
-        fields = {key: value for key, value in item.items() if value is not None}
+        if item.get("arxiv_id") is not None and item["arxiv_id"] not in ARXIV_IDS:
+            return {ClientErrorReason.INVALID_SHAPE}  # a random text is no arXiv id, but for one chance in billions
+        fields = {key: value for key, value in item.items() if value is not None and key != "arxiv_id"}
     else:
         return {ClientErrorReason.INVALID_SHAPE}
     if not all(isinstance(value, str) for value in fields.values()):
@@ -253,6 +258,20 @@ def test_each_refusal_names_the_paper_and_its_reason(inputs, reason, message):
     with pytest.raises(InvalidInputError, match=message) as refused:
         texts(inputs)
     assert refused.value.reason == reason and refused.value.status == 422
+
+
+@pytest.mark.parametrize("arxiv_id", ARXIV_IDS)
+def test_a_paper_may_carry_its_arxiv_id_which_is_not_model_input(arxiv_id):
+    paper = {"title": "Attention", "abstract": "We propose it.", "arxiv_id": arxiv_id}
+    assert texts(paper) == texts({"title": "Attention", "abstract": "We propose it."})
+    assert paper_arxiv_ids([paper, "a text", {"title": "x"}]) == (arxiv_id, None, None)
+
+
+@pytest.mark.parametrize("arxiv_id", [*NOT_ARXIV_IDS, 2401.01234, ["2401.01234"], "2401.01234\n"])
+def test_a_malformed_arxiv_id_is_refused_naming_the_field_and_the_accepted_forms(arxiv_id):
+    with pytest.raises(InvalidInputError, match="paper 1: 'arxiv_id' is .*not an arXiv id; send a new-style") as refused:
+        texts([{"title": "ok"}, {"title": "x", "arxiv_id": arxiv_id}])
+    assert refused.value.status == 422 and "hep-th/9901001" in str(refused.value)
 
 
 def test_the_length_limit_counts_the_fields_as_sent():
