@@ -7,11 +7,11 @@
     clf <command> [<action>] --help
 
 ``fit``, ``validate``, ``test`` and ``predict`` run LightningCLI (`clf.lightning_cli`); every other command, and every
-action of ``registry``, ``deploy``, ``ab``, ``db``, ``labels`` and ``retrain``, is a plain function run by jsonargparse: its typed
-signature and docstring are its options and ``--help``, its required parameters are required (positional unless
-keyword-only), and ``--config`` / ``--print_config`` read and write its options as YAML. Options may be spelt with
-dashes (``--num-papers``): jsonargparse registers only the underscore form, so `normalize_option_names` rewrites the
-names (and nothing else) before parsing.
+action of ``registry``, ``deploy``, ``ab``, ``db``, ``labels`` and ``retrain``, is a plain function run by jsonargparse:
+its typed signature and docstring are its options and ``--help``, its required parameters are required (positional
+unless keyword-only), and ``--config`` / ``--print_config`` read and write its options as YAML. Options may be spelt
+with dashes (``--num-papers``): jsonargparse registers only the underscore form, so `normalize_option_names` rewrites
+the names (and nothing else) before parsing.
 """
 
 from __future__ import annotations

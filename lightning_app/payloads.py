@@ -123,7 +123,9 @@ def papers_and_user(payload: Any) -> tuple[list[dict[str, str]], str | None]:
         raise InvalidInputError(
             f"expected a JSON object or list, got {_json_type(payload)}; send {_EXAMPLE} or a list of them"
         )
-    fields = [paper.model_dump(include={"title", "abstract", "text", "arxiv_id"}, exclude_none=True) for paper in papers]
+    fields = [
+        paper.model_dump(include={"title", "abstract", "text", "arxiv_id"}, exclude_none=True) for paper in papers
+    ]
     return fields, None if user_id is None else check_identifier(str(user_id), "user_id")
 
 

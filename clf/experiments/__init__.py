@@ -21,11 +21,12 @@ from clf.experiments.errors import (
 )
 from clf.experiments.framework import ABTestingFramework
 from clf.experiments.logbuffer import FlushResult, PredictionLogBuffer
+from clf.experiments.quality_log import LabelImport, QualityLog, QualityWindow, ServedSample
 from clf.experiments.records import Experiment, ExperimentDecision, ExperimentOutcome
 from clf.experiments.serving import ExperimentSync, SyncOutcome
 from clf.experiments.stats import ProportionTest, sample_size_two_proportions, two_proportion_z_test
+from clf.experiments.tables import ABTestExperiment, ExperimentStatus, PredictionLog, RetrainingRun, ServedPrediction
 from clf.monitoring.estimates import wilson_interval
-from clf.experiments.tables import ABTestExperiment, ExperimentStatus, PredictionLog, RetrainingRun
 
 __all__ = [
     "ABTestExperiment",
@@ -44,13 +45,18 @@ __all__ = [
     "ExperimentSync",
     "FlushResult",
     "InvalidExperimentError",
+    "LabelImport",
     "PredictionLog",
     "PredictionLogBuffer",
     "ExperimentDecision",
     "ExperimentOutcome",
     "ProportionTest",
+    "QualityLog",
+    "QualityWindow",
     "Recommendation",
     "RetrainingRun",
+    "ServedPrediction",
+    "ServedSample",
     "SyncOutcome",
     "UnknownPredictionError",
     "current_revision",

@@ -64,7 +64,7 @@ def read_labels(path: Path) -> list[tuple[str, str]]:
             if not isinstance(arxiv_id, str) or not isinstance(label, str) or not label.strip():
                 raise DataFileError(
                     f"{file}, line {number}: needs an arXiv id in {' or '.join(ID_FIELDS)} and a true category in "
-                    f"{' or '.join(LABEL_FIELDS)} (strings), e.g. {{\"id\": \"2401.01234\", \"primary\": \"cs.CL\"}}; "
+                    f'{" or ".join(LABEL_FIELDS)} (strings), e.g. {{"id": "2401.01234", "primary": "cs.CL"}}; '
                     "fix or delete that line (nothing was imported)"
                 )
             pairs.append((arxiv_id, label))

@@ -406,9 +406,7 @@ class QualityLog:
         groups: dict[tuple[str, int], list[Any]] = {}
         for row in rows:
             groups.setdefault((row[0], math.floor(row[1].timestamp() / width)), []).append(row)
-        return [
-            _window(name, index, width, group, classes[name]) for (name, index), group in sorted(groups.items())
-        ]
+        return [_window(name, index, width, group, classes[name]) for (name, index), group in sorted(groups.items())]
 
     def recent(self, version: str, papers: int, labels: Sequence[str] | None = None) -> ServedSample:
         """The newest `papers` answers of `version`, oldest first, for a drift check against the reference.

@@ -176,9 +176,10 @@ def test_recent_gives_the_newest_answers_oldest_first_in_the_callers_class_order
 
 
 def test_feedback_through_the_framework_reaches_predictions_outside_experiments(db_url, shared_registry):
-    with QualityLog(db_url, flush_interval_seconds=60) as quality, ABTestingFramework(
-        db_url, registry=shared_registry, flush_interval_seconds=60, quality=quality
-    ) as framework:
+    with (
+        QualityLog(db_url, flush_interval_seconds=60) as quality,
+        ABTestingFramework(db_url, registry=shared_registry, flush_interval_seconds=60, quality=quality) as framework,
+    ):
         experiment = framework.create_experiment("exp", "v1.0.0", "v1.1.0")
         inside = answer("cs.CL", 0.8, version="v1.1.0")
         event = PredictionEvent(

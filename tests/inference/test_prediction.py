@@ -50,7 +50,7 @@ def test_a_failed_paper_keeps_its_null_label_and_id_and_a_predictor_answer_has_n
     assert list(made.to_json()) == ["label", "probability", "top3", "labels"]
 
 
-def test_json_reads_back_to_the_same_prediction_ignoring_other_keys():
+def test_json_reads_back_to_the_same_prediction_ignoring_other_keys_and_keeping_the_arxiv_id():
     prediction = Prediction(
         "cs.CL",
         0.6,
@@ -62,5 +62,8 @@ def test_json_reads_back_to_the_same_prediction_ignoring_other_keys():
         prediction_id="x",
         top_k=(LabelProbability("cs.CL", 0.6), LabelProbability("cs.AI", 0.4)),
     )
-    line = {"arxiv_id": "2401.00001", **json.loads(json.dumps(prediction.to_json()))}
-    assert Prediction.from_json(line) == prediction
+    assert Prediction.from_json(json.loads(json.dumps(prediction.to_json()))) == prediction
+    # A predictions.jsonl line: the paper's id (a Prediction field, echoed by /predict when sent) and its label.
+    line = {"arxiv_id": "2401.00001", "true_label": "cs.CL", **json.loads(json.dumps(prediction.to_json()))}
+    assert Prediction.from_json(line) == replace(prediction, arxiv_id="2401.00001")
+    assert list(replace(prediction, arxiv_id="2401.00001").to_json())[-1] == "arxiv_id"

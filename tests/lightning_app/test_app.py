@@ -49,10 +49,26 @@ def test_predict_a_list_and_a_batch_with_user_id(server):
     assert [p["label"] for p in batch["predictions"]] == [p["label"] for p in listed["predictions"][:2]]
 
 
+def test_an_arxiv_id_is_echoed_in_the_answer_and_reaches_the_listeners(server):
+    events = []
+    server.service.add_prediction_listener(events.append)
+    plain = requests.post(f"{server.url}/predict", json=PAPERS[:2], timeout=30).json()
+    papers = [{**PAPERS[0], "arxiv_id": "2401.01234v2"}, PAPERS[1]]
+    answered = requests.post(f"{server.url}/predict", json={"papers": papers}, timeout=30).json()
+
+    first, second = answered["predictions"]
+    assert first["arxiv_id"] == "2401.01234v2" and "arxiv_id" not in second
+    assert list(first)[:-1] == list(plain["predictions"][0])  # the same answer, the id appended
+    assert "arxiv_id" not in plain["predictions"][0]
+    assert [event.arxiv_ids for event in events] == [(), ("2401.01234v2", None)]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
         ({"title": "", "abstract": ""}, 422, "empty text"),
+        ({"title": "x", "abstract": "y", "arxiv_id": "2401.1"}, 422, "'arxiv_id' is not an arXiv id; send a new-style"),
+        ({"papers": [{"title": "x", "arxiv_id": 12}]}, 422, "'papers[0].arxiv_id' must be a string"),
         ({"title": ["x"], "abstract": "y"}, 422, "'title' must be a string"),
         ({"titel": "x", "abstract": "y"}, 422, "unknown field 'titel'"),
         ([], 422, "no papers"),

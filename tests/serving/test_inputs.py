@@ -269,7 +269,9 @@ def test_a_paper_may_carry_its_arxiv_id_which_is_not_model_input(arxiv_id):
 
 @pytest.mark.parametrize("arxiv_id", [*NOT_ARXIV_IDS, 2401.01234, ["2401.01234"], "2401.01234\n"])
 def test_a_malformed_arxiv_id_is_refused_naming_the_field_and_the_accepted_forms(arxiv_id):
-    with pytest.raises(InvalidInputError, match="paper 1: 'arxiv_id' is .*not an arXiv id; send a new-style") as refused:
+    with pytest.raises(
+        InvalidInputError, match="paper 1: 'arxiv_id' is .*not an arXiv id; send a new-style"
+    ) as refused:
         texts([{"title": "ok"}, {"title": "x", "arxiv_id": arxiv_id}])
     assert refused.value.status == 422 and "hep-th/9901001" in str(refused.value)
 
