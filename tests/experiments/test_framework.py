@@ -104,7 +104,7 @@ def test_without_a_registry_experiments_cannot_be_created(db_url):
 
 def test_tables_are_created_on_first_use_unless_upgrades_are_left_to_clf_db(db_url):
     manual = ABTestingFramework(db_url, auto_upgrade=False)
-    with pytest.raises(ExperimentError, match="at schema revision None, this clf needs 0001: run clf db upgrade"):
+    with pytest.raises(ExperimentError, match="at schema revision None, this clf needs 0002: run clf db upgrade"):
         manual.list_experiments()
     manual.close()
     with ABTestingFramework(db_url) as automatic:
