@@ -113,6 +113,28 @@ def test_a_retried_row_is_not_stored_twice(engine, experiment_id):
     buffer.close()
 
 
+def test_any_table_with_a_one_column_key_is_buffered_and_a_retried_row_is_stored_once(engine):
+    from clf.experiments.tables import ServedPrediction
+
+    ExperimentStore(engine).ensure_schema()
+    table = ServedPrediction.__table__
+    buffer = PredictionLogBuffer(
+        engine, batch_size=10, flush_interval_seconds=60, table=table, what="served prediction"
+    )
+    row = {"prediction_id": "s1", "arxiv_id": None, "model_version": "v1.0.0", "arm": "live",
+           "created_at": datetime.now(UTC), "label": "cs.CL", "probability": 0.9, "probabilities": {"cs.CL": 0.9},
+           "text_chars": 10, "out_of_scope": None, "true_label": None, "label_source": None,
+           "labelled_at": None}  # fmt: skip
+    buffer.add([row, {**row, "prediction_id": "s2"}])
+    assert buffer.flush().written == 2
+    buffer.add(row)  # retried after a lost commit answer
+
+    assert buffer.flush().ok
+    with engine.connect() as connection:
+        assert sorted(connection.execute(sa.select(table.c.prediction_id)).scalars()) == ["s1", "s2"]
+    buffer.close()
+
+
 def test_a_row_the_database_refuses_is_dropped_alone(engine, experiment_id, caplog):
     buffer = PredictionLogBuffer(engine, batch_size=10, flush_interval_seconds=60)
     buffer.add([*rows(experiment_id, 4), *rows(experiment_id + 1000, 1, start=4), *rows(experiment_id, 3, start=5)])
@@ -152,6 +174,17 @@ def test_while_the_database_is_away_the_buffer_keeps_the_newest_rows_up_to_its_b
         ({"batch_size": 0}, "batch_size"),
         ({"flush_interval_seconds": 0}, "flush_interval_seconds"),
         ({"max_rows": 10}, "max_rows"),
+        (
+            {
+                "table": sa.Table(
+                    "pairs",
+                    sa.MetaData(),
+                    sa.Column("a", sa.Integer, primary_key=True),
+                    sa.Column("b", sa.Integer, primary_key=True),
+                )
+            },
+            "one-column primary key",
+        ),
     ],
 )
 def test_settings_out_of_range_are_named(kwargs, message):
