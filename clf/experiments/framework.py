@@ -66,6 +66,7 @@ class ABTestingFramework:
             migrations is an error that says to run ``clf db upgrade``.
         quality: the log of every served prediction (`QualityLog`, listening to the same service): feedback is
             recorded there too, and feedback on a prediction no experiment routed is accepted (stored there only).
+            Its owner closes it; `close` does not.
 
     Raises:
         ExperimentError: for a database URL that does not parse or whose driver is missing.
