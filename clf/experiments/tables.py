@@ -152,3 +152,5 @@ class RetrainingRun(Base):
     training_time_seconds: Mapped[float | None] = mapped_column(Float)
     metrics: Mapped[dict[str, Any] | None]
     error_message: Mapped[str | None] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any] | None]
+    """The retrain decision: every trigger's numbers, whether it fired and why (`clf.retrain.triggers.decide`)."""

@@ -14,7 +14,7 @@ import yaml
 
 from clf.cli import main
 from clf.retrain.commands import schedule
-from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, SlackConfig
+from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, SlackConfig, TriggersConfig
 from tests.conftest import REPO
 
 SHIPPED = REPO / "configs" / "retraining.yaml"
@@ -69,7 +69,13 @@ def test_help_lists_every_retraining_setting(capsys):
         main(["retrain", "run", "--help"])
     shown = capsys.readouterr().out
     flags = [f"--{f.name}" for f in dataclasses.fields(RetrainingConfig)]
-    for section, cls in (("data", DataSourceConfig), ("email", EmailConfig), ("slack", SlackConfig)):
+    sections = (
+        ("data", DataSourceConfig),
+        ("email", EmailConfig),
+        ("slack", SlackConfig),
+        ("triggers", TriggersConfig),
+    )
+    for section, cls in sections:
         flags += [f"--{section}.{f.name}" for f in dataclasses.fields(cls)]
     assert [flag for flag in flags if flag not in shown] == []
     assert "retrain when new papers / current dataset size reaches this ratio" in " ".join(shown.split())
