@@ -163,5 +163,6 @@ def summarize(result: RetrainResult) -> tuple[str, str, str]:
         verb = "promoted" if result.promotion.decision is PromotionDecision.PROMOTE else "archived"
         fired = f" ({result.triggers.trigger_type})" if result.triggers and result.triggers.fired else ""
         return f"Retraining{fired}: {result.version} {verb}", "\n".join(lines), "info"
-    why = result.triggers.reason if result.triggers else "no decision"
-    return f"Retraining skipped: {why}"[:200], "\n".join(lines), "info"
+    if result.triggers and result.triggers.fired:
+        return f"Retraining skipped although {result.triggers.trigger_type} fired", "\n".join(lines), "info"
+    return "Retraining skipped: no trigger fired", "\n".join(lines), "info"

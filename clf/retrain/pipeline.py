@@ -187,8 +187,8 @@ class RetrainingPipeline:
     def decide(self, growth: GrowthDecision, version: str) -> TriggerDecision:
         """Judges every enabled trigger on its evidence (`clf.retrain.triggers.decide`).
 
-        A quality source that raises counts as missing evidence (logged, and named in the evidence's
-        ``quality_error``): the growth and schedule triggers still judge.
+        A quality source that raises, or answers about another version, counts as missing evidence (named in the
+        evidence's ``quality_error``): the growth and schedule triggers still judge.
 
         Args:
             growth: `should_retrain`'s judgement of the new papers.
@@ -204,6 +204,9 @@ class RetrainingPipeline:
             except Exception as err:  # noqa: BLE001 - a monitoring outage must not stop growth or schedule from judging
                 log.exception("The quality evidence of %s is unavailable", version)
                 error = f"{type(err).__name__}: {err}"
+        if quality is not None and quality.version != version:
+            error = f"the quality source answered for {quality.version}, not the production version {version}"
+            quality = None
         decision = decide(
             self.config.triggers, growth=growth, quality=quality, schedule_due=self.trigger_type == "schedule"
         )

@@ -21,6 +21,7 @@ from clf.data.datamodule import ArxivDataModule
 from clf.experiments.database import make_engine, upgrade
 from clf.registry import ModelRegistry
 from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, SlackConfig, TriggersConfig
+from clf.retrain.pipeline import RetrainingPipeline
 from tests.conftest import REPO, SHARED_DATA
 from tests.helpers.loopback import refusing_port as held_refusing_port
 from tests.helpers.webhook import WebhookReceiver
@@ -139,6 +140,46 @@ def experiments_db(url: str) -> str:
             connection.execute(sa.text("ALTER TABLE retraining_runs ADD COLUMN evidence JSON"))
     engine.dispose()
     return url
+
+
+def notifying(make_config, smtp, webhook, **overrides):
+    """A config (`make_config`) that emails the loopback SMTP server and posts to the loopback Slack webhook."""
+    _, port = smtp
+    return make_config(
+        email={"enabled": True, "host": "127.0.0.1", "port": port, "recipients": ["ml-team@example.org"]},
+        slack={"enabled": True, "webhook_url": webhook.url},
+        **overrides,
+    )
+
+
+def result_record(config, run_id):
+    """The run's ``retraining_runs`` record, read back from the database."""
+    return RetrainingPipeline(config).runs.get(run_id)
+
+
+def drift_report(*, alarm: bool, papers: int = 300, p_value: float = 0.4) -> dict:
+    """A report in DriftReport.to_json()'s shape."""
+    return {
+        "papers": papers,
+        "alarm": alarm,
+        "reasons": ["mmd", "out_of_scope"] if alarm else [],
+        "alpha": 0.01,
+        "mmd": {"statistic": 0.02, "p_value": p_value, "alarm": alarm, "permutations": 1000, "reference_papers": 500},
+        "class_mix": {"chi2_p_value": 0.3, "psi": 0.04, "window": {"cs.AI": 1.0}, "reference": {"cs.AI": 1.0}},
+        "text": {"ks_p_value": 0.5, "median_chars": 1200, "reference_median_chars": 1180},
+        "out_of_scope": {
+            "share": 0.3 if alarm else 0.04,
+            "reference_share": 0.035,
+            "p_value": 1e-9 if alarm else 0.6,
+            "alarm": alarm,
+        },
+        "estimated_accuracy": {"value": 0.8, "low": 0.78, "high": 0.82, "n": papers},
+    }
+
+
+def interval(value: float, half: float, n: int) -> dict:
+    """An estimate in `Estimate.to_json()`'s shape: `value` ± `half` over `n` papers."""
+    return {"value": value, "low": value - half, "high": value + half, "n": n}
 
 
 SECTIONS = {

@@ -148,6 +148,30 @@ def test_schedule_runs_every_interval_until_max_runs(write_config, make_config, 
     assert [r["trigger_type"] for r in history] == ["schedule"] * 3
 
 
+def test_a_dry_run_prints_the_decision_with_every_triggers_evidence(write_config, capsys):
+    path = write_config(growth_threshold=0.1)
+    result = clf(capsys, "retrain", "run", "--config", path, "--dry_run", "true", "--triggers.mode", "all")
+    triggers = result["triggers"]
+    assert triggers["fire"] is False and triggers["fired"] == ["growth"]
+    assert triggers["evidence"]["mode"] == "all" and triggers["evidence"]["origin"] == "manual"
+    assert triggers["evidence"]["reason"] == "growth fired, but mode all needs drift, estimated_drop, measured_drop too"
+    assert triggers["evidence"]["triggers"]["growth"]["growth_ratio"] == result["growth"]["growth_ratio"]
+    assert triggers["evidence"]["triggers"]["drift"]["reason"] == "no evidence: no quality snapshot"
+    assert clf(capsys, "retrain", "history", "--config", path) == []
+
+
+def test_with_the_schedule_trigger_on_every_scheduled_pass_fires_it(make_config):
+    config = make_config(growth_threshold=100.0, triggers={"schedule": True})
+    (result,) = schedule(config, dry_run=True, max_runs=1, sleep=lambda seconds: False)
+    assert result["triggers"]["fire"] is True and result["triggers"]["fired"] == ["schedule"]
+    assert result["triggers"]["evidence"]["triggers"]["schedule"] == {
+        "enabled": True,
+        "fired": True,
+        "due": True,
+        "reason": "a scheduled run",
+    }
+
+
 def test_sigterm_ends_the_schedule_cleanly_and_restores_the_handlers(make_config):
     before = signal.getsignal(signal.SIGTERM)
 
