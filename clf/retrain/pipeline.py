@@ -408,7 +408,7 @@ class RetrainingPipeline:
         growth = result.growth = self.should_retrain(found.count, found.current_dataset_size)
         self._record(metrics={"growth": growth.to_json()})
         decision = result.triggers = self.decide(growth, found.production_version)
-        self._record(evidence=decision.evidence, **({"trigger_type": decision.trigger_type} if decision.fired else {}))
+        self._record(evidence=decision.evidence, trigger_type=decision.trigger_type or self.trigger_type)
         if not decision.fire:
             result.status = RunStatus.SKIPPED
             return

@@ -259,10 +259,11 @@ def _drift(config: TriggersConfig, quality: QualitySnapshot | None) -> dict[str,
     papers = int(report["papers"])
     mmd = report.get("mmd") or {}
     oos = report.get("out_of_scope") or {}
+    alarm, reasons = bool(report["alarm"]), [str(r) for r in report.get("reasons") or []]
     judged = {
         "papers": papers,
-        "alarm": bool(report["alarm"]),
-        "reasons": list(report.get("reasons") or []),
+        "alarm": alarm,
+        "reasons": reasons,
         "alpha": report.get("alpha"),
         "mmd_p_value": mmd.get("p_value"),
         "mmd_statistic": mmd.get("statistic"),
@@ -279,11 +280,11 @@ def _drift(config: TriggersConfig, quality: QualitySnapshot | None) -> dict[str,
             "reason": f"no evidence: {papers} papers in the window, fewer than --triggers.window_papers "
             f"{config.window_papers}",
         }
-    if judged["alarm"]:
-        reason = f"the drift check over {papers} papers alarms on {', '.join(judged['reasons']) or 'drift'}"
+    if alarm:
+        reason = f"the drift check over {papers} papers alarms on {', '.join(reasons) or 'drift'}"
     else:
         reason = f"the drift check over {papers} papers raises no alarm (MMD p = {judged['mmd_p_value']})"
-    return {**judged, "fired": judged["alarm"], "missing": False, "reason": reason}
+    return {**judged, "fired": alarm, "missing": False, "reason": reason}
 
 
 def _accuracy_drop(
