@@ -33,6 +33,7 @@ RUN_FIELDS = (
     "training_time_seconds",
     "metrics",
     "error_message",
+    "evidence",
 )
 """The columns of a run record, in the order `RetrainingRunStore.list` returns them."""
 

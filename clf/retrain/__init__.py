@@ -1,5 +1,5 @@
-"""Automated retraining: detect new arXiv papers, retrain when the data has grown enough, compare with production
-on held-out papers, promote or archive, and tell a person.
+"""Automated retraining: detect new arXiv papers, retrain on evidence (data growth, drift, accuracy drops, a
+schedule), compare with production on held-out papers, promote or archive, and tell a person.
 
     clf retrain run --config configs/retraining.yaml
 
@@ -19,6 +19,7 @@ from clf.retrain.outcomes import (
     RetrainResult,
     RunStatus,
 )
+from clf.retrain.triggers import QualitySnapshot, TriggerDecision, TriggersConfig
 
 __all__ = [
     "AugmentedDataset",
@@ -29,6 +30,7 @@ __all__ = [
     "NewData",
     "PromotionDecision",
     "PromotionOutcome",
+    "QualitySnapshot",
     "RetrainDecision",
     "RetrainingConfig",
     "RetrainingConfigError",
@@ -36,4 +38,6 @@ __all__ = [
     "RetrainResult",
     "RunStatus",
     "SlackConfig",
+    "TriggerDecision",
+    "TriggersConfig",
 ]

@@ -2,6 +2,7 @@
 
     clf retrain run --config configs/retraining.yaml              # one run; exit status 1 when it failed (cron)
     clf retrain run --config configs/retraining.yaml --growth_threshold 0.2 --dry_run true   # detect and decide only
+    clf retrain run --config configs/retraining.yaml --triggers.mode all --dry_run true      # the decision's evidence
     clf retrain schedule --config configs/retraining.yaml          # every schedule_every_hours until SIGTERM/SIGINT
     clf retrain history --limit 20                                 # the recorded runs, newest first
 
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from clf.io import print_json
 from clf.retrain.config import RetrainingConfig
 from clf.retrain.outcomes import RetrainingError, RunStatus
+from clf.retrain.triggers import QualitySnapshot
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,15 @@ class RetrainingRunFailed(RetrainingError):
 
 
 def run(dry_run: bool = False, **settings: Any) -> Any:
-    """Retrain once: detect new papers, decide, retrain, compare, promote or archive, notify.
+    """Retrain once: detect new papers, decide on the triggers' evidence, retrain, compare, promote or archive, notify.
 
     Prints JSON; exits with status 1 when the run failed (skipped and completed runs exit 0), so it suits cron.
 
     Args:
-        dry_run: detect new papers and decide, but train, record and send nothing.
+        dry_run: detect new papers and decide, but train, record and send nothing; the decision is printed with
+            every trigger's evidence.
         **settings: the fields of `RetrainingConfig` (see configs/retraining.yaml and docs/RETRAINING.md), each its
-            own option: ``--growth_threshold 0.2``, ``--data.source api``, ``--email.enabled true``.
+            own option: ``--growth_threshold 0.2``, ``--triggers.drift false``, ``--email.enabled true``.
 
     Returns:
         What was printed, as JSON-ready Python objects.
@@ -94,6 +97,7 @@ def schedule(
     max_runs: int | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], bool] | None = None,
+    quality: Callable[[str], QualitySnapshot | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs the pipeline every `schedule_every_hours` (start to start) until stopped.
 
@@ -107,6 +111,8 @@ def schedule(
         clock: monotonic seconds (a seam for tests).
         sleep: waits the given seconds, returning True when a stop was requested (a seam for tests); the default
             wait is cut short by SIGTERM and SIGINT.
+        quality: production version → its quality evidence, for the drift and accuracy-drop triggers (see
+            `RetrainingPipeline`); None: growth and schedule judge alone.
 
     Returns:
         Each run's result, in order (each is also printed as it ends).
@@ -128,7 +134,7 @@ def schedule(
         while not stop.is_set() and (max_runs is None or len(results) < max_runs):
             started = clock()
             try:
-                result = _run_once(config, "schedule", dry_run)
+                result = _run_once(config, "schedule", dry_run, quality)
             except Exception as err:  # noqa: BLE001 - e.g. the database is down: log it, try again next time
                 log.exception("Retraining run could not start")
                 result = {"run_id": None, "status": RunStatus.FAILED.value, "error": f"{type(err).__name__}: {err}"}
@@ -147,7 +153,13 @@ def schedule(
     return results
 
 
-def _run_once(config: RetrainingConfig, trigger: str, dry_run: bool) -> dict[str, Any]:
+def _run_once(
+    config: RetrainingConfig,
+    trigger: str,
+    dry_run: bool,
+    quality: Callable[[str], QualitySnapshot | None] | None = None,
+) -> dict[str, Any]:
     from clf.retrain.pipeline import RetrainingPipeline
 
-    return RetrainingPipeline(config, trigger_type=trigger).run_pipeline(dry_run=dry_run).to_json()
+    pipeline = RetrainingPipeline(config, trigger_type=trigger, quality=quality)
+    return pipeline.run_pipeline(dry_run=dry_run).to_json()

@@ -21,10 +21,17 @@ from typing import Any, Literal
 from clf import DEFAULT_CATEGORIES
 from clf.data.collector import DEFAULT_API_URL
 from clf.experiments.database import DEFAULT_DB_URL
+from clf.retrain.outcomes import RetrainingConfigError
+from clf.retrain.triggers import TriggersConfig
 
-
-class RetrainingConfigError(ValueError):
-    """A retraining setting is missing or out of range; the message names its flag."""
+__all__ = [
+    "DataSourceConfig",
+    "EmailConfig",
+    "RetrainingConfig",
+    "RetrainingConfigError",
+    "SlackConfig",
+    "TriggersConfig",
+]
 
 
 @dataclass
@@ -141,7 +148,8 @@ class RetrainingConfig:
         work_dir: where each run's new papers and augmented dataset go (``<work_dir>/<version>/``).
         runs_dir: where each run's training output goes (``<runs_dir>/<version>/``, with ``export/``).
         schedule_every_hours: `clf retrain schedule`: hours from the start of one run to the start of the next.
-        growth_threshold: retrain when new papers / current dataset size reaches this ratio.
+        growth_threshold: retrain when new papers / current dataset size reaches this ratio (the threshold of the
+            growth trigger, ``--triggers.growth``).
         promotion_threshold: promote when the new version's improvement in `promotion_metric` is above this
             (absolute, e.g. 0.02 = 2 points); otherwise archive it. -1 always promotes, 1 never does.
         promotion_metric: the metric the promotion threshold applies to.
@@ -149,6 +157,8 @@ class RetrainingConfig:
         retry_delay_seconds: wait before each retry.
         fit_overrides: fit-config keys set on top of the production version's config, as `clf.training.fit`
             takes them, e.g. ``{"trainer.max_epochs": 3}``.
+        triggers: which evidence starts a retraining run (growth, drift, accuracy drops, schedule) and how they
+            combine.
         data: where new papers come from.
         email: email notifications.
         slack: Slack notifications.
@@ -168,6 +178,7 @@ class RetrainingConfig:
     max_retries: int = 1
     retry_delay_seconds: float = 60.0
     fit_overrides: dict[str, Any] = field(default_factory=dict)
+    triggers: TriggersConfig = field(default_factory=TriggersConfig)
     data: DataSourceConfig = field(default_factory=DataSourceConfig)
     email: EmailConfig = field(default_factory=EmailConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)

@@ -120,7 +120,8 @@ class Notifier:
 
 
 def summarize(result: RetrainResult) -> tuple[str, str, str]:
-    """The notification of a run: subject, body (dataset size, metrics, decisions, error) and level.
+    """The notification of a run: subject, body (the decision with every trigger's evidence, dataset size, metrics,
+    promotion, error) and level.
 
     Args:
         result: the finished (or failed) run.
@@ -135,7 +136,13 @@ def summarize(result: RetrainResult) -> tuple[str, str, str]:
             f"Production {n.production_version}, trained on data up to {n.last_training_date} ({n.date_source.value})"
         )
         lines.append(f"New papers: {n.count} {n.by_category}")
-    if result.growth:
+    if result.triggers:
+        lines.append(f"Decision: {'retrain' if result.triggers.fire else 'skip'}: {result.triggers.reason}")
+        for name, judgement in result.triggers.evidence["triggers"].items():
+            lines.append(f"Trigger {name}: {'fired' if judgement['fired'] else 'silent'}: {judgement['reason']}")
+        if "quality_error" in result.triggers.evidence:
+            lines.append(f"Quality evidence unavailable: {result.triggers.evidence['quality_error']}")
+    elif result.growth:
         lines.append(f"Decision: {result.growth.decision.value}: {result.growth.reason}")
     if result.dataset:
         lines.append(f"Dataset: {result.dataset.num_samples} samples {result.dataset.split_counts}")
@@ -154,5 +161,8 @@ def summarize(result: RetrainResult) -> tuple[str, str, str]:
         return f"Retraining failed: {result.error}"[:200], "\n".join(lines), "critical"
     if result.promotion:
         verb = "promoted" if result.promotion.decision is PromotionDecision.PROMOTE else "archived"
-        return f"Retraining: {result.version} {verb}", "\n".join(lines), "info"
-    return "Retraining skipped: not enough new papers", "\n".join(lines), "info"
+        fired = f" ({result.triggers.trigger_type})" if result.triggers and result.triggers.fired else ""
+        return f"Retraining{fired}: {result.version} {verb}", "\n".join(lines), "info"
+    if result.triggers and result.triggers.fired:
+        return f"Retraining skipped although {result.triggers.trigger_type} fired", "\n".join(lines), "info"
+    return "Retraining skipped: no trigger fired", "\n".join(lines), "info"

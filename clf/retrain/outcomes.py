@@ -5,13 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clf.data.paper import Paper
+
+if TYPE_CHECKING:
+    from clf.retrain.triggers import TriggerDecision
 
 
 class RetrainingError(RuntimeError):
     """The retraining pipeline cannot go on; the message says what is missing and how to fix it."""
+
+
+class RetrainingConfigError(ValueError):
+    """A retraining setting is missing or out of range; the message names its flag."""
 
 
 class RunStatus(StrEnum):
@@ -189,7 +196,8 @@ class RetrainResult:
         run_id: the row's id (None for a dry run, which records nothing).
         status: how the run ended.
         new_data: the detection, once done.
-        growth: the retrain decision, once made.
+        growth: the growth judgement, once made.
+        triggers: the retrain decision on every trigger's evidence, once made.
         dataset: the augmented dataset, once written.
         version: the version trained, once registered.
         comparison: the comparison's JSON, once evaluated.
@@ -202,6 +210,7 @@ class RetrainResult:
     status: RunStatus = RunStatus.RUNNING
     new_data: NewData | None = None
     growth: GrowthDecision | None = None
+    triggers: TriggerDecision | None = None
     dataset: AugmentedDataset | None = None
     version: str | None = None
     comparison: dict[str, Any] | None = None
@@ -220,6 +229,7 @@ class RetrainResult:
             "status": self.status.value,
             "new_data": self.new_data.to_json() if self.new_data else None,
             "growth": self.growth.to_json() if self.growth else None,
+            "triggers": self.triggers.to_json() if self.triggers else None,
             "dataset": self.dataset.to_json() if self.dataset else None,
             "version": self.version,
             "comparison": self.comparison,

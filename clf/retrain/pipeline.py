@@ -3,6 +3,10 @@
     pipeline = RetrainingPipeline(RetrainingConfig(registry="models/classification", growth_threshold=0.2))
     result = pipeline.run_pipeline()      # RetrainResult; its retraining_runs row ends completed, skipped or failed
 
+The retrain decision is `clf.retrain.triggers.decide` over every enabled trigger (``--triggers.*``): growth of the
+data, and, when the pipeline is given a `quality` source, drift and accuracy drops of the production version's
+answers; the decision and its evidence are recorded (``retraining_runs.evidence``) and sent.
+
 Each step is a public method so it can be run and tested on its own; `run_pipeline` chains them, retries the
 augment-and-train step, and records everything in the ``retraining_runs`` table.
 """
@@ -44,6 +48,7 @@ from clf.retrain.outcomes import (
     RetrainResult,
     RunStatus,
 )
+from clf.retrain.triggers import QualitySnapshot, TriggerDecision, decide
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +58,10 @@ class RetrainingPipeline:
 
     Args:
         config: the settings (see `RetrainingConfig`).
-        trigger_type: recorded as the run's ``trigger_type`` (``manual``, ``schedule``, ...).
+        trigger_type: what started the run (``manual``, or ``schedule``, which makes the schedule trigger due);
+            the run's ``trigger_type`` until triggers fire, when it becomes the fired ones joined by '+'.
+        quality: production version → what its served answers say about it (drift, estimated and measured
+            accuracy); None: no quality evidence, so only growth and schedule can fire.
         sleep: waits between retries (a seam for tests).
     """
 
@@ -62,10 +70,12 @@ class RetrainingPipeline:
         config: RetrainingConfig,
         *,
         trigger_type: str = "manual",
+        quality: Callable[[str], QualitySnapshot | None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.trigger_type = trigger_type
+        self.quality = quality
         self.registry = ModelRegistry(config.registry)
         self.runs = RetrainingRunStore(make_engine(config.db))
         self.notifier = Notifier(config.email, config.slack)
@@ -171,8 +181,40 @@ class RetrainingPipeline:
             f"{new_data_count} new papers grow the dataset of {current_dataset_size} samples by {ratio:.1%}, "
             f"{'at least' if retrain else 'below'} the growth threshold {threshold:.1%}"
         )
-        log.info("Retraining decision: %s (%s)", decision.value, reason)
+        log.info("Growth trigger: %s (%s)", decision.value, reason)
         return GrowthDecision(decision, new_data_count, current_dataset_size, ratio, threshold, reason)
+
+    def decide(self, growth: GrowthDecision, version: str) -> TriggerDecision:
+        """Judges every enabled trigger on its evidence (`clf.retrain.triggers.decide`).
+
+        A quality source that raises, or answers about another version, counts as missing evidence (named in the
+        evidence's ``quality_error``): the growth and schedule triggers still judge.
+
+        Args:
+            growth: `should_retrain`'s judgement of the new papers.
+            version: the production version, whose quality is asked for.
+
+        Returns:
+            The decision; its evidence also names the run's origin (``manual`` or ``schedule``).
+        """
+        quality, error = None, None
+        if self.quality is not None:
+            try:
+                quality = self.quality(version)
+            except Exception as err:  # noqa: BLE001 - a monitoring outage must not stop growth or schedule from judging
+                log.exception("The quality evidence of %s is unavailable", version)
+                error = f"{type(err).__name__}: {err}"
+        if quality is not None and quality.version != version:
+            error = f"the quality source answered for {quality.version}, not the production version {version}"
+            quality = None
+        decision = decide(
+            self.config.triggers, growth=growth, quality=quality, schedule_due=self.trigger_type == "schedule"
+        )
+        evidence = {"origin": self.trigger_type, **decision.evidence}
+        if error:
+            evidence["quality_error"] = error
+        log.info("Retraining decision: %s (%s)", "retrain" if decision.fire else "skip", decision.reason)
+        return TriggerDecision(decision.fire, decision.fired, evidence)
 
     # ---------------------------------------------------------------------------------------- data and training
 
@@ -339,6 +381,7 @@ class RetrainingPipeline:
             found = self.check_for_new_data()
             result = RetrainResult(run_id=None, new_data=found)
             result.growth = self.should_retrain(found.count, found.current_dataset_size)
+            result.triggers = self.decide(result.growth, found.production_version)
             result.status = RunStatus.DRY_RUN
             return result
         self._run_id = self.runs.start(self.trigger_type)
@@ -364,7 +407,9 @@ class RetrainingPipeline:
         )
         growth = result.growth = self.should_retrain(found.count, found.current_dataset_size)
         self._record(metrics={"growth": growth.to_json()})
-        if growth.decision is RetrainDecision.SKIP:
+        decision = result.triggers = self.decide(growth, found.production_version)
+        self._record(evidence=decision.evidence, trigger_type=decision.trigger_type or self.trigger_type)
+        if not decision.fire:
             result.status = RunStatus.SKIPPED
             return
         production = found.production_version

@@ -17,8 +17,10 @@ from aiosmtpd.controller import Controller
 
 from clf import training
 from clf.data.datamodule import ArxivDataModule
+from clf.experiments.database import make_engine, upgrade
 from clf.registry import ModelRegistry
-from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, SlackConfig
+from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, SlackConfig, TriggersConfig
+from clf.retrain.pipeline import RetrainingPipeline
 from tests.conftest import REPO, SHARED_DATA
 from tests.helpers.loopback import refusing_port as held_refusing_port
 from tests.helpers.webhook import WebhookReceiver
@@ -124,7 +126,60 @@ def webhook() -> Iterator[WebhookReceiver]:
         yield hook
 
 
-SECTIONS = {"data": DataSourceConfig, "email": EmailConfig, "slack": SlackConfig}
+def experiments_db(url: str) -> str:
+    """Upgrades the experiments database at `url` to the newest revision and returns the URL."""
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def notifying(make_config, smtp, webhook, **overrides):
+    """A config (`make_config`) that emails the loopback SMTP server and posts to the loopback Slack webhook."""
+    _, port = smtp
+    return make_config(
+        email={"enabled": True, "host": "127.0.0.1", "port": port, "recipients": ["ml-team@example.org"]},
+        slack={"enabled": True, "webhook_url": webhook.url},
+        **overrides,
+    )
+
+
+def result_record(config, run_id):
+    """The run's ``retraining_runs`` record, read back from the database."""
+    return RetrainingPipeline(config).runs.get(run_id)
+
+
+def drift_report(*, alarm: bool, papers: int = 300, p_value: float = 0.4) -> dict:
+    """A report in DriftReport.to_json()'s shape."""
+    return {
+        "papers": papers,
+        "alarm": alarm,
+        "reasons": ["mmd", "out_of_scope"] if alarm else [],
+        "alpha": 0.01,
+        "mmd": {"statistic": 0.02, "p_value": p_value, "alarm": alarm, "permutations": 1000, "reference_papers": 500},
+        "class_mix": {"chi2_p_value": 0.3, "psi": 0.04, "window": {"cs.AI": 1.0}, "reference": {"cs.AI": 1.0}},
+        "text": {"ks_p_value": 0.5, "median_chars": 1200, "reference_median_chars": 1180},
+        "out_of_scope": {
+            "share": 0.3 if alarm else 0.04,
+            "reference_share": 0.035,
+            "p_value": 1e-9 if alarm else 0.6,
+            "alarm": alarm,
+        },
+        "estimated_accuracy": {"value": 0.8, "low": 0.78, "high": 0.82, "n": papers},
+    }
+
+
+def interval(value: float, half: float, n: int) -> dict:
+    """An estimate in `Estimate.to_json()`'s shape: `value` ± `half` over `n` papers."""
+    return {"value": value, "low": value - half, "high": value + half, "n": n}
+
+
+SECTIONS = {
+    "data": DataSourceConfig,
+    "email": EmailConfig,
+    "slack": SlackConfig,
+    "triggers": TriggersConfig,
+}
 
 
 @pytest.fixture
@@ -135,7 +190,7 @@ def make_config(tmp_path: Path, registry: ModelRegistry):
     def make(**overrides: Any) -> RetrainingConfig:
         values: dict[str, Any] = {
             "registry": str(registry.base_dir),
-            "db": f"sqlite:///{tmp_path / 'experiments.db'}",
+            "db": experiments_db(f"sqlite:///{tmp_path / 'experiments.db'}"),
             "work_dir": str(tmp_path / "work"),
             "runs_dir": str(tmp_path / "runs"),
             "max_retries": 0,

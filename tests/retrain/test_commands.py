@@ -14,7 +14,7 @@ import yaml
 
 from clf.cli import main
 from clf.retrain.commands import schedule
-from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, SlackConfig
+from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, SlackConfig, TriggersConfig
 from tests.conftest import REPO
 
 SHIPPED = REPO / "configs" / "retraining.yaml"
@@ -69,7 +69,13 @@ def test_help_lists_every_retraining_setting(capsys):
         main(["retrain", "run", "--help"])
     shown = capsys.readouterr().out
     flags = [f"--{f.name}" for f in dataclasses.fields(RetrainingConfig)]
-    for section, cls in (("data", DataSourceConfig), ("email", EmailConfig), ("slack", SlackConfig)):
+    sections = (
+        ("data", DataSourceConfig),
+        ("email", EmailConfig),
+        ("slack", SlackConfig),
+        ("triggers", TriggersConfig),
+    )
+    for section, cls in sections:
         flags += [f"--{section}.{f.name}" for f in dataclasses.fields(cls)]
     assert [flag for flag in flags if flag not in shown] == []
     assert "retrain when new papers / current dataset size reaches this ratio" in " ".join(shown.split())
@@ -140,6 +146,30 @@ def test_schedule_runs_every_interval_until_max_runs(write_config, make_config, 
     capsys.readouterr()
     history = clf(capsys, "retrain", "history", "--config", path)
     assert [r["trigger_type"] for r in history] == ["schedule"] * 3
+
+
+def test_a_dry_run_prints_the_decision_with_every_triggers_evidence(write_config, capsys):
+    path = write_config(growth_threshold=0.1)
+    result = clf(capsys, "retrain", "run", "--config", path, "--dry_run", "true", "--triggers.mode", "all")
+    triggers = result["triggers"]
+    assert triggers["fire"] is False and triggers["fired"] == ["growth"]
+    assert triggers["evidence"]["mode"] == "all" and triggers["evidence"]["origin"] == "manual"
+    assert triggers["evidence"]["reason"] == "growth fired, but mode all needs drift, estimated_drop, measured_drop too"
+    assert triggers["evidence"]["triggers"]["growth"]["growth_ratio"] == result["growth"]["growth_ratio"]
+    assert triggers["evidence"]["triggers"]["drift"]["reason"] == "no evidence: no quality snapshot"
+    assert clf(capsys, "retrain", "history", "--config", path) == []
+
+
+def test_with_the_schedule_trigger_on_every_scheduled_pass_fires_it(make_config):
+    config = make_config(growth_threshold=100.0, triggers={"schedule": True})
+    (result,) = schedule(config, dry_run=True, max_runs=1, sleep=lambda seconds: False)
+    assert result["triggers"]["fire"] is True and result["triggers"]["fired"] == ["schedule"]
+    assert result["triggers"]["evidence"]["triggers"]["schedule"] == {
+        "enabled": True,
+        "fired": True,
+        "due": True,
+        "reason": "a scheduled run",
+    }
 
 
 def test_sigterm_ends_the_schedule_cleanly_and_restores_the_handlers(make_config):

@@ -8,10 +8,18 @@ import dataclasses
 import pytest
 import yaml
 
-from clf.retrain.config import DataSourceConfig, EmailConfig, RetrainingConfig, RetrainingConfigError, SlackConfig
+from clf.retrain.config import (
+    DataSourceConfig,
+    EmailConfig,
+    RetrainingConfig,
+    RetrainingConfigError,
+    SlackConfig,
+    TriggersConfig,
+)
 from tests.conftest import REPO
 
 SHIPPED = REPO / "configs" / "retraining.yaml"
+SECTIONS = (("data", DataSourceConfig), ("email", EmailConfig), ("slack", SlackConfig), ("triggers", TriggersConfig))
 
 
 def field_names(cls: type) -> set[str]:
@@ -21,7 +29,7 @@ def field_names(cls: type) -> set[str]:
 def test_the_shipped_yaml_names_every_field_of_every_section_and_no_secret():
     values = yaml.safe_load(SHIPPED.read_text())
     assert set(values) == field_names(RetrainingConfig)
-    for section, cls in (("data", DataSourceConfig), ("email", EmailConfig), ("slack", SlackConfig)):
+    for section, cls in SECTIONS:
         assert set(values[section]) == field_names(cls), section
     assert "password" not in values["email"] and values["slack"]["webhook_url"] is None
     assert values["email"]["password_env"] == "CLF_SMTP_PASSWORD"
@@ -45,6 +53,20 @@ def test_the_shipped_yaml_names_every_field_of_every_section_and_no_secret():
         (lambda: DataSourceConfig(categories=["cs.AI"]), "--data.categories needs at least two"),
         (lambda: DataSourceConfig(max_papers_per_category=0), "--data.max_papers_per_category must be >= 1"),
         (lambda: SlackConfig(webhook_url="hooks.slack.com/x"), "--slack.webhook_url must be an http"),
+        (
+            lambda: TriggersConfig(estimated_accuracy_drop=-0.1),
+            r"--triggers.estimated_accuracy_drop must be in \[0, 1\)",
+        ),
+        (lambda: TriggersConfig(measured_accuracy_drop=1.0), r"--triggers.measured_accuracy_drop must be in \[0, 1\)"),
+        (lambda: TriggersConfig(window_papers=0), "--triggers.window_papers must be >= 1, got 0"),
+        (lambda: TriggersConfig(min_labelled=0), "--triggers.min_labelled must be >= 1, got 0"),
+        (lambda: TriggersConfig(mode="most"), "--triggers.mode must be any or all, got 'most'"),
+        (
+            lambda: TriggersConfig(
+                growth=False, drift=False, estimated_accuracy_drop=None, measured_accuracy_drop=None, schedule=False
+            ),
+            "--triggers: every trigger is off",
+        ),
     ],
 )
 def test_bad_values_name_the_flag(build, message):

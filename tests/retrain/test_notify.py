@@ -6,8 +6,10 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from clf.retrain.config import EmailConfig, SlackConfig
-from clf.retrain.notify import EmailDelivery, Notifier
-from tests.retrain.conftest import SmtpSink, start_smtp
+from clf.retrain.notify import EmailDelivery, Notifier, summarize
+from clf.retrain.outcomes import GrowthDecision, RetrainDecision, RetrainResult, RunStatus
+from clf.retrain.triggers import QualitySnapshot, TriggersConfig, decide
+from tests.retrain.conftest import SmtpSink, drift_report, start_smtp
 
 
 @pytest.fixture
@@ -70,3 +72,19 @@ def test_the_slack_url_can_come_from_the_named_environment_variable(webhook, mon
     notifier = Notifier(EmailConfig(), SlackConfig(enabled=True, webhook_env="RETRAIN_TEST_SLACK"))
     assert notifier.send_slack("Retraining skipped", "3 new papers") == "sent"
     assert webhook.texts == [":information_source: *[clf retrain] Retraining skipped*\n3 new papers"]
+
+
+def test_a_run_skipped_although_a_trigger_fired_says_which_and_why():
+    decision = decide(
+        TriggersConfig(),
+        growth=GrowthDecision(RetrainDecision.SKIP, 0, 300, 0.0, 0.1, "no new papers"),
+        quality=QualitySnapshot("v1.0.0", 300, drift=drift_report(alarm=True)),
+        schedule_due=False,
+    )
+    result = RetrainResult(run_id=7, status=RunStatus.SKIPPED, triggers=decision)
+
+    subject, body, level = summarize(result)
+
+    assert (subject, level) == ("Retraining skipped although drift fired", "info")
+    assert "Decision: skip: drift fired, but there are no new papers to retrain on" in body.splitlines()
+    assert "Trigger growth: silent: no new papers" in body.splitlines()

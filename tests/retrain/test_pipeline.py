@@ -22,18 +22,9 @@ from clf.retrain import (
 from clf.retrain.pipeline import RetrainingPipeline
 from tests.conftest import load_shared_papers
 from tests.helpers.arxiv_server import ArxivTestServer
-from tests.retrain.conftest import NEW_PAPERS
+from tests.retrain.conftest import NEW_PAPERS, notifying, result_record
 
 CRITICAL_ICON = ":rotating_light:"  # AlertManager's icon for level critical
-
-
-def notifying(make_config, smtp, webhook, **overrides):
-    _, port = smtp
-    return make_config(
-        email={"enabled": True, "host": "127.0.0.1", "port": port, "recipients": ["ml-team@example.org"]},
-        slack={"enabled": True, "webhook_url": webhook.url},
-        **overrides,
-    )
 
 
 def split_ids(data_dir, name):
@@ -105,7 +96,9 @@ def test_new_papers_are_detected_trained_on_compared_and_promoted_or_archived(
     record = result_record(config, result.run_id)
     assert set(record) == set(RUN_FIELDS)
     assert {k: v for k, v in record.items() if v is None} == {"error_message": None}
-    assert record["status"] == "completed" and record["trigger_type"] == "schedule"
+    assert record["status"] == "completed" and record["trigger_type"] == "growth"
+    assert record["evidence"] == result.triggers.evidence and record["evidence"]["origin"] == "schedule"
+    assert record["evidence"]["fired"] == ["growth"] and record["evidence"]["triggers"]["growth"]["fired"] is True
     assert record["model_version"] == "v1.1.0" and record["new_data_count"] == 150
     assert record["dataset_size"] == result.dataset.num_samples
     assert record["training_time_seconds"] > 0
@@ -117,19 +110,16 @@ def test_new_papers_are_detected_trained_on_compared_and_promoted_or_archived(
     # A person is told: an email through the loopback SMTP server, and a Slack post.
     (mail,) = sink.wait_for(1)
     verb = "promoted" if decision is PromotionDecision.PROMOTE else "archived"
-    assert mail["Subject"] == f"Retraining: v1.1.0 {verb}"
+    assert mail["Subject"] == f"Retraining (growth): v1.1.0 {verb}"
     assert mail["To"] == "ml-team@example.org"
     body = mail.get_payload(decode=True).decode()
     assert f"Dataset: {result.dataset.num_samples} samples" in body
     assert f"v1.1.0: accuracy {comparison['candidate']['accuracy']:.4f}" in body
     assert result.promotion.reason in body
     (text,) = webhook.texts
-    assert f"Retraining: v1.1.0 {verb}" in text and result.promotion.reason in text
+    assert f"Retraining (growth): v1.1.0 {verb}" in text and result.promotion.reason in text
+    assert f"Trigger growth: fired: {result.growth.reason}" in body and "Decision: retrain: growth fired" in body
     assert result.notifications == {"email": "sent", "slack": "sent"}
-
-
-def result_record(config, run_id):
-    return RetrainingPipeline(config).runs.get(run_id)
 
 
 def test_below_the_growth_threshold_nothing_is_trained_and_the_run_is_skipped(
@@ -147,7 +137,17 @@ def test_below_the_growth_threshold_nothing_is_trained_and_the_run_is_skipped(
     record = result_record(config, result.run_id)
     assert record["status"] == "skipped" and record["completed_at"] and record["model_version"] is None
     assert record["new_data_count"] == 150 and record["metrics"]["growth"]["decision"] == "skip"
-    assert sink.wait_for(1)[0]["Subject"] == "Retraining skipped: not enough new papers"
+    assert record["trigger_type"] == "manual" and record["evidence"]["fired"] == []
+    assert record["evidence"]["triggers"]["growth"] == {
+        **result.triggers.evidence["triggers"]["growth"],
+        "fired": False,
+    }
+    (mail,) = sink.wait_for(1)
+    reason = "no trigger fired (enabled: growth, drift, estimated_drop, measured_drop)"
+    assert mail["Subject"] == "Retraining skipped: no trigger fired"
+    body = mail.get_payload(decode=True).decode()
+    assert f"Decision: skip: {reason}" in body and f"Trigger growth: silent: {result.growth.reason}" in body
+    assert "Trigger drift: silent: no evidence: no quality snapshot" in body
 
 
 def test_a_fit_that_fails_mid_training_leaves_production_alone_and_the_run_failed(

@@ -7,11 +7,12 @@ import pytest
 from clf.experiments.database import make_engine
 from clf.experiments.errors import ExperimentError
 from clf.experiments.runs import RUN_FIELDS, RetrainingRunStore
+from tests.retrain.conftest import experiments_db
 
 
 @pytest.fixture
 def store(tmp_path) -> RetrainingRunStore:
-    return RetrainingRunStore(make_engine(f"sqlite:///{tmp_path / 'runs.db'}"))
+    return RetrainingRunStore(make_engine(experiments_db(f"sqlite:///{tmp_path / 'runs.db'}")))
 
 
 def test_a_run_is_started_updated_and_finished(store):
@@ -19,8 +20,9 @@ def test_a_run_is_started_updated_and_finished(store):
     assert store.get(run_id)["status"] == "running" and store.get(run_id)["completed_at"] is None
     store.update(run_id, new_data_count=12, metrics={"growth": {"decision": "retrain"}})
     store.update(run_id, metrics={"promotion": {"decision": "archive"}})
-    record = store.finish(run_id, "completed", model_version="v1.1.0", training_time_seconds=1.5)
-    assert set(record) == set(RUN_FIELDS)
+    evidence = {"fired": ["drift"], "triggers": {"drift": {"fired": True, "mmd_p_value": 0.001}}}
+    record = store.finish(run_id, "completed", model_version="v1.1.0", training_time_seconds=1.5, evidence=evidence)
+    assert set(record) == set(RUN_FIELDS) and store.get(run_id)["evidence"] == evidence
     assert record["metrics"] == {"growth": {"decision": "retrain"}, "promotion": {"decision": "archive"}}
     assert record["status"] == "completed" and record["completed_at"] >= record["started_at"]
     assert record["new_data_count"] == 12 and record["model_version"] == "v1.1.0"
