@@ -315,6 +315,8 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
                 "POST /feedback refuses every request: no token (--feedback.token_file or %s)", FEEDBACK_TOKEN_ENV
             )
     watch = _quality_watch(config, service, alerts, periodic, on_shutdown)
+    if replica is not None and watch is not None:
+        replica.quality = watch.summary
     app = create_app(
         service,
         alert_manager=alerts,

@@ -194,6 +194,30 @@ class QualityWatch:
             }
             return {"window_papers": self.config.window_papers, "versions": versions, "measured": self._measured}
 
+    def summary(self) -> dict[str, Any]:
+        """The short form `clf deploy status` shows per replica: per version, the last tested window's verdict.
+
+        Returns:
+            ``{version: {"alarming", "reasons", "mmd_p_value", "out_of_scope_share", "estimated_accuracy",
+            "reference_accuracy", "windows", "alarms", "papers"}}``.
+        """
+        with self._lock:
+            summary = {}
+            for version, watched in sorted(self._watched.items()):
+                last = watched.last or {}
+                summary[version] = {
+                    "alarming": watched.alarming,
+                    "reasons": last.get("reasons", []),
+                    "mmd_p_value": (last.get("mmd") or {}).get("p_value"),
+                    "out_of_scope_share": (last.get("out_of_scope") or {}).get("share"),
+                    "estimated_accuracy": (last.get("estimated_accuracy") or {}).get("value"),
+                    "reference_accuracy": watched.reference.accuracy if watched.reference is not None else None,
+                    "windows": watched.windows,
+                    "alarms": watched.alarms,
+                    "papers": watched.papers,
+                }
+            return summary
+
     def _watch(self, version: str) -> _Watched:
         with self._lock:
             watched = self._watched.get(version)
