@@ -219,7 +219,7 @@ def _reference(root: Path) -> str:
     export = root / "export"
     reference = ModelArtifact(export, verify=False).reference if is_artifact(export) else None
     if reference is None:
-        return "<p>The export carries no reference sample: production cannot test drift or flag out-of-scope papers.</p>"
+        return "<p>The export carries no reference sample: production tests no drift and flags no paper.</p>"
     chars = reference.text_chars
     rows = [
         ("fitted on", reference.fitted_on),

@@ -1,6 +1,6 @@
 """`QualityMetrics`: whether the answers are still right, in Prometheus — beside `clf.monitoring.metrics`.
 
-    clf_out_of_scope_predictions_total{version}   answers flagged out of scope (the paper belongs to none of the classes)
+    clf_out_of_scope_predictions_total{version}   answers flagged out of scope (none of the classes fits)
     clf_drift_windows_total{version,alarm}         windows of answers tested against the version's reference sample
     clf_drift_alarm{version}                       1 while the last window alarmed (drift or out-of-scope share)
     clf_drift_p_value{version}                     the last window's MMD permutation p-value

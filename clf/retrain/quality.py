@@ -79,4 +79,3 @@ def production_quality(config: RetrainingConfig) -> Callable[[str], QualitySnaps
         )
 
     return snapshot
-

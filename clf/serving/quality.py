@@ -279,7 +279,8 @@ def _alert_text(version: str, report: dict[str, Any], started: bool) -> tuple[st
     evidence = (
         f"window of {report['papers']} answers: MMD p={mmd['p_value']:.4f}, out-of-scope share "
         f"{scope.get('share', float('nan')):.1%} (reference {scope.get('reference_share', float('nan')):.1%}), "
-        f"predicted-class PSI {report['class_mix']['psi']:.3f}, estimated accuracy {estimate.get('value', float('nan')):.3f}"
+        f"predicted-class PSI {report['class_mix']['psi']:.3f}, "
+        f"estimated accuracy {estimate.get('value', float('nan')):.3f}"
     )
     if started:
         reasons = " and ".join(report.get("reasons") or ["drift"])
