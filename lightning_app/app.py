@@ -68,6 +68,7 @@ from lightning_app.schemas import (
 if TYPE_CHECKING:
     from clf.monitoring.alerts import AlertManager
     from clf.monitoring.metrics import ServiceMetrics
+    from clf.serving.quality import QualityWatch
     from clf.serving.service import ClassificationService
 
 log = logging.getLogger("clf.serving.http")
@@ -91,6 +92,7 @@ def create_app(
     feedback_guard: FeedbackGuard | None = None,
     replica_id: str | None = None,
     dashboard: Dashboard | None = None,
+    quality: QualityWatch | None = None,
 ) -> FastAPI:
     """Builds the HTTP application around `service`.
 
@@ -114,6 +116,8 @@ def create_app(
         replica_id: sent as the ``X-Clf-Replica`` header of every answer, so that a client behind a load balancer
             (and an operator reading its logs) knows which replica answered.
         dashboard: what ``/dashboard`` shows and who may act on it; a read-only one over `service` by default.
+        quality: the quality watch ``GET /quality`` reports (drift, out-of-scope share, estimated and measured
+            accuracy per version); without one that endpoint answers 404.
 
     Returns:
         The FastAPI application (``app.state.service`` is the service).
@@ -323,6 +327,19 @@ def create_app(
             return Response(text, media_type=PROMETHEUS_CONTENT_TYPE)
         # Off the event loop: a full monitor takes tens of milliseconds to summarise.
         return JSONResponse(await run_in_threadpool(monitor.get_metrics, window_minutes))
+
+    @app.get("/quality", responses={200: {"content": _ANY_JSON}, **error_responses(404)})
+    async def quality_report() -> JSONResponse:
+        """Whether the answers are still right, per version: the last tested window against the version's reference
+        sample (drift test, out-of-scope share, class mix, estimated accuracy), the window filling, and the measured
+        accuracy where true labels have arrived (docs/MONITORING.md)."""
+        if quality is None:
+            raise InvalidInputError(
+                "the quality watch is off; start clf serve without --quality.enabled false",
+                ClientErrorReason.NOT_FOUND,
+                status=404,
+            )
+        return JSONResponse(quality.snapshot())
 
     @app.get("/versions", response_model=Versions)
     async def versions() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clf.deploy.gates import CanaryGates, RollbackThresholds
-from clf.serving.config import Batching, RequestLimits, ServiceConfig
+from clf.serving.config import Batching, QualityConfig, RequestLimits, ServiceConfig
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,7 @@ class ServeConfig:
         dashboard: the /dashboard page (`DashboardConfig`).
         alerts: alert delivery (`AlertsConfig`).
         logging: the server's log (`LoggingConfig`).
+        quality: the quality watch (`QualityConfig`).
     """
 
     host: str
@@ -150,3 +151,4 @@ class ServeConfig:
     dashboard: DashboardConfig
     alerts: AlertsConfig
     logging: LoggingConfig
+    quality: QualityConfig

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from clf.deploy.controller import DeploymentController
     from clf.deploy.state import DeploymentState
     from clf.monitoring.alerts import AlertManager
+    from clf.serving.quality import QualityWatch
     from clf.serving.service import ClassificationService
 
 log = logging.getLogger("clf.serving.dashboard")
@@ -51,6 +52,7 @@ class Dashboard:
         alerts: the alert manager (its recent messages).
         experiment: returns the running experiment's analysis as JSON, or None (the A/B framework's, cached).
         tokens: bearer tokens allowed to act (roll back); empty: read-only.
+        quality: the quality watch (drift, out-of-scope share, estimated and measured accuracy per version).
         clock: epoch seconds; a test seam.
     """
 
@@ -59,6 +61,7 @@ class Dashboard:
     alerts: AlertManager | None = None
     experiment: Callable[[], dict[str, Any] | None] | None = None
     tokens: Sequence[str] = ()
+    quality: QualityWatch | None = None
     clock: Callable[[], float] = field(default=time.time)
 
     @property
@@ -84,7 +87,7 @@ class Dashboard:
             ``replica``, ``at``, ``live_version``, ``loaded_versions``, ``traffic_shares``, ``rollout``, ``gates``,
             ``versions`` (per version over the last minute: ``requests_per_s``, ``total``, ``error_rate``,
             ``latency_p50_ms``, ``latency_p95_ms``, and ``confidence`` bucket counts since start), ``decisions``,
-            ``alerts``, ``experiment``, ``registry`` and ``actions``.
+            ``alerts``, ``experiment``, ``quality`` (`QualityWatch.snapshot`), ``registry`` and ``actions``.
         """
         service = self.service
         controller = self.controller
@@ -122,6 +125,7 @@ class Dashboard:
             "decisions": controller.store.decisions(10) if controller is not None else [],
             "alerts": list(self.alerts.recent)[-10:] if self.alerts is not None else [],
             "experiment": self.experiment() if self.experiment is not None else None,
+            "quality": self.quality.snapshot() if self.quality is not None else None,
             "registry": self._registry(),
             "actions": {"rollback": self.can_act},
         }

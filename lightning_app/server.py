@@ -13,7 +13,7 @@ from typing import Any
 from jsonargparse import ArgumentParser
 
 from clf.deploy.gates import CanaryGates, RollbackThresholds
-from clf.serving.config import Batching, RequestLimits, ServiceConfig
+from clf.serving.config import Batching, QualityConfig, RequestLimits, ServiceConfig
 from lightning_app.config import (
     AlertsConfig,
     DashboardConfig,
@@ -47,6 +47,7 @@ def serve(
     dashboard: DashboardConfig = DashboardConfig(),
     alerts: AlertsConfig = AlertsConfig(),
     logging: LoggingConfig = LoggingConfig(),
+    quality: QualityConfig = QualityConfig(),
 ) -> None:
     """Serve the production model over HTTP: POST /predict, GET /health/ml, GET /metrics.
 
@@ -75,6 +76,7 @@ def serve(
         dashboard: the /dashboard page.
         alerts: where alerts go and how often they are checked.
         logging: the server's log.
+        quality: whether the answers are still right: out-of-scope answers, drift, estimated and measured accuracy.
 
     Raises:
         RuntimeError: when FastAPI or uvicorn is not installed.
@@ -312,6 +314,9 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
             log.warning(
                 "POST /feedback refuses every request: no token (--feedback.token_file or %s)", FEEDBACK_TOKEN_ENV
             )
+    watch = _quality_watch(config, service, alerts, periodic, on_shutdown)
+    if replica is not None and watch is not None:
+        replica.quality = watch.summary
     app = create_app(
         service,
         alert_manager=alerts,
@@ -328,7 +333,9 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
             alerts,
             experiment,
             _tokens(config.dashboard.token_file, DASHBOARD_TOKEN_ENV, "--dashboard.token_file"),
+            quality=watch,
         ),
+        quality=watch,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -390,6 +397,50 @@ def _fault_injection(spec: str | None) -> dict[str, float]:
             raise ValueError(f"--inject_errors takes VERSION=RATE with a rate in [0, 1], like v1.1.0=0.5; got {part!r}")
         faults[version.strip()] = value
     return faults
+
+
+def _quality_watch(
+    config: ServeConfig,
+    service: Any,
+    alerts: Any,
+    periodic: list[tuple[float, Callable[[], Any]]],
+    on_shutdown: list[Callable[[], Any]],
+) -> Any:
+    """The quality watch of `service` (None when --quality.enabled false), with its jobs added to `periodic` and, when
+    a database is named, the log of every answer that late labels join."""
+    quality = config.quality
+    if not quality.enabled:
+        return None
+    from datetime import UTC, datetime, timedelta
+
+    from clf.monitoring.quality_metrics import QualityMetrics
+    from clf.serving.quality import QualityWatch
+
+    measured = None
+    db = quality.db or config.feedback.experiments_db
+    if db:
+        from clf.experiments.quality_log import QualityLog
+
+        answers = QualityLog(db)
+        service.add_prediction_listener(answers.log_event)
+        on_shutdown.append(answers.close)
+
+        def measured() -> list[Any]:
+            since = datetime.now(UTC) - timedelta(hours=quality.window_hours * 7)
+            return answers.windows(window_hours=quality.window_hours, since=since)
+
+    watch = QualityWatch(
+        quality,
+        lambda version: service.predictor(version).artifact.reference,
+        metrics=QualityMetrics(service.metrics.registry),
+        alert=alerts.send,
+        measured=measured,
+    )
+    service.add_prediction_listener(watch.observe)
+    periodic.append((quality.check_interval_seconds, watch.check))
+    if measured is not None:
+        periodic.append((quality.measured_interval_seconds, watch.refresh_measured))
+    return watch
 
 
 def _tokens(token_file: str | None, env: str, option: str) -> list[str]:

@@ -23,6 +23,7 @@ import yaml
 
 from clf.cli import main
 from clf.monitoring import PredictionMonitor, ServiceMetrics
+from clf.monitoring.quality_metrics import QualityMetrics
 from lightning_app.app import create_app
 from tests.conftest import REPO
 
@@ -187,6 +188,12 @@ def _metric_families() -> set[str]:
     metrics.rejected("shed")
     metrics.went_live("v1")
     metrics.traffic({"v1": 1.0})
+    quality = QualityMetrics(metrics.registry)
+    quality.watching("v1", 0.8)
+    quality.flagged("v1", 1)
+    quality.window("v1", {"alarm": True, "mmd": {"p_value": 0.001}, "class_mix": {"psi": 0.2},
+                          "out_of_scope": {"share": 0.3}, "estimated_accuracy": {"value": 0.7}})  # fmt: skip
+    quality.labelled("v1", 0.75, 0.2)
     text = metrics.exposition().decode()
     return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples} | {"up"}
 

@@ -127,7 +127,9 @@ def deployment_status(
 
     Returns:
         ``{"production", "state", "lease", "replicas", "decisions"}``, ready for `json.dumps`; each replica with
-        its id, address, live version, traffic shares, and seconds since its last heartbeat.
+        its id, address, live version, traffic shares, seconds since its last heartbeat, and ``quality``: per version
+        whether its last tested window of answers alarmed, with the numbers (`QualityWatch.summary`; None when the
+        replica runs no quality watch).
     """
     store = store or open_store(registry.base_dir)
     now = time.time()
@@ -144,6 +146,7 @@ def deployment_status(
                 "live_version": record.get("live_version"),
                 "traffic_shares": record.get("traffic_shares"),
                 "leader": lease is not None and lease.holder == record.get("id") and lease.expires_at > now,
+                "quality": (record.get("snapshots") or [{}])[-1].get("quality"),
             }
         )
     return {

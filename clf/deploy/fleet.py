@@ -94,6 +94,10 @@ class Replica:
         url: where this replica answers (for people reading ``clf deploy status``).
         clock: epoch seconds; a test seam.
         max_window_minutes: how far back snapshots are kept.
+
+    Attributes:
+        quality: when set, its summary of whether the answers are still right (`QualityWatch.summary`) goes into each
+            published snapshot, where `clf deploy status` reads it.
     """
 
     def __init__(
@@ -113,6 +117,7 @@ class Replica:
         self.max_window_minutes = max_window_minutes
         self.started_at = float(clock())
         self.history: list[dict[str, Any]] = [{**self.service.metrics.snapshot(), "at": self.started_at}]
+        self.quality: Callable[[], dict[str, Any]] | None = None
 
     def record(self) -> ReplicaRecord:
         """This replica's record as `publish` writes it: heartbeat, serving state, snapshot history.
@@ -139,6 +144,8 @@ class Replica:
         """Takes a snapshot, thins the history and writes this replica's record to the store."""
         snapshot = self.service.metrics.snapshot()
         snapshot["at"] = float(self.clock())
+        if self.quality is not None:
+            snapshot["quality"] = self.quality()
         self.history = thin([*self.history, snapshot], snapshot["at"], self.max_window_minutes * 60)
         self.store.put_replica(self.record())
 

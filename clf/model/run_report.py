@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from clf.artifact import Lineage, ModelArtifact, is_artifact
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ def write_run_report(run_dir: Path, output: Path | None = None) -> Path:
         _section("Calibration", _calibration(test.get("calibration"))),
         _section("Data", _data_table(test.get("data"))),
         _section("Lineage", _lineage(root)),
+        _section("Reference sample", _reference(root)),
         _section("Timings", _timings(wall, log_dir)),
         _section("Resolved config", _config(log_dir)),
     ]
@@ -208,6 +211,34 @@ def _lineage(root: Path) -> str:
     if lineage == Lineage():
         return "<p>No export (lineage.json) in this run.</p>"
     return f"<pre>{html.escape(json.dumps(lineage.to_json(), indent=2))}</pre>"
+
+
+def _reference(root: Path) -> str:
+    """What production compares its answers with (`clf.artifact.reference`): size, accuracy, class mix, lengths and
+    the out-of-scope score's settings."""
+    export = root / "export"
+    reference = ModelArtifact(export, verify=False).reference if is_artifact(export) else None
+    if reference is None:
+        return "<p>The export carries no reference sample: production tests no drift and flags no paper.</p>"
+    chars = reference.text_chars
+    rows = [
+        ("fitted on", reference.fitted_on),
+        ("papers", str(len(chars))),
+        ("accuracy on them", f"{reference.accuracy:.4f}"),
+        ("estimated accuracy (mean top-1 probability)", f"{reference.estimated_accuracy:.4f}"),
+        ("flagged out of scope", f"{reference.out_of_scope_share:.1%}"),
+        ("characters: median (10th–90th percentile)",
+         f"{np.median(chars):.0f} ({np.percentile(chars, 10):.0f}–{np.percentile(chars, 90):.0f})"),
+        ("MMD bandwidth", f"{reference.bandwidth:.4g}"),
+    ]  # fmt: skip
+    scope = reference.out_of_scope
+    if scope is not None:
+        rows.append(("out-of-scope score", f"{' + '.join(scope.components)}, flags above {scope.threshold:.3f} "
+                     f"({scope.flag_rate:.0%} of in-scope papers); {scope.fitted_on}"))  # fmt: skip
+    mix = ", ".join(f"{label} {share:.1%}" for label, share in sorted(reference.class_mix.items()))
+    rows.append(("predicted classes", mix))
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table id='reference'>{body}</table>"
 
 
 def _timings(wall: list[float], log_dir: Path) -> str:

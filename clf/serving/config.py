@@ -103,3 +103,42 @@ class RequestLimits:
         for name in ("max_body_bytes", "max_inputs", "max_text_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--limits.{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Whether the answers are still right: out-of-scope answers, drift against each version's reference sample,
+    estimated accuracy, and measured accuracy once true labels arrive (docs/MONITORING.md).
+
+    Attributes:
+        enabled: watch every version whose artifact carries a reference sample (`clf reference build` adds one).
+        window_papers: answers per tested window; each full window is compared with the reference sample.
+        alpha: a window alarms when a test's p-value is at most alpha / 2 (two tests: the MMD of the probability
+            vectors, and the out-of-scope share against the reference's).
+        permutations: permutations of the MMD test (its smallest p-value is 1 / (permutations + 1)).
+        check_interval_seconds: how often full windows are tested (off the request path).
+        db: a SQLAlchemy URL where every answer is logged, and true labels join them (POST /feedback, clf labels
+            import); default: --feedback.experiments_db. Without either, measured accuracy is not available.
+        window_hours: the time window measured accuracy is reported over.
+        measured_interval_seconds: how often measured accuracy is read from the database.
+    """
+
+    enabled: bool = True
+    window_papers: int = 300
+    alpha: float = 0.01
+    permutations: int = 1000
+    check_interval_seconds: float = 5.0
+    db: str | None = None
+    window_hours: float = 24.0
+    measured_interval_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.window_papers < 20:
+            raise ValueError(f"--quality.window_papers must be at least 20, got {self.window_papers}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"--quality.alpha must be in (0, 1), got {self.alpha}")
+        if self.permutations < 20:
+            raise ValueError(f"--quality.permutations must be at least 20, got {self.permutations}")
+        for name in ("check_interval_seconds", "window_hours", "measured_interval_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--quality.{name} must be positive, got {getattr(self, name)}")

@@ -236,6 +236,37 @@ function renderExperiment(experiment) {
   box.textContent = `experiment ${experiment.experiment_id}: ${arms.join("; ")}; ${p}; ${experiment.recommendation}`;
 }
 
+function interval(e) {
+  return e ? `${fmt(e.value, 3)} [${fmt(e.low, 3)}, ${fmt(e.high, 3)}]` : "–";
+}
+
+function renderQuality(quality) {
+  const body = $("quality").querySelector("tbody");
+  body.replaceChildren();
+  if (!quality) return;
+  const measured = {};
+  for (const w of quality.measured || []) measured[w.version] = w;
+  for (const [version, q] of Object.entries(quality.versions)) {
+    const last = q.last_window;
+    const m = measured[version];
+    const row = document.createElement("tr");
+    cell(row, version);
+    if (!q.reference) cell(row, "no reference sample");
+    else if (!last) cell(row, `first window: ${q.current.papers} of ${quality.window_papers}`);
+    else cell(row, last.alarm ? `ALARM (${last.reasons.join(", ")})` : "none", last.alarm, last.alarm ? "fail" : "pass");
+    cell(row, last ? fmt(last.mmd.p_value, 4) : "–", last ? last.mmd.p_value : null);
+    const scope = last && last.out_of_scope;
+    cell(row, scope ? `${fmt(100 * scope.share, 1)} % (ref ${fmt(100 * scope.reference_share, 1)} %)` : `${q.out_of_scope} of ${q.papers}`,
+      scope ? scope.share : q.out_of_scope);
+    cell(row, last ? fmt(last.class_mix.psi, 3) : "–");
+    cell(row, last ? interval(last.estimated_accuracy) : "–");
+    cell(row, m && m.measured ? interval(m.measured.accuracy) : "–");
+    cell(row, m ? `${m.labelled} of ${m.papers} (${fmt(100 * m.coverage, 1)} %)` : "–");
+    cell(row, `${q.windows} (${q.alarms} alarmed)`);
+    body.appendChild(row);
+  }
+}
+
 function renderRegistry(entries) {
   const body = $("registry").querySelector("tbody");
   body.replaceChildren();
@@ -259,6 +290,7 @@ function render(data) {
   renderLog("decisions", data.decisions, (d) => `${when(d.at)} ${d.action} ${d.version || ""}${d.stage ? ` (${d.stage} %)` : ""}: ${d.reason}`);
   renderLog("alerts", data.alerts, (a) => `${when(a.at)} [${a.level}] ${a.title}: ${a.message}`);
   renderExperiment(data.experiment);
+  renderQuality(data.quality);
   renderRegistry(data.registry);
   $("actions").hidden = !data.actions.rollback;
   document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);

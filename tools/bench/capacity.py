@@ -43,8 +43,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "capacity.json"
 KNEE_SHARE = 0.95
 
 
-def start(registry: Path, args: argparse.Namespace, log: Path) -> tuple[Any, str]:
-    """`clf serve` on a free loopback port with the flags under test."""
+def start(registry: Path, args: argparse.Namespace, log: Path, extra: Sequence[str] = ()) -> tuple[Any, str]:
+    """`clf serve` on a free loopback port with the flags under test (and `extra` flags)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -52,6 +52,7 @@ def start(registry: Path, args: argparse.Namespace, log: Path) -> tuple[Any, str
     command += ["--limits.request_timeout", str(args.request_timeout)]
     command += ["--batching.max_queue", str(args.max_queue)] if args.max_queue else []
     command += ["--batching.max_batch_size", str(args.max_batch_size)] if args.max_batch_size else []
+    command += list(extra)
     with log.open("w") as handle:
         process = subprocess.Popen(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
     return process, f"http://127.0.0.1:{port}"
