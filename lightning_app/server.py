@@ -294,10 +294,13 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
             f"Prometheus at {fleet.prometheus_url}" if fleet.prometheus_url else "the fleet's snapshots in the store",
         )  # fmt: skip
     log.info("%s", _rollouts_line(run_rollouts, version, registry, fleet.deploy_interval_seconds, config.rollback))
+    answers = _answer_log(config, service, on_shutdown)
     if feedback_config.experiments_db:
         from clf.experiments import ABTestingFramework, ExperimentSync
 
-        framework = ABTestingFramework(feedback_config.experiments_db, registry=service.registry, alerts=alerts)
+        framework = ABTestingFramework(
+            feedback_config.experiments_db, registry=service.registry, alerts=alerts, quality=answers
+        )
         sync = ExperimentSync(framework, service)
         try:
             sync.sync()  # a database that is down is retried on schedule; this catches a treatment that won't load
@@ -314,7 +317,7 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
             log.warning(
                 "POST /feedback refuses every request: no token (--feedback.token_file or %s)", FEEDBACK_TOKEN_ENV
             )
-    watch = _quality_watch(config, service, alerts, periodic, on_shutdown)
+    watch = _quality_watch(config, service, alerts, answers, periodic)
     if replica is not None and watch is not None:
         replica.quality = watch.summary
     app = create_app(
@@ -399,15 +402,29 @@ def _fault_injection(spec: str | None) -> dict[str, float]:
     return faults
 
 
+def _answer_log(config: ServeConfig, service: Any, on_shutdown: list[Callable[[], Any]]) -> Any:
+    """The log of every answer that late labels join (`QualityLog`), listening to `service`; None without
+    --quality.db or --feedback.experiments_db, or with --quality.enabled false."""
+    db = config.quality.db or config.feedback.experiments_db
+    if not (config.quality.enabled and db):
+        return None
+    from clf.experiments.quality_log import QualityLog
+
+    answers = QualityLog(db)
+    service.add_prediction_listener(answers.log_event)
+    on_shutdown.append(answers.close)
+    return answers
+
+
 def _quality_watch(
     config: ServeConfig,
     service: Any,
     alerts: Any,
+    answers: Any,
     periodic: list[tuple[float, Callable[[], Any]]],
-    on_shutdown: list[Callable[[], Any]],
 ) -> Any:
-    """The quality watch of `service` (None when --quality.enabled false), with its jobs added to `periodic` and, when
-    a database is named, the log of every answer that late labels join."""
+    """The quality watch of `service` (None with --quality.enabled false), its jobs added to `periodic`; with the
+    answer log, measured accuracy is read from it."""
     quality = config.quality
     if not quality.enabled:
         return None
@@ -417,13 +434,7 @@ def _quality_watch(
     from clf.serving.quality import QualityWatch
 
     measured = None
-    db = quality.db or config.feedback.experiments_db
-    if db:
-        from clf.experiments.quality_log import QualityLog
-
-        answers = QualityLog(db)
-        service.add_prediction_listener(answers.log_event)
-        on_shutdown.append(answers.close)
+    if answers is not None:
 
         def measured() -> list[Any]:
             since = datetime.now(UTC) - timedelta(hours=quality.window_hours * 7)

@@ -112,7 +112,7 @@ def schedule(
         sleep: waits the given seconds, returning True when a stop was requested (a seam for tests); the default
             wait is cut short by SIGTERM and SIGINT.
         quality: production version → its quality evidence, for the drift and accuracy-drop triggers (see
-            `RetrainingPipeline`); None: growth and schedule judge alone.
+            `RetrainingPipeline`); None: the answers the service logged in `config.db` (`clf.retrain.quality`).
 
     Returns:
         Each run's result, in order (each is also printed as it ends).
@@ -160,6 +160,9 @@ def _run_once(
     quality: Callable[[str], QualitySnapshot | None] | None = None,
 ) -> dict[str, Any]:
     from clf.retrain.pipeline import RetrainingPipeline
+    from clf.retrain.quality import production_quality
 
+    # The service logs its answers into the same database as the runs (clf serve --quality.db, the same URL).
+    quality = quality or production_quality(config)
     pipeline = RetrainingPipeline(config, trigger_type=trigger, quality=quality)
     return pipeline.run_pipeline(dry_run=dry_run).to_json()

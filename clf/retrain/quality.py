@@ -5,7 +5,7 @@
 The newest ``--triggers.window_papers`` answers of the version, as the service logged them (`clf serve
 --quality.db`, `clf.experiments.quality_log`), are compared with the reference sample in the version's artifact by
 the same `clf.monitoring.drift.DriftDetector` the service runs, so the retraining decision and the service's alarm are
-one test. Their estimated accuracy (mean calibrated top-1 probability) is set against the version's accuracy on its
+one test (at the service's default alpha and permutations). Their estimated accuracy (mean calibrated top-1 probability) is set against the version's accuracy on its
 reference papers, and the accuracy measured on those of them whose true label has arrived against its test accuracy
 in the registry.
 """
@@ -57,9 +57,7 @@ def production_quality(config: RetrainingConfig) -> Callable[[str], QualitySnaps
         drift = None
         if reference is not None:
             drift = (
-                DriftDetector(reference, alpha=triggers.alpha, permutations=triggers.permutations)
-                .check(sample.probabilities, sample.text_chars, sample.out_of_scope)
-                .to_json()
+                DriftDetector(reference).check(sample.probabilities, sample.text_chars, sample.out_of_scope).to_json()
             )
         estimate = estimated_accuracy(sample.probabilities.max(axis=1).tolist())
         labelled = [(t, p) for t, p in zip(sample.true_labels, sample.predicted, strict=True) if t is not None]
