@@ -1,7 +1,7 @@
 """`clf retrain run|schedule|history`: the retraining pipeline from the command line.
 
     clf retrain run --config configs/retraining.yaml              # one run; exit status 1 when it failed (cron)
-    clf retrain run --config configs/retraining.yaml --growth_threshold 0.2 --dry_run true   # detect and decide only
+    clf retrain run --config configs/retraining.yaml --growth_threshold 0.2 --dry_run true   # detect and decide (recorded), train nothing
     clf retrain run --config configs/retraining.yaml --triggers.mode all --dry_run true      # the decision's evidence
     clf retrain schedule --config configs/retraining.yaml          # every schedule_every_hours until SIGTERM/SIGINT
     clf retrain history --limit 20                                 # the recorded runs, newest first
@@ -38,8 +38,8 @@ def run(dry_run: bool = False, **settings: Any) -> Any:
     Prints JSON; exits with status 1 when the run failed (skipped and completed runs exit 0), so it suits cron.
 
     Args:
-        dry_run: detect new papers and decide, but train, record and send nothing; the decision is printed with
-            every trigger's evidence.
+        dry_run: detect new papers and decide, but train and send nothing; the decision is printed and recorded
+            (status dry_run) with every trigger's evidence.
         **settings: the fields of `RetrainingConfig` (see configs/retraining.yaml and docs/RETRAINING.md), each its
             own option: ``--growth_threshold 0.2``, ``--triggers.drift false``, ``--email.enabled true``.
 
@@ -60,7 +60,7 @@ def scheduled(dry_run: bool = False, max_runs: int | None = None, **settings: An
     """Retrain every schedule_every_hours (start to start) until SIGTERM or SIGINT.
 
     Args:
-        dry_run: detect new papers and decide, but train, record and send nothing.
+        dry_run: detect new papers and decide (recorded as dry_run runs), but train and send nothing.
         max_runs: stop after this many passes.
         **settings: the fields of `RetrainingConfig`, each its own option (as for ``clf retrain run``).
 
@@ -71,7 +71,7 @@ def scheduled(dry_run: bool = False, max_runs: int | None = None, **settings: An
 
 
 def history(
-    limit: int = 20, status: Literal["completed", "skipped", "failed", "running"] | None = None, **settings: Any
+    limit: int = 20, status: Literal["completed", "skipped", "failed", "running", "dry_run"] | None = None, **settings: Any
 ) -> Any:
     """List the recorded retraining runs, newest first.
 

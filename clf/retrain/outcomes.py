@@ -29,7 +29,7 @@ class RunStatus(StrEnum):
     SKIPPED = "skipped"
     FAILED = "failed"
     DRY_RUN = "dry_run"
-    """Only in a dry run's result: detection and decision only, nothing recorded."""
+    """A dry run: detection and decision only, recorded with its evidence; nothing trained, registered or sent."""
 
 
 class RetrainDecision(StrEnum):
@@ -193,7 +193,7 @@ class RetrainResult:
     """What one `RetrainingPipeline.run_pipeline` did; the ``retraining_runs`` row holds the same.
 
     Attributes:
-        run_id: the row's id (None for a dry run, which records nothing).
+        run_id: the row's id (a dry run records its decision too).
         status: how the run ended.
         new_data: the detection, once done.
         growth: the growth judgement, once made.

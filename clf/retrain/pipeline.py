@@ -369,10 +369,11 @@ class RetrainingPipeline:
     # ------------------------------------------------------------------------------------------------- the loop
 
     def run_pipeline(self, *, dry_run: bool = False) -> RetrainResult:
-        """Runs the whole loop once; the run's record always ends ``completed``, ``skipped`` or ``failed``.
+        """Runs the whole loop once; the run's record always ends ``completed``, ``skipped``, ``failed`` (or ``dry_run``).
 
         Args:
-            dry_run: detect and decide only; nothing is trained, recorded or sent.
+            dry_run: detect and decide only: the decision is recorded with its evidence (status ``dry_run``), and
+                nothing is trained, registered or sent.
 
         Returns:
             What happened. Errors do not propagate: a failed run is returned with its error (and recorded).
@@ -381,8 +382,17 @@ class RetrainingPipeline:
             found = self.check_for_new_data()
             result = RetrainResult(run_id=None, new_data=found)
             result.growth = self.should_retrain(found.count, found.current_dataset_size)
-            result.triggers = self.decide(result.growth, found.production_version)
+            decision = result.triggers = self.decide(result.growth, found.production_version)
             result.status = RunStatus.DRY_RUN
+            result.run_id = self.runs.start(decision.trigger_type or self.trigger_type, status=RunStatus.DRY_RUN.value)
+            self.runs.finish(
+                result.run_id,
+                RunStatus.DRY_RUN.value,
+                new_data_count=found.count,
+                dataset_size=found.current_dataset_size,
+                evidence=decision.evidence,
+                metrics={"new_data": found.to_json(), "growth": result.growth.to_json()},
+            )
             return result
         self._run_id = self.runs.start(self.trigger_type)
         result = RetrainResult(run_id=self._run_id)

@@ -121,12 +121,14 @@ def test_a_failed_run_exits_1_after_printing_and_recording_it(write_config, tmp_
     assert record["status"] == "failed" and "no version is in production" in record["error_message"]
 
 
-def test_dry_run_decides_without_recording(write_config, registry, capsys):
+def test_dry_run_records_its_decision_and_trains_nothing(write_config, registry, capsys):
     path = write_config(growth_threshold=0.1)
     result = clf(capsys, "retrain", "run", "--config", path, "--dry-run", "true")
-    assert result["status"] == "dry_run" and result["run_id"] is None and result["growth"]["decision"] == "retrain"
+    assert result["status"] == "dry_run" and result["growth"]["decision"] == "retrain"
     assert result["version"] is None and [v.version for v in registry.list_versions()] == ["v1.0.0"]
-    assert clf(capsys, "retrain", "history", "--config", path) == []
+    (record,) = clf(capsys, "retrain", "history", "--config", path)
+    assert record["id"] == result["run_id"] and record["status"] == "dry_run" and record["trigger_type"] == "growth"
+    assert record["evidence"]["triggers"]["growth"]["fired"] is True and record["model_version"] is None
 
 
 def test_schedule_runs_every_interval_until_max_runs(write_config, make_config, capsys):

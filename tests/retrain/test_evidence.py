@@ -65,7 +65,7 @@ def test_drift_alone_retrains_and_the_record_and_notification_carry_its_evidence
     assert f"Trigger drift: fired: {DRIFT}" in text
 
 
-def test_a_dry_run_fires_on_drift_records_nothing_and_returns_the_evidence(make_config, smtp):
+def test_a_dry_run_fires_on_drift_records_the_decision_and_sends_nothing(make_config, smtp):
     sink, _ = smtp
     config = make_config(growth_threshold=100.0, triggers={"mode": "any"})
     pipeline = RetrainingPipeline(config, quality=QualitySource(drifted()))
@@ -74,7 +74,9 @@ def test_a_dry_run_fires_on_drift_records_nothing_and_returns_the_evidence(make_
 
     assert result.status is RunStatus.DRY_RUN and result.triggers.fire and result.triggers.fired == ["drift"]
     assert result.to_json()["triggers"]["evidence"]["triggers"]["drift"]["reason"] == DRIFT
-    assert pipeline.runs.list() == [] and result.version is None and sink.messages == []
+    (record,) = pipeline.runs.list()
+    assert record["status"] == "dry_run" and record["trigger_type"] == "drift" and record["id"] == result.run_id
+    assert record["evidence"] == result.triggers.evidence and result.version is None and sink.messages == []
 
 
 def test_evidence_about_another_version_is_not_judged(make_config):
