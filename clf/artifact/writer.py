@@ -19,6 +19,7 @@ from clf.artifact.label_map import FILE as LABEL_MAP_FILE
 from clf.artifact.label_map import LabelMap
 from clf.artifact.lineage import FILE as LINEAGE_FILE
 from clf.artifact.lineage import Lineage
+from clf.artifact.reference import ReferenceSample, write_reference
 from clf.artifact.scoring import Scoring, write_scoring
 from clf.io import write_json_atomic, write_text_atomic
 
@@ -94,6 +95,25 @@ def record_scoring(folder: str | Path, scoring: Scoring) -> ModelArtifact:
     artifact = ModelArtifact.open(folder)
     write_scoring(artifact.path, scoring)
     return _rewrite_card(artifact.path)
+
+
+def record_reference(folder: str | Path, sample: ReferenceSample) -> ModelArtifact:
+    """Stores the artifact's reference sample (`clf.artifact.reference`) and seals it again.
+
+    Args:
+        folder: the artifact folder.
+        sample: the reference sample fitted on held-out papers.
+
+    Returns:
+        The artifact with its reference.
+
+    Raises:
+        ArtifactError: when `folder` is not an intact artifact.
+    """
+    artifact = ModelArtifact.open(folder)
+    write_reference(artifact.path, sample)
+    seal(artifact.path)
+    return ModelArtifact.open(artifact.path)
 
 
 def _rewrite_card(folder: Path) -> ModelArtifact:
