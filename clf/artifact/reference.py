@@ -256,7 +256,7 @@ def write_reference(folder: str | Path, sample: ReferenceSample) -> None:
     from safetensors.numpy import save_file
 
     folder = Path(folder)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "probabilities": np.ascontiguousarray(sample.probabilities, dtype=np.float32),
         "true_labels": np.ascontiguousarray(sample.true_labels, dtype=np.int64),
         "text_chars": np.ascontiguousarray(sample.text_chars, dtype=np.int64),

@@ -39,6 +39,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from clf.artifact import OutOfScopeModel, ReferenceSample, record_reference
 from clf.inference import ModelPredictor
 from clf.inference.out_of_scope import OutOfScopeScorer, standardised_sum
+from clf.inference.scoring import CompanionModel
 from clf.monitoring.drift import hellinger_features, median_bandwidth
 from clf.monitoring.estimates import estimated_accuracy
 from clf.training.finishing import VAL_SELECTIONS, select_validation
@@ -97,29 +98,17 @@ def build_reference(
     companion = predictor.scorer.companion
     features = companion.features(texts) if companion is not None else None
     probabilities = predictor.scorer(predictor.encoder_probabilities(texts), texts, features).double().numpy()
-    true_labels = np.array([index.get(sample.get("label"), -1) for sample in val_samples], dtype=np.int64)
+    true_labels = np.array([index.get(str(sample.get("label")), -1) for sample in val_samples], dtype=np.int64)
     known = true_labels >= 0
     accuracy = float(np.mean(probabilities.argmax(axis=1)[known] == true_labels[known])) if known.any() else 0.0
     estimate = estimated_accuracy(probabilities.max(axis=1).clip(0.0, 1.0).tolist())
     fitted_on = fitted_on or f"{len(val_samples)} held-out papers"
 
-    coef, intercept, evidence = None, 0.0, {"reference_papers": len(val_samples)}
-    if companion is not None and train_samples and out_of_scope_samples:
-        coef, intercept, evidence = _fit_outlier_exposure(companion, train_samples, out_of_scope_samples, oe_c)
-        evidence["reference_papers"] = len(val_samples)
-    components = ("tfidf", "entropy") if coef is not None else ("entropy",)
-    unit = OutOfScopeModel(coef, intercept, dict.fromkeys(components, 0.0), dict.fromkeys(components, 1.0), 0.0,
-                           components, flag_rate)  # fmt: skip
-    raw = OutOfScopeScorer(unit, companion).components(texts, probabilities, features)
-    centre = {c: float(np.median(raw[c])) for c in components}
-    scale = {c: _spread(raw[c]) for c in components}
-    standardised = OutOfScopeModel(coef, intercept, centre, scale, 0.0, components, flag_rate)
-    scores = standardised_sum(raw, standardised)
-    evidence["seconds"] = round(time.perf_counter() - started, 1)
-    model = OutOfScopeModel(
-        coef, intercept, centre, scale, float(np.quantile(scores, 1 - flag_rate)), components, flag_rate,
-        fitted_on=fitted_on, evidence=evidence,
+    model, scores = fit_out_of_scope(
+        companion, texts, probabilities, features, train_samples, out_of_scope_samples,
+        flag_rate=flag_rate, oe_c=oe_c, fitted_on=fitted_on,
     )  # fmt: skip
+    model.evidence["seconds"] = round(time.perf_counter() - started, 1)
     sample = ReferenceSample(
         labels=labels,
         probabilities=probabilities.astype(np.float32),
@@ -136,13 +125,60 @@ def build_reference(
     record_reference(folder, sample)
     log.info(
         "reference sample of %d papers in %.0f s: accuracy %.3f (estimated %.3f), out-of-scope score from %s",
-        sample.papers, time.perf_counter() - started, accuracy, sample.estimated_accuracy, " + ".join(components),
+        sample.papers, time.perf_counter() - started, accuracy, sample.estimated_accuracy, " + ".join(model.components),
     )  # fmt: skip
     return sample
 
 
+def fit_out_of_scope(
+    companion: CompanionModel | None,
+    texts: Sequence[str],
+    probabilities: np.ndarray,
+    features: Any,
+    train_samples: Sequence[dict[str, Any]] = (),
+    out_of_scope_samples: Sequence[dict[str, Any]] = (),
+    *,
+    flag_rate: float = DEFAULT_FLAG_RATE,
+    oe_c: float = OE_C,
+    fitted_on: str = "",
+) -> tuple[OutOfScopeModel, np.ndarray]:
+    """The out-of-scope model, standardised and thresholded on the reference papers, and their scores.
+
+    Args:
+        companion: the artifact's TF-IDF companion; None: the entropy alone.
+        texts: the reference papers' texts.
+        probabilities: their ``(N, C)`` calibrated probabilities.
+        features: their companion features (None without a companion).
+        train_samples: in-scope training papers (the outlier-exposure model's side 0).
+        out_of_scope_samples: papers of no class (side 1); none: the entropy alone.
+        flag_rate: the share of the reference papers the threshold flags.
+        oe_c: inverse regularisation of the outlier-exposure logistic regression.
+        fitted_on: what the reference papers are, in words.
+
+    Returns:
+        ``(model, scores)``: the model and the ``(N,)`` scores of the reference papers.
+    """
+    coef, intercept, evidence = None, 0.0, {"reference_papers": len(texts)}
+    if companion is not None and train_samples and out_of_scope_samples:
+        coef, intercept, fitted = _fit_outlier_exposure(companion, train_samples, out_of_scope_samples, oe_c)
+        evidence.update(fitted)
+    components = ("tfidf", "entropy") if coef is not None else ("entropy",)
+    unit = OutOfScopeModel(coef, intercept, dict.fromkeys(components, 0.0), dict.fromkeys(components, 1.0), 0.0,
+                           components, flag_rate)  # fmt: skip
+    raw = OutOfScopeScorer(unit, companion).components(texts, probabilities, features)
+    centre = {c: float(np.median(raw[c])) for c in components}
+    scale = {c: _spread(raw[c]) for c in components}
+    standardised = OutOfScopeModel(coef, intercept, centre, scale, 0.0, components, flag_rate)
+    scores = np.asarray(standardised_sum(raw, standardised), dtype=np.float64)
+    threshold = float(np.quantile(scores, 1 - flag_rate))
+    model = OutOfScopeModel(
+        coef, intercept, centre, scale, threshold, components, flag_rate, fitted_on=fitted_on, evidence=evidence
+    )
+    return model, scores
+
+
 def _fit_outlier_exposure(
-    companion: Any, train: Sequence[dict[str, Any]], others: Sequence[dict[str, Any]], c: float
+    companion: CompanionModel, train: Sequence[dict[str, Any]], others: Sequence[dict[str, Any]], c: float
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """The TF-IDF logistic regression of in-scope training papers (0) against out-of-scope papers (1)."""
     import scipy.sparse
