@@ -23,6 +23,10 @@ from clf.artifact.reference import ReferenceSample, write_reference
 from clf.artifact.scoring import Scoring, write_scoring
 from clf.io import write_json_atomic, write_text_atomic
 
+UNSEALED_FILES = ("metadata.json",)
+"""Files a registry version folder holds beside the artifact and updates in place (``clf export``, ``clf reference
+build``): a seal of a registered version listed them, and the next update broke the version's manifest check."""
+
 
 def complete(
     folder: str | Path,
@@ -127,13 +131,14 @@ def _rewrite_card(folder: Path) -> ModelArtifact:
 
 
 def seal(folder: str | Path) -> None:
-    """Writes ``manifest.json``: every file of the folder (not of its subfolders) with its size and sha256.
+    """Writes ``manifest.json``: every file of the folder (not of its subfolders) with its size and sha256, but the
+    registry's own record of a version (`UNSEALED_FILES`), which changes after registration.
 
     Args:
         folder: the artifact folder.
     """
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST_FILE, *UNSEALED_FILES))
     write_json_atomic(folder / MANIFEST_FILE, {"files": [describe(path) for path in files]})
 
 
