@@ -276,6 +276,9 @@ class ArxivDataModule(L.LightningDataModule):
         Returns:
             Their samples (``text``, ``label``: their own primary category, ...); [] when the data folder has no such
             file (prepared before it existed).
+
+        Raises:
+            DataFileError: when the file is not a samples file.
         """
         path = self.data_dir / OUT_OF_SCOPE_DATASET
         if not path.is_file():
