@@ -2,6 +2,7 @@
 
     clf reference build --model_path runs/quickstart/export --data_dir data/quickstart
     clf reference build --version v1.2.0                  # the data folder its lineage records
+    clf reference build --version v1.2.0 --out_of_scope data/snapshot/processed/out_of_scope.json
 
 What ``reference: build: true`` does at the end of fit (`clf.training.reference`), for a model trained before it
 existed: the reference papers are a seeded stratified draw of the validation split, the outlier-exposure model
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clf.artifact import ArtifactError, ModelArtifact
+from clf.io import read_json
 from clf.registry import ModelRegistry, RegistryError
 from clf.registry.lineage import training_data_dir
 
@@ -29,6 +31,7 @@ def build(
     selection: Literal["stratified", "newest"] = "stratified",
     flag_rate: float = 0.05,
     seed: int = 42,
+    out_of_scope: str | None = None,
 ) -> dict[str, Any]:
     """Build the reference sample of a model artifact on its data's validation papers, and store it in the artifact.
 
@@ -42,6 +45,9 @@ def build(
         selection: which: stratified (a seeded draw keeping every class's share) or newest.
         flag_rate: the share of those papers the out-of-scope threshold flags.
         seed: seed of the stratified draw.
+        out_of_scope: the papers of other categories to learn from, a samples file such as another data folder's
+            processed/out_of_scope.json (the collector keeps only the classes' papers, so a data folder it built
+            has none); by default the data folder's own.
 
     Returns:
         The reference's summary (papers, accuracy, estimated accuracy, out-of-scope share and components).
@@ -74,7 +80,7 @@ def build(
         folder,
         val,
         datamodule.split_samples("train"),
-        datamodule.out_of_scope_samples(),
+        read_json(Path(out_of_scope))["samples"] if out_of_scope else datamodule.out_of_scope_samples(),
         flag_rate=flag_rate,
         fitted_on=f"the val split of {data}, {len(val)} papers ({selection})",
     )

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from clf import DEFAULT_CATEGORIES
-from clf.artifact import ModelArtifact
+from clf.artifact import ModelArtifact, Scoring, record_scoring
 from clf.cli import main
 from clf.data.cleaning import model_input_text
 from clf.data.preprocess import OUT_OF_SCOPE_DATASET
 from clf.io import write_samples_json
 from clf.registry import ModelRegistry
+from clf.training.finishing import fit_companion
 from tests.conftest import load_shared_papers
 from tests.helpers.exports import LABELS
 
@@ -53,14 +54,22 @@ def test_an_export_gets_a_reference_from_its_data_folder(trained_export, data_di
 
 
 def test_a_registered_version_records_the_summary_in_its_metadata(trained_export, data_dir, tmp_path, capsys):
+    export = Path(shutil.copytree(trained_export, tmp_path / "export"))
+    train = json.loads((data_dir / "splits" / "train.json").read_text())["samples"]
+    record_scoring(export, Scoring(encoder_weight=0.7, companion=fit_companion(train, sorted(LABELS.values()))))
     registry = ModelRegistry(tmp_path / "registry")
-    registry.create_version(trained_export, "v1.0.0")
+    registry.create_version(export, "v1.0.0")
+    # Papers of other categories from elsewhere than the data folder: 30 of its 80.
+    others = tmp_path / "others.json"
+    write_samples_json(others, {}, json.loads((data_dir / OUT_OF_SCOPE_DATASET).read_text())["samples"][:30])
 
     main(["reference", "build", "--version", "v1.0.0", "--registry", str(registry.base_dir), "--data-dir",
-          str(data_dir)])  # fmt: skip
+          str(data_dir), "--out-of-scope", str(others)])  # fmt: skip
 
     metadata = registry.get_metadata("v1.0.0")
     assert metadata["reference"]["papers"] == 120 and json.loads(capsys.readouterr().out)["version"] == "v1.0.0"
+    assert metadata["reference"]["components"] == ["tfidf", "entropy"]
+    assert metadata["reference"]["evidence"]["out_of_scope_papers"] == 30
     assert ModelArtifact.open(registry.resolve("v1.0.0")[1]).reference is not None
 
 
