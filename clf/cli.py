@@ -28,6 +28,7 @@ from typing import Any
 from jsonargparse import CLI
 
 from clf import DEFAULT_CATEGORIES, __version__
+from clf.commands import reference
 from clf.commands.compare import compare
 from clf.commands.evaluate import evaluate
 from clf.commands.export import export
@@ -208,6 +209,10 @@ COMMANDS: dict[str, Command] = {
     "report": report,
     "export": export,
     "reproduce": reproduce,
+    "reference": {
+        "_help": "The reference sample production's drift and out-of-scope checks compare with: build.",
+        "build": reference.build,
+    },
     **plugin_commands(),
     "deploy": {
         "_help": "Deploy a registered version: validate, blue-green, canary, rollback, status.",

@@ -12,6 +12,7 @@ An artifact is a folder::
     lineage.json                       data and split hashes, commit, packages (`Lineage`)
     config.yaml                        the run's resolved config
     scoring.json, tfidf.*              optional: a TF-IDF companion mixed in, a temperature (`Scoring`)
+    reference.json, .safetensors       optional: answers on held-out papers, the out-of-scope model (`ReferenceSample`)
     README.md                          the model card, with Hugging Face metadata
     manifest.json                      every file above with its size and sha256
     onnx/                              model.onnx, model.int8.onnx, onnx_export.json (after clf export)
@@ -30,6 +31,7 @@ from clf.artifact.label_map import FILE as LABEL_MAP_FILE
 from clf.artifact.label_map import LabelMap, LabelMapError
 from clf.artifact.lineage import FILE as LINEAGE_FILE
 from clf.artifact.lineage import Lineage
+from clf.artifact.reference import ReferenceError, ReferenceSample, read_reference
 from clf.artifact.scoring import Scoring, ScoringError, read_scoring
 from clf.io import DataFileError, read_json, sha256_of_file
 
@@ -129,6 +131,16 @@ class ModelArtifact:
             except ScoringError as err:
                 raise ArtifactError(str(err)) from None
         return self._scoring
+
+    @property
+    def reference(self) -> ReferenceSample | None:
+        """The reference sample production's drift and out-of-scope checks compare with; None without one."""
+        if not hasattr(self, "_reference"):
+            try:
+                self._reference = read_reference(self.path)
+            except ReferenceError as err:
+                raise ArtifactError(str(err)) from None
+        return self._reference
 
     @property
     def run_config(self) -> Path | None:

@@ -19,8 +19,13 @@ from clf.artifact.label_map import FILE as LABEL_MAP_FILE
 from clf.artifact.label_map import LabelMap
 from clf.artifact.lineage import FILE as LINEAGE_FILE
 from clf.artifact.lineage import Lineage
+from clf.artifact.reference import ReferenceSample, write_reference
 from clf.artifact.scoring import Scoring, write_scoring
 from clf.io import write_json_atomic, write_text_atomic
+
+UNSEALED_FILES = ("metadata.json",)
+"""Files a registry version folder holds beside the artifact and updates in place (``clf export``, ``clf reference
+build``): a seal of a registered version listed them, and the next update broke the version's manifest check."""
 
 
 def complete(
@@ -96,6 +101,25 @@ def record_scoring(folder: str | Path, scoring: Scoring) -> ModelArtifact:
     return _rewrite_card(artifact.path)
 
 
+def record_reference(folder: str | Path, sample: ReferenceSample) -> ModelArtifact:
+    """Stores the artifact's reference sample (`clf.artifact.reference`) and seals it again.
+
+    Args:
+        folder: the artifact folder.
+        sample: the reference sample fitted on held-out papers.
+
+    Returns:
+        The artifact with its reference.
+
+    Raises:
+        ArtifactError: when `folder` is not an intact artifact.
+    """
+    artifact = ModelArtifact.open(folder)
+    write_reference(artifact.path, sample)
+    seal(artifact.path)
+    return ModelArtifact.open(artifact.path)
+
+
 def _rewrite_card(folder: Path) -> ModelArtifact:
     artifact = ModelArtifact.open(folder, verify=False)
     card = model_card.render(
@@ -107,13 +131,14 @@ def _rewrite_card(folder: Path) -> ModelArtifact:
 
 
 def seal(folder: str | Path) -> None:
-    """Writes ``manifest.json``: every file of the folder (not of its subfolders) with its size and sha256.
+    """Writes ``manifest.json``: every file of the folder (not of its subfolders) with its size and sha256, but the
+    registry's own record of a version (`UNSEALED_FILES`), which changes after registration.
 
     Args:
         folder: the artifact folder.
     """
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != MANIFEST_FILE)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in (MANIFEST_FILE, *UNSEALED_FILES))
     write_json_atomic(folder / MANIFEST_FILE, {"files": [describe(path) for path in files]})
 
 

@@ -25,10 +25,10 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from clf import DEFAULT_CATEGORIES
 from clf.data.cleaning import model_input_text
 from clf.data.collector import DATASET_FILE, DEFAULT_API_URL, ArxivCollector
-from clf.data.preprocess import DatasetPreprocessor
+from clf.data.preprocess import OUT_OF_SCOPE_DATASET, DatasetPreprocessor
 from clf.data.progress import Progress, interactive
 from clf.data.validation import validate_samples
-from clf.io import DataFileError, read_jsonl
+from clf.io import DataFileError, read_json, read_jsonl
 from clf.pretrained import resolve_pretrained
 
 log = logging.getLogger(__name__)
@@ -269,6 +269,25 @@ class ArxivDataModule(L.LightningDataModule):
             The samples (``text``, ``label``, ``categories``, ...), in file order.
         """
         return self._read_split(split)[0]
+
+    def out_of_scope_samples(self) -> list[dict[str, Any]]:
+        """The papers of other categories the preprocessor kept aside (``processed/out_of_scope.json``).
+
+        Returns:
+            Their samples (``text``, ``label``: their own primary category, ...); [] when the data folder has no such
+            file (prepared before it existed).
+
+        Raises:
+            DataFileError: when the file is not a samples file.
+        """
+        path = self.data_dir / OUT_OF_SCOPE_DATASET
+        if not path.is_file():
+            return []
+        document = read_json(path)
+        samples = document.get("samples") if isinstance(document, dict) else None
+        if not isinstance(samples, list):
+            raise DataFileError(f"{path}: not a samples file; run clf preprocess --data_dir {self.data_dir} again")
+        return [sample for sample in samples if isinstance(sample, dict) and isinstance(sample.get("text"), str)]
 
     def row_texts(self, stage: str) -> list[str]:
         """The model input text of every row a stage's batches carry (their ``row`` column indexes it).

@@ -4,10 +4,15 @@ Run it after collecting:
 
     clf preprocess --data-dir data
 
-It reads `data/raw/arxiv/classification_dataset.jsonl` (never modifying anything under `raw/`), cleans the LaTeX,
-URLs and math out of titles and abstracts, drops duplicates, short and non-English papers and papers outside
---categories, and writes `data/processed/dataset.json` and `data/splits/{train,val,test}.json`. The same data and
-seed give byte-identical split files.
+It reads `data/raw/arxiv/classification_dataset.jsonl` (never modifying anything under `raw/`; a snapshot file in
+the shared format, ``id`` and ``primary``, reads too), cleans the LaTeX, URLs and math out of titles and abstracts,
+drops duplicates, short and non-English papers and papers outside --categories, and writes
+`data/processed/dataset.json` and `data/splits/{train,val,test}.json`. The same data and seed give byte-identical
+split files.
+
+The papers dropped only because their primary category is none of --categories (clean, long enough, English) are
+kept aside in `data/processed/out_of_scope.json` (a seeded draw of at most --out_of_scope_papers): the artifact's
+out-of-scope model learns from them what the classes are not (`clf.training.reference`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import clf
 from clf.data.cleaning import clean_text, english_ratio, normalised_title_hash
 from clf.data.paper import strip_version
 from clf.data.progress import Progress
+from clf.data.snapshot import paper_from_snapshot_record
 from clf.data.validation import DataValidationError, validate_samples
 from clf.io import DataFileError, read_json, read_jsonl, sha256_of_strings, write_samples_json
 
@@ -35,6 +41,8 @@ RAW_DATASET = Path("raw/arxiv/classification_dataset.jsonl")
 """Where the collector leaves the samples, relative to the data directory."""
 PROCESSED_DATASET = Path("processed/dataset.json")
 """Where the cleaned dataset goes, relative to the data directory."""
+OUT_OF_SCOPE_DATASET = Path("processed/out_of_scope.json")
+"""Where the papers of other categories go, relative to the data directory (the samples format of the dataset)."""
 SPLITS_DIR = Path("splits")
 """Where `train.json`, `val.json` and `test.json` go, relative to the data directory."""
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
@@ -130,6 +138,8 @@ class DatasetPreprocessor:
         test_fraction: share of each class that goes to the test split, in (0, 0.5).
         min_english_ratio: a paper whose share of English stop words among its words is below this is dropped as
             not English, in [0, 1]; English abstracts score about 0.13 and up.
+        out_of_scope_papers: most papers of other primary categories kept in `processed/out_of_scope.json` (a
+            seeded draw when there are more); 0 keeps none.
 
     Raises:
         ValueError: naming the option that is out of range and the range allowed.
@@ -144,6 +154,7 @@ class DatasetPreprocessor:
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         min_english_ratio: float = 0.1,
+        out_of_scope_papers: int = 5000,
     ) -> None:
         if isinstance(min_words, bool) or not isinstance(min_words, int) or min_words < 1:
             raise ValueError(f"min_words must be an integer >= 1, got {min_words!r}")
@@ -160,6 +171,8 @@ class DatasetPreprocessor:
                 raise ValueError(f"{name} must be in (0, 0.5), got {value}")
         if not 0 <= min_english_ratio <= 1:
             raise ValueError(f"min_english_ratio must be in [0, 1], got {min_english_ratio}")
+        if isinstance(out_of_scope_papers, bool) or not isinstance(out_of_scope_papers, int) or out_of_scope_papers < 0:
+            raise ValueError(f"out_of_scope_papers must be an integer >= 0, got {out_of_scope_papers!r}")
         self.data_dir = Path(data_dir)
         self.min_words = min_words
         self.categories = categories
@@ -167,6 +180,7 @@ class DatasetPreprocessor:
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
         self.min_english_ratio = float(min_english_ratio)
+        self.out_of_scope_papers = out_of_scope_papers
 
     @property
     def raw_path(self) -> Path:
@@ -177,6 +191,11 @@ class DatasetPreprocessor:
     def processed_path(self) -> Path:
         """The cleaned dataset `preprocess_dataset` writes."""
         return self.data_dir / PROCESSED_DATASET
+
+    @property
+    def out_of_scope_path(self) -> Path:
+        """The papers of other categories `preprocess_dataset` keeps aside."""
+        return self.data_dir / OUT_OF_SCOPE_DATASET
 
     @property
     def split_paths(self) -> dict[str, Path]:
@@ -268,8 +287,10 @@ class DatasetPreprocessor:
 
         samples, removed = self._deduplicate(cleaned)
         steps.append({"step": "dedup", **removed, "count": len(samples)})
-        samples, removed = self._filter(samples)
+        samples, removed, off_label = self._filter(samples)
         steps.append({"step": "filter", **removed, "count": len(samples)})
+        out_of_scope = self._keep_out_of_scope(off_label)
+        steps.append({"step": "out_of_scope", "available": len(off_label), "count": len(out_of_scope)})
         if not samples:
             raise DataValidationError(
                 f"{source}: no sample is left after preprocessing (steps: {steps}). Check that --categories "
@@ -296,6 +317,20 @@ class DatasetPreprocessor:
         }
         write_samples_json(self.processed_path, metadata, samples)
         logger.info("wrote %d samples to %s", len(samples), self.processed_path)
+        oos_metadata = {
+            "created_at": metadata["created_at"],
+            "input": str(source),
+            "excluded_categories": list(self.categories),
+            "available": len(off_label),
+            "num_samples": len(out_of_scope),
+            "seed": self.seed,
+            "label_distribution": _label_distribution(out_of_scope),
+            "content_hash": content_hash(out_of_scope),
+        }
+        write_samples_json(self.out_of_scope_path, oos_metadata, out_of_scope)
+        logger.info(
+            "kept %d of %d out-of-scope papers in %s", len(out_of_scope), len(off_label), self.out_of_scope_path
+        )
         return self.processed_path
 
     def create_train_val_test_split(self, samples: Sequence[dict[str, Any]] | None = None) -> dict[str, Path]:
@@ -360,9 +395,21 @@ class DatasetPreprocessor:
             logger.info("wrote %d %s samples to %s", len(part), name, paths[name])
         return paths
 
+    def _keep_out_of_scope(self, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        import random
+
+        if len(samples) > self.out_of_scope_papers:
+            samples = random.Random(self.seed).sample(samples, self.out_of_scope_papers)
+        return sorted(samples, key=lambda s: s["arxiv_id"])
+
     def _load_raw(self, path: Path) -> list[dict[str, Any]]:
         samples = []
         for line, record in read_jsonl(path):
+            if "arxiv_id" not in record and "id" in record:  # a snapshot line in the shared format
+                try:
+                    record = paper_from_snapshot_record(record).to_sample()
+                except ValueError as err:
+                    raise DataFileError(f"{path}, line {line}: {err}") from None
             for name in _RAW_FIELDS:
                 value = record.get(name)
                 if value is None:
@@ -411,7 +458,9 @@ class DatasetPreprocessor:
 
     def _filter(
         self, samples: Iterable[dict[str, Any]], min_words: int | None = None
-    ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    ) -> tuple[list[dict[str, Any]], dict[str, int], list[dict[str, Any]]]:
+        """The samples kept, the counts removed at each check, and the papers dropped only for their label (those
+        that pass every other check), in order."""
         min_words = self.min_words if min_words is None else min_words
         checks = (
             ("removed_empty", lambda s: isinstance(s.get("text"), str) and bool(s["text"].strip())),
@@ -421,12 +470,17 @@ class DatasetPreprocessor:
         )
         kept = list(samples)
         removed = {}
+        off_label: list[dict[str, Any]] = []
         for name, keep in checks:
             before = len(kept)
+            if name == "removed_label":
+                off_label = [sample for sample in kept if not keep(sample)]
+            else:
+                off_label = [sample for sample in off_label if keep(sample)]
             kept = [sample for sample in kept if keep(sample)]
             removed[name] = before - len(kept)
         logger.info("filter: %s, %d left", ", ".join(f"{k} {v}" for k, v in removed.items()), len(kept))
-        return kept, removed
+        return kept, removed, off_label
 
     def _load_processed(self) -> tuple[list[dict[str, Any]], str, str]:
         path = self.processed_path

@@ -7,7 +7,7 @@ what the service computes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -58,6 +58,7 @@ def prediction_records(
     threshold: float = 0.5,
     abstain_below: float | None = None,
     ranked: bool = False,
+    out_of_scope: Sequence[bool] | None = None,
 ) -> list[Prediction]:
     """One `Prediction` per row of `probabilities`: its label, probability and top three.
 
@@ -68,13 +69,14 @@ def prediction_records(
         threshold: the multi-label decision threshold.
         abstain_below: when set, each prediction says ``unsure`` when its top probability is below it.
         ranked: also give every category with its probability, most probable first (``top_k``).
+        out_of_scope: each row's out-of-scope flag (`clf.inference.out_of_scope`); None leaves ``out_of_scope`` unset.
 
     Returns:
         One prediction per row, in order.
     """
     rows = probabilities.float().tolist()
     predictions = []
-    for row in rows:
+    for index, row in enumerate(rows):
         order = sorted(range(len(row)), key=lambda i: -row[i])
         every = tuple(LabelProbability(id2label[i], round(row[i], 6)) for i in order)
         predictions.append(
@@ -84,6 +86,7 @@ def prediction_records(
                 top3=every[:3],
                 labels=tuple(id2label[i] for i, p in enumerate(row) if p >= threshold) if multi_label else None,
                 unsure=row[order[0]] < abstain_below if abstain_below is not None else None,
+                out_of_scope=bool(out_of_scope[index]) if out_of_scope is not None else None,
                 top_k=every if ranked else None,
             )
         )

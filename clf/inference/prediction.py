@@ -44,6 +44,9 @@ class Prediction:
     """Every category above the threshold (multi-label models)."""
     unsure: bool | None = None
     """The top probability is below the model's abstention threshold: show the ranking, not one label."""
+    out_of_scope: bool | None = None
+    """The paper looks like none of the model's classes (its out-of-scope score is above the threshold fitted with the
+    artifact's reference sample); None when the artifact has no out-of-scope model."""
     error: str | None = None
     """Why this paper failed while others of its request were answered."""
     version: str | None = None

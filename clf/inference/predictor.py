@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from clf.artifact import ArtifactError, ModelArtifact, OnnxVariant
 from clf.inference.errors import ModelLoadError
+from clf.inference.out_of_scope import OutOfScopeScorer
 from clf.inference.passes import prediction_records, probabilities_in_sorted_passes
 from clf.inference.prediction import Prediction
 from clf.inference.scoring import Scorer
@@ -109,8 +110,12 @@ class ModelPredictor:
         self.max_length = self.artifact.max_length
         try:
             self.scorer = Scorer(self.artifact.scoring, self.multi_label)
-        except ArtifactError as err:
-            raise ModelLoadError(str(err)) from err
+            reference = self.artifact.reference
+            self.out_of_scope: OutOfScopeScorer | None = None
+            if reference is not None and reference.out_of_scope is not None and not self.multi_label:
+                self.out_of_scope = OutOfScopeScorer(reference.out_of_scope, self.scorer.companion)
+        except (ArtifactError, ValueError) as err:
+            raise ModelLoadError(f"{version} ({self.model_dir}): {err}") from err
         # Tokenizers' Rust backend refuses concurrent use of one instance ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
         self._pad = DataCollatorWithPadding(self.tokenizer, return_tensors="pt")
@@ -158,15 +163,27 @@ class ModelPredictor:
 
         Returns:
             One prediction per text, in order; ``unsure`` says whether its top probability is below the artifact's
-            abstention threshold (calibrated when the artifact is).
+            abstention threshold (calibrated when the artifact is), ``out_of_scope`` whether the paper looks like none
+            of the classes (when the artifact has a reference sample with an out-of-scope model).
         """
+        if self.out_of_scope is None:
+            probabilities = self.predict_probabilities(texts, batch_size)
+            flags = None
+        else:
+            # The companion's TF-IDF features feed both the mixture and the out-of-scope score: computed once.
+            companion = self.scorer.companion
+            features = companion.features(texts) if companion is not None and texts else None
+            probabilities = self.scorer(self.encoder_probabilities(texts, batch_size), texts, features)
+            scores = self.out_of_scope.scores(texts, probabilities.double().numpy(), features)
+            flags = self.out_of_scope.flags(scores).tolist()
         return prediction_records(
-            self.predict_probabilities(texts, batch_size),
+            probabilities,
             self.id2label,
             multi_label=self.multi_label,
             threshold=self.threshold,
             abstain_below=self.artifact.scoring.abstain_below,
             ranked=ranked,
+            out_of_scope=flags,
         )
 
     def predict_probabilities(self, texts: list[str], batch_size: int = 8) -> Any:

@@ -53,16 +53,29 @@ class CompanionModel:
         self._coef_t = np.ascontiguousarray(companion.coef.T, dtype=np.float64)
         self._intercept = companion.intercept.astype(np.float64)
 
-    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        """The companion's class probabilities for `texts`.
+    def features(self, texts: Sequence[str]) -> Any:
+        """The TF-IDF features of `texts`: what the companion and the out-of-scope score read (computed once).
 
         Args:
             texts: model input texts (cleaned as training cleans them).
 
         Returns:
+            A ``(len(texts), terms)`` sparse float64 matrix.
+        """
+        return self.vectorizer.transform(list(texts))
+
+    def probabilities(self, texts: Sequence[str], features: Any = None) -> np.ndarray:
+        """The companion's class probabilities for `texts`.
+
+        Args:
+            texts: model input texts (cleaned as training cleans them).
+            features: their `features`, when already computed.
+
+        Returns:
             A ``(len(texts), classes)`` float64 array; each row sums to 1.
         """
-        logits = self.vectorizer.transform(list(texts)) @ self._coef_t + self._intercept
+        features = self.features(texts) if features is None else features
+        logits = features @ self._coef_t + self._intercept
         return _softmax(np.asarray(logits))
 
 
@@ -79,12 +92,13 @@ class Scorer:
         self.multi_label = multi_label
         self.companion = CompanionModel(scoring.companion) if scoring.companion is not None else None
 
-    def __call__(self, probabilities: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+    def __call__(self, probabilities: torch.Tensor, texts: Sequence[str], features: Any = None) -> torch.Tensor:
         """The artifact's answer probabilities.
 
         Args:
             probabilities: the encoder's ``(N, classes)`` softmax (or sigmoid) outputs.
             texts: the N texts they are for.
+            features: the companion's TF-IDF features of `texts` (`CompanionModel.features`), when already computed.
 
         Returns:
             The mixed, calibrated probabilities, float32 on the CPU.
@@ -94,7 +108,7 @@ class Scorer:
         mixed = probabilities.double().numpy()
         weight = self.scoring.encoder_weight
         if self.companion is not None and weight < 1 and not self.multi_label:
-            mixed = mix(mixed, self.companion.probabilities(texts), weight, self.scoring.mixture)
+            mixed = mix(mixed, self.companion.probabilities(texts, features), weight, self.scoring.mixture)
         temperature = self.scoring.calibration.temperature
         calibrated = scale_sigmoids(mixed, temperature) if self.multi_label else scale(mixed, temperature)
         return torch.from_numpy(calibrated).float()

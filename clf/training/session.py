@@ -37,6 +37,7 @@ from clf.model.run_report import write_run_report
 from clf.model.tensorboard import TensorBoardSummary, run_pointer
 from clf.training.errors import TrainingConfigError
 from clf.training.finishing import ArtifactAnswers, ScoreOnFitEnd
+from clf.training.reference import ReferenceOnFitEnd
 from clf.training.result import RunResult, Stage
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ ALWAYS_ON: tuple[tuple[str, type[Callback]], ...] = (
     ("export", ExportOnFitEnd),
     # After export: on_fit_end runs in this order, and the scoring is fitted on the exported artifact.
     ("scoring", ScoreOnFitEnd),
+    # After scoring: the reference sample is answered with the artifact's fitted scoring.
+    ("reference", ReferenceOnFitEnd),
     ("lr_monitor", LearningRateMonitor),
     ("tensorboard", TensorBoardSummary),
 )
@@ -118,7 +121,9 @@ class TrainingSession(LightningCLI):
     Always on, configurable under their own keys: ``checkpoint`` (best and last, each old file kept as ``.backup``),
     ``early_stopping`` (patience 2 on the same metric), ``divergence_guard``, ``export`` (the best model in
     transformers format under ``<default_root_dir>/export`` at the end of fit), ``scoring`` (a TF-IDF companion and
-    a temperature fitted on validation papers into that export; off by default) and ``lr_monitor``.
+    a temperature fitted on validation papers into that export; off by default), ``reference`` (the reference
+    sample and out-of-scope model production compares with, `clf.training.reference`; off by default) and
+    ``lr_monitor``.
 
     Args:
         args: the command line (``["fit", "--config", "configs/tiny.yaml"]``; without the subcommand when `run` is

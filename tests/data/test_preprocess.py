@@ -240,8 +240,12 @@ def test_preprocess_dataset_records_every_step(
     metadata, samples = load(path)
     assert metadata["input"] == str(raw_path)
     assert metadata["input_hash"] == "abc123"
-    load_step, clean_step, dedup, quality = metadata["steps"]
-    assert [s["step"] for s in metadata["steps"]] == ["load", "clean", "dedup", "filter"]
+    load_step, clean_step, dedup, quality, out_of_scope = metadata["steps"]
+    assert [s["step"] for s in metadata["steps"]] == ["load", "clean", "dedup", "filter", "out_of_scope"]
+    assert out_of_scope == {"step": "out_of_scope", "available": 1, "count": 1}
+    oos_metadata, oos = load(tmp_path / "processed" / "out_of_scope.json")
+    assert [s["arxiv_id"] for s in oos] == [injected[4]["arxiv_id"]] and oos[0]["label"] == "math.NA"
+    assert oos_metadata["num_samples"] == 1 and oos_metadata["content_hash"] == content_hash(oos)
     assert load_step["count"] == clean_step["count"] == len(raw)
     assert (dedup["removed_by_id"], dedup["removed_by_title"]) == (1, 1)
     assert dedup["count"] == len(raw) - 2
@@ -262,6 +266,30 @@ def test_preprocess_dataset_records_every_step(
         assert "\\" not in sample["text"]
     assert raw_path.read_bytes() == raw_bytes
     assert sorted(p.name for p in raw_path.parent.iterdir()) == ["classification_dataset.jsonl", "manifest.json"]
+
+
+def test_papers_of_other_categories_are_kept_aside_clean_capped_and_seeded(
+    tmp_path: Path, papers: dict[str, dict[str, Any]], corpus: list[dict[str, Any]]
+) -> None:
+    long = [p for p in papers.values() if len(DatasetPreprocessor.clean_text(p["abstract"]).split()) > 120]
+    others = [p for p in long if p["primary"] not in DEFAULT_CATEGORIES][:60]
+    short = {**others[0], "id": "2601.00009", "title": "Tiny", "abstract": "Too short to keep."}
+    # The raw file holds snapshot lines as they are (id, primary), which the preprocessor reads as samples.
+    write_jsonl_atomic(tmp_path / "raw.jsonl", corpus + [*others, short])
+    runs = []
+    for folder in ("a", "b"):
+        preprocessor = DatasetPreprocessor(data_dir=tmp_path / folder, out_of_scope_papers=25)
+        preprocessor.preprocess_dataset(tmp_path / "raw.jsonl")
+        runs.append(load(preprocessor.out_of_scope_path))
+
+    (metadata, kept), (_, again) = runs
+    assert kept == again, "the same seed draws the same papers"
+    assert metadata["available"] == 60 and metadata["num_samples"] == len(kept) == 25
+    assert {s["arxiv_id"] for s in kept} < {p["id"] for p in others}, "the short one was dropped, not kept aside"
+    assert all(s["label"] not in DEFAULT_CATEGORIES and s["text"] for s in kept)
+    assert [s["arxiv_id"] for s in kept] == sorted(s["arxiv_id"] for s in kept)
+    _, in_scope = load(tmp_path / "a" / "processed" / "dataset.json")
+    assert in_scope and not {s["arxiv_id"] for s in in_scope} & {s["arxiv_id"] for s in kept}
 
 
 def test_corrupt_line_names_file_and_line(tmp_path: Path, corpus: list[dict[str, Any]]) -> None:
@@ -394,6 +422,7 @@ def test_split_rejects_labels_outside_categories(tmp_path: Path, corpus: list[di
         ({"test_fraction": 0}, "test_fraction must be in (0, 0.5), got 0"),
         ({"min_words": 0}, "min_words must be an integer >= 1, got 0"),
         ({"min_english_ratio": 1.5}, "min_english_ratio must be in [0, 1], got 1.5"),
+        ({"out_of_scope_papers": -1}, "out_of_scope_papers must be an integer >= 0, got -1"),
         ({"seed": -1}, "seed must be an integer in [0, 2**32), got -1"),
         ({"categories": []}, "categories must be a non-empty list"),
         ({"categories": ["cs.CL", "cs.CL"]}, "categories lists cs.CL more than once"),
