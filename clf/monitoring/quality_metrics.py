@@ -18,7 +18,7 @@ merged as the largest live value, p-values and accuracies as the smallest, so on
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -31,7 +31,7 @@ class QualityMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        def gauge(name: str, text: str, mode: str) -> Gauge:
+        def gauge(name: str, text: str, mode: Literal["livemin", "livemax"]) -> Gauge:
             return Gauge(name, text, ["version"], registry=registry, multiprocess_mode=mode)
 
         self.out_of_scope = Counter(

@@ -1,7 +1,7 @@
 """`clf retrain run|schedule|history`: the retraining pipeline from the command line.
 
     clf retrain run --config configs/retraining.yaml              # one run; exit status 1 when it failed (cron)
-    clf retrain run --config configs/retraining.yaml --growth_threshold 0.2 --dry_run true   # detect and decide (recorded), train nothing
+    clf retrain run --config configs/retraining.yaml --growth_threshold 0.2 --dry_run true   # decide, record
     clf retrain run --config configs/retraining.yaml --triggers.mode all --dry_run true      # the decision's evidence
     clf retrain schedule --config configs/retraining.yaml          # every schedule_every_hours until SIGTERM/SIGINT
     clf retrain history --limit 20                                 # the recorded runs, newest first
@@ -71,7 +71,9 @@ def scheduled(dry_run: bool = False, max_runs: int | None = None, **settings: An
 
 
 def history(
-    limit: int = 20, status: Literal["completed", "skipped", "failed", "running", "dry_run"] | None = None, **settings: Any
+    limit: int = 20,
+    status: Literal["completed", "skipped", "failed", "running", "dry_run"] | None = None,
+    **settings: Any,
 ) -> Any:
     """List the recorded retraining runs, newest first.
 

@@ -369,7 +369,7 @@ class RetrainingPipeline:
     # ------------------------------------------------------------------------------------------------- the loop
 
     def run_pipeline(self, *, dry_run: bool = False) -> RetrainResult:
-        """Runs the whole loop once; the run's record always ends ``completed``, ``skipped``, ``failed`` (or ``dry_run``).
+        """Runs the whole loop once; its record ends ``completed``, ``skipped``, ``failed`` (or ``dry_run``).
 
         Args:
             dry_run: detect and decide only: the decision is recorded with its evidence (status ``dry_run``), and

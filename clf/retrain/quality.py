@@ -5,9 +5,9 @@
 The newest ``--triggers.window_papers`` answers of the version, as the service logged them (`clf serve
 --quality.db`, `clf.experiments.quality_log`), are compared with the reference sample in the version's artifact by
 the same `clf.monitoring.drift.DriftDetector` the service runs, so the retraining decision and the service's alarm are
-one test (at the service's default alpha and permutations). Their estimated accuracy (mean calibrated top-1 probability) is set against the version's accuracy on its
-reference papers, and the accuracy measured on those of them whose true label has arrived against its test accuracy
-in the registry.
+one test (at the service's default alpha and permutations). Their estimated accuracy (mean calibrated top-1
+probability) is set against the version's accuracy on its reference papers, and the accuracy measured on those of
+them whose true label has arrived against its test accuracy in the registry.
 """
 
 from __future__ import annotations
