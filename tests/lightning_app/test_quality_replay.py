@@ -138,8 +138,9 @@ def test_a_replayed_stream_alarms_on_out_of_scope_papers_and_late_labels_measure
     snapshot.write_text("".join(json.dumps(p) + "\n" for p in served))
     result = _clf(
         "retrain", "run", "--dry_run", "true", "--registry", str(stream["registry"]), "--db", db,
-        "--triggers.growth", "false", "--triggers.window_papers", str(WINDOW), "--triggers.estimated_accuracy_drop", "null",
-        "--triggers.measured_accuracy_drop", "null", "--data.snapshot_path", str(snapshot),
+        "--triggers.growth", "false", "--triggers.window_papers", str(WINDOW),
+        "--triggers.estimated_accuracy_drop", "null", "--triggers.measured_accuracy_drop", "null",
+        "--data.snapshot_path", str(snapshot),
     )  # fmt: skip
     assert result["triggers"]["fired"] == ["drift"], json.dumps(result["triggers"])
     assert "out_of_scope" in result["triggers"]["evidence"]["triggers"]["drift"]["reasons"]
