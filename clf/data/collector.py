@@ -213,15 +213,17 @@ class ArxivCollector:
             CollectionError: when a page still fails after the last retry.
             EmptyCategoryError: naming every category that yielded no papers.
         """
-        return self._collect_all(categories, per_category)[0]
+        return self._collect_all(categories, per_category, others=0)[0]
 
-    def _collect_all(self, categories: Sequence[str], per_category: int) -> tuple[dict[str, list[Paper]], list[Paper]]:
-        """`collect_balanced_dataset`, and the papers of no requested category (see `out_of_scope_papers`)."""
-        result, others = self._collect(categories, per_category, self.dates, self.out_of_scope_papers)
+    def _collect_all(
+        self, categories: Sequence[str], per_category: int, others: int
+    ) -> tuple[dict[str, list[Paper]], list[Paper]]:
+        """`collect_balanced_dataset`, and up to `others` papers of no requested category."""
+        result, kept_others = self._collect(categories, per_category, self.dates, others)
         empty = [c for c, papers in result.items() if not papers]
         if empty:
             raise EmptyCategoryError(self._empty_message(empty, self.dates))
-        return result, others
+        return result, kept_others
 
     def create_classification_dataset(self, num_papers: int, categories: Sequence[str] = DEFAULT_CATEGORIES) -> Path:
         """Builds the balanced classification dataset and its manifest.
@@ -252,7 +254,7 @@ class ArxivCollector:
                 f"--num_papers ({num_papers}) must be at least the number of categories ({len(categories)})"
             )
         per_category = num_papers // len(categories)
-        by_category, others = self._collect_all(categories, per_category)
+        by_category, others = self._collect_all(categories, per_category, self.out_of_scope_papers)
         samples = [paper.to_sample() for c in categories for paper in by_category[c]]
         other_samples = [paper.to_sample() for paper in others]
         dataset_path = self.raw_dir / DATASET_FILE
