@@ -138,11 +138,15 @@ def test_collect_then_preprocess_end_to_end(shared_papers_path, tmp_path):
             data,
             "--categories",
             categories,
+            "--out-of-scope-papers",
+            "40",
         ]
     )
     main(["preprocess", "--data-dir", data, "--categories", categories])
     manifest = json.loads((tmp_path / "data" / "raw" / "arxiv" / "manifest.json").read_text())
-    assert manifest["num_samples"] == 300
+    assert manifest["num_samples"] == 300 and manifest["out_of_scope"] == 40
+    out_of_scope = json.loads((tmp_path / "data" / "processed" / "out_of_scope.json").read_text())
+    assert 30 < out_of_scope["metadata"]["num_samples"] <= 40
     counts = {
         s: json.loads((tmp_path / "data" / "splits" / f"{s}.json").read_text())["metadata"]["count"]
         for s in ("train", "val", "test")

@@ -16,6 +16,7 @@ fetched again and no paper is saved twice.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import statistics
 import time
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://export.arxiv.org/api/query"
 DATASET_FILE = "classification_dataset.jsonl"
 MANIFEST_FILE = "manifest.json"
+# "_" cannot appear in a category name, so a category's out-of-scope file never names another category's papers.
+_OTHERS_SUFFIX = ".out_of_scope.jsonl"
 _CATEGORY = re.compile(r"^[a-z][a-z-]*(\.[A-Za-z][A-Za-z-]*)?$")
 
 
@@ -77,6 +80,9 @@ class ArxivCollector:
         start_date: keep papers published on or after this day (``YYYY-MM-DD``).
         end_date: keep papers published on or before this day (``YYYY-MM-DD``).
         seed: seed of the snapshot sampling.
+        out_of_scope_papers: most papers of no requested category that `create_classification_dataset` adds for
+            the out-of-scope model (labelled with their own primary category; the preprocessor keeps them apart):
+            a seeded sample of the snapshot, or the cross-listed papers the API pages return anyway; 0 adds none.
         progress_every: log a progress line every this many saved papers.
 
     Raises:
@@ -105,6 +111,7 @@ class ArxivCollector:
         start_date: str | None = None,
         end_date: str | None = None,
         seed: int = 42,
+        out_of_scope_papers: int = 2000,
         progress_every: int = 100,
     ) -> None:
         if source not in ("snapshot", "api"):
@@ -123,6 +130,8 @@ class ArxivCollector:
             raise ValueError(f"--max_retries must be >= 0, got {max_retries}")
         if timeout_seconds <= 0:
             raise ValueError(f"--timeout_seconds must be > 0, got {timeout_seconds}")
+        if out_of_scope_papers < 0:
+            raise ValueError(f"--out_of_scope_papers must be >= 0, got {out_of_scope_papers}")
         self.data_dir = Path(data_dir)
         self.raw_dir = self.data_dir / "raw" / "arxiv"
         self.source = source
@@ -148,6 +157,7 @@ class ArxivCollector:
         if self.dates.start and self.dates.end and self.dates.start > self.dates.end:
             raise ValueError(f"--start_date {start_date} is after --end_date {end_date}")
         self.seed = seed
+        self.out_of_scope_papers = out_of_scope_papers
         self.progress_every = progress_every
 
     # ------------------------------------------------------------------ public API
@@ -180,7 +190,7 @@ class ArxivCollector:
                 _parse_day(start_date, "start_date") or self.dates.start,
                 _parse_day(end_date, "end_date") or self.dates.end,
             )
-        papers = self._collect([category], max_results, dates)[category]
+        papers = self._collect([category], max_results, dates)[0][category]
         if not papers:
             raise EmptyCategoryError(self._empty_message([category], dates))
         return papers
@@ -203,11 +213,17 @@ class ArxivCollector:
             CollectionError: when a page still fails after the last retry.
             EmptyCategoryError: naming every category that yielded no papers.
         """
-        result = self._collect(categories, per_category, self.dates)
+        return self._collect_all(categories, per_category, others=0)[0]
+
+    def _collect_all(
+        self, categories: Sequence[str], per_category: int, others: int
+    ) -> tuple[dict[str, list[Paper]], list[Paper]]:
+        """`collect_balanced_dataset`, and up to `others` papers of no requested category."""
+        result, kept_others = self._collect(categories, per_category, self.dates, others)
         empty = [c for c, papers in result.items() if not papers]
         if empty:
             raise EmptyCategoryError(self._empty_message(empty, self.dates))
-        return result
+        return result, kept_others
 
     def create_classification_dataset(self, num_papers: int, categories: Sequence[str] = DEFAULT_CATEGORIES) -> Path:
         """Builds the balanced classification dataset and its manifest.
@@ -215,7 +231,12 @@ class ArxivCollector:
         Collects ``num_papers // len(categories)`` papers per category, flattens them to samples with
         ``text = title + ". " + abstract`` and ``label`` = primary category, and writes
         ``raw/arxiv/classification_dataset.jsonl`` and ``raw/arxiv/manifest.json`` (num_samples, categories,
-        counts, created_at, source, content hash).
+        counts, out_of_scope, created_at, source, content hash).
+
+        After the categories' samples come up to `out_of_scope_papers` papers of no requested category, labelled
+        with their own primary category, sorted by arXiv id: the preprocessor sets them aside for the out-of-scope
+        model, and the categories' samples are the same, in the same order, with or without them. ``num_samples``
+        and ``counts`` count the categories' samples, ``out_of_scope`` the others.
 
         Args:
             num_papers: total number of papers wanted, split evenly across `categories`.
@@ -233,19 +254,23 @@ class ArxivCollector:
                 f"--num_papers ({num_papers}) must be at least the number of categories ({len(categories)})"
             )
         per_category = num_papers // len(categories)
-        by_category = self.collect_balanced_dataset(categories, per_category)
+        by_category, others = self._collect_all(categories, per_category, self.out_of_scope_papers)
         samples = [paper.to_sample() for c in categories for paper in by_category[c]]
+        other_samples = [paper.to_sample() for paper in others]
         dataset_path = self.raw_dir / DATASET_FILE
-        write_jsonl_atomic(dataset_path, samples)
+        write_jsonl_atomic(dataset_path, samples + other_samples)
         counts = {c: len(by_category[c]) for c in categories}
         manifest = {
             "num_samples": len(samples),
             "categories": list(categories),
             "per_category_requested": per_category,
             "counts": counts,
+            "out_of_scope": len(other_samples),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "source": self._source_description(),
-            "content_hash": sha256_of_strings(f"{s['arxiv_id']}\t{s['label']}\t{s['text']}" for s in samples),
+            "content_hash": sha256_of_strings(
+                f"{s['arxiv_id']}\t{s['label']}\t{s['text']}" for s in samples + other_samples
+            ),
         }
         write_json_atomic(self.raw_dir / MANIFEST_FILE, manifest)
         _log_statistics(samples, counts, per_category)
@@ -253,7 +278,10 @@ class ArxivCollector:
 
     # ------------------------------------------------------------------ collection
 
-    def _collect(self, categories: Sequence[str], per_category: int, dates: DateRange) -> dict[str, list[Paper]]:
+    def _collect(
+        self, categories: Sequence[str], per_category: int, dates: DateRange, others: int = 0
+    ) -> tuple[dict[str, list[Paper]], list[Paper]]:
+        """Each category's papers, and up to `others` papers of none of them (see `out_of_scope_papers`)."""
         if per_category < 1:
             raise ValueError(f"papers per category must be >= 1, got {per_category}")
         for category in categories:
@@ -262,38 +290,46 @@ class ArxivCollector:
             raise ValueError(f"--categories lists a category twice: {list(categories)}")
         self.raw_dir.mkdir(parents=True, exist_ok=True)
         if self.source == "snapshot":
-            return self._collect_from_snapshot(categories, per_category, dates)
+            return self._collect_from_snapshot(categories, per_category, dates, others)
         result: dict[str, list[Paper]] = {}
         for index, category in enumerate(categories):
             if index and self.category_delay_seconds:
                 time.sleep(self.category_delay_seconds)
-            result[category] = self._collect_from_api(category, per_category, dates)
-        return result
+            result[category] = self._collect_from_api(category, per_category, dates, set(categories), others)
+        return result, self._saved_others(categories, result, others)
 
     def _collect_from_snapshot(
-        self, categories: Sequence[str], per_category: int, dates: DateRange
-    ) -> dict[str, list[Paper]]:
+        self, categories: Sequence[str], per_category: int, dates: DateRange, others: int
+    ) -> tuple[dict[str, list[Paper]], list[Paper]]:
         assert self.snapshot_path is not None
         reader = SnapshotReader(self.snapshot_path)
         for category in categories:
             self._resumable_state(category, dates)
-        sampled = reader.sample_by_category(
-            categories, per_category, dates=dates, primary_only=self.primary_only, seed=self.seed
+        sample = reader.sample(
+            categories, per_category, others=others, dates=dates, primary_only=self.primary_only, seed=self.seed
         )
-        for category, papers in sampled.items():
+        for category, papers in sample.by_category.items():
             write_jsonl_atomic(self._papers_path(category), (p.to_dict() for p in papers))
             CollectionState(self._signature(category, dates), kept=len(papers), exhausted=True).save(
                 self._state_path(category)
             )
             log.info("%s: %d papers sampled from %s", category, len(papers), self.snapshot_path)
-        return sampled
+        if others:
+            log.info("%d papers of other categories sampled for the out-of-scope model", len(sample.others))
+        return sample.by_category, sample.others
 
-    def _collect_from_api(self, category: str, max_results: int, dates: DateRange) -> list[Paper]:
+    def _collect_from_api(
+        self, category: str, max_results: int, dates: DateRange, wanted: set[str], others: int
+    ) -> list[Paper]:
         path = self._papers_path(category)
+        other_path = self._others_path(category)
         state = self._resumable_state(category, dates)
-        if truncate_partial_last_line(path):
-            log.warning("%s: cut an incomplete last line left by an interrupted run", path)
+        for saved in (path, other_path):
+            if truncate_partial_last_line(saved):
+                log.warning("%s: cut an incomplete last line left by an interrupted run", saved)
         papers = self._load_saved(path)
+        # Cross-listed papers whose primary category is none asked for, kept for the out-of-scope model.
+        other_ids = {p.arxiv_id for p in self._load_saved(other_path)}
         seen = self._ids_in_other_categories(category) | {p.arxiv_id for p in papers}
         next_start = state.next_start if state else 0
         exhausted = state.exhausted if state else False
@@ -308,15 +344,22 @@ class ArxivCollector:
         while len(papers) < max_results and not exhausted:
             results, total = self._fetch_page(query, next_start, category, saved=len(papers))
             kept: list[Paper] = []
+            other_kept: list[Paper] = []
             for result in results:
                 paper = paper_from_result(result)
                 if paper.arxiv_id in seen or paper.published not in dates:
                     continue
                 if self.primary_only and paper.primary_category != category:
+                    outside = paper.primary_category not in wanted and paper.arxiv_id not in other_ids
+                    if outside and len(other_ids) < others:
+                        other_ids.add(paper.arxiv_id)
+                        other_kept.append(paper)
                     continue
                 seen.add(paper.arxiv_id)
                 kept.append(paper)
             # The whole page is saved, even past max_results, so a later, larger request misses none of it.
+            if other_kept:
+                _append_jsonl(other_path, (p.to_dict() for p in other_kept))
             _append_jsonl(path, (p.to_dict() for p in kept))
             papers.extend(kept)
             if bar is not None:
@@ -369,6 +412,24 @@ class ArxivCollector:
     def _papers_path(self, category: str) -> Path:
         return self.raw_dir / f"{category}.jsonl"
 
+    def _others_path(self, category: str) -> Path:
+        return self.raw_dir / f"{category}{_OTHERS_SUFFIX}"
+
+    def _saved_others(self, categories: Sequence[str], by_category: dict[str, list[Paper]], others: int) -> list[Paper]:
+        """A seeded draw of at most `others` saved cross-listed papers of none of `categories`, sorted by id."""
+        if not others:
+            return []
+        drawn = {p.arxiv_id for papers in by_category.values() for p in papers}
+        pool: dict[str, Paper] = {}
+        for category in categories:
+            for paper in self._load_saved(self._others_path(category)):
+                if paper.primary_category not in categories and paper.arxiv_id not in drawn:
+                    pool.setdefault(paper.arxiv_id, paper)
+        chosen = sorted(pool)
+        if len(chosen) > others:
+            chosen = sorted(random.Random(self.seed).sample(chosen, others))
+        return [pool[arxiv_id] for arxiv_id in chosen]
+
     def _state_path(self, category: str) -> Path:
         return self.raw_dir / f"{category}.state.json"
 
@@ -414,7 +475,7 @@ class ArxivCollector:
     def _ids_in_other_categories(self, category: str) -> set[str]:
         ids: set[str] = set()
         for path in self.raw_dir.glob("*.jsonl"):
-            if path.name == DATASET_FILE or path == self._papers_path(category):
+            if path.name == DATASET_FILE or path.name.endswith(_OTHERS_SUFFIX) or path == self._papers_path(category):
                 continue
             ids.update(record["arxiv_id"] for _, record in read_jsonl(path, skip_partial_last_line=True))
         return ids

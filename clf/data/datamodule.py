@@ -58,6 +58,8 @@ class ArxivDataModule(L.LightningDataModule):
         api_url: the arXiv API endpoint for ``source="api"``.
         num_papers: how many papers ``prepare_data`` collects.
         min_words: the preprocessor's minimum words per paper.
+        out_of_scope_papers: most papers of other categories ``prepare_data`` collects beside the classes' papers,
+            for the artifact's out-of-scope model (`ArxivCollector`); 0 collects none.
         seed: seed of sampling and splitting.
         train_papers: train the encoder on a stratified, seeded subset of this many training papers (the whole
             training split still serves components that use it all, such as a TF-IDF companion); None: all.
@@ -86,6 +88,7 @@ class ArxivDataModule(L.LightningDataModule):
         api_url: str = DEFAULT_API_URL,
         num_papers: int = 5000,
         min_words: int = 50,
+        out_of_scope_papers: int = 2000,
         seed: int = 42,
         multi_label: bool = False,
         predict_file: str | Path | None = None,
@@ -165,6 +168,7 @@ class ArxivDataModule(L.LightningDataModule):
                     snapshot_path=hp["snapshot_path"],
                     api_url=hp["api_url"],
                     seed=hp["seed"],
+                    out_of_scope_papers=hp["out_of_scope_papers"],
                 )
                 collector.create_classification_dataset(hp["num_papers"], self.categories)
             DatasetPreprocessor(

@@ -115,29 +115,82 @@ class SnapshotReader:
         Returns:
             Category → papers, sorted by arXiv id.
         """
+        return self.sample(categories, per_category, dates=dates, primary_only=primary_only, seed=seed).by_category
+
+    def sample(
+        self,
+        categories: Sequence[str],
+        per_category: int,
+        *,
+        others: int = 0,
+        dates: DateRange | None = None,
+        primary_only: bool = True,
+        seed: int = 42,
+    ) -> SnapshotSample:
+        """Draws the papers of `sample_by_category` and, in the same pass, up to `others` papers of no category.
+
+        The other papers (those `sample_by_category` would draw for none of `categories`) are a uniform random
+        sample drawn with a generator of their own, so asking for them leaves the categories' papers unchanged.
+
+        Args:
+            categories: the categories to collect.
+            per_category: how many papers to keep for each.
+            others: how many papers of no requested category to keep; 0 keeps none.
+            dates: keep only papers published in this range (the other papers too).
+            primary_only: as in `sample_by_category`.
+            seed: seed of the sampling.
+
+        Returns:
+            The papers per category and the other papers, each sorted by arXiv id.
+        """
         wanted = set(categories)
         rng = random.Random(seed)
+        other_rng = random.Random(f"{seed}:others")
         reservoirs: dict[str, list[Paper]] = {c: [] for c in categories}
         seen: dict[str, int] = dict.fromkeys(categories, 0)
+        other_reservoir: list[Paper] = []
+        other_seen = 0
         dates = dates or DateRange()
         scanned = [0]  # read by the progress callback while the loop counts
         with Progress(f"scanning {self.path.name}", total=self.path.stat().st_size, unit="B") as progress:
             for paper in self.iter_papers(lambda done: progress.move_to(done, papers=scanned[0])):
                 scanned[0] += 1
+                if paper.published not in dates:
+                    continue
                 category = _category_for(paper, wanted, primary_only)
-                if category is None or paper.published not in dates:
+                if category is None:
+                    if others:
+                        other_seen += 1
+                        _offer(paper, other_reservoir, others, other_seen, other_rng)
                     continue
                 seen[category] += 1
-                reservoir = reservoirs[category]
-                if len(reservoir) < per_category:
-                    reservoir.append(paper)
-                else:
-                    slot = rng.randrange(seen[category])
-                    if slot < per_category:
-                        reservoir[slot] = paper
+                _offer(paper, reservoirs[category], per_category, seen[category], rng)
             progress.counts["papers"] = scanned[0]
         log.info("Scanned %d papers in %s; matching per category: %s", scanned[0], self.path, seen)
-        return {c: sorted(_unique(papers), key=lambda p: p.arxiv_id) for c, papers in reservoirs.items()}
+        by_category = {c: sorted(_unique(papers), key=lambda p: p.arxiv_id) for c, papers in reservoirs.items()}
+        drawn = {p.arxiv_id for papers in by_category.values() for p in papers}
+        kept_others = sorted((p for p in _unique(other_reservoir) if p.arxiv_id not in drawn), key=lambda p: p.arxiv_id)
+        return SnapshotSample(by_category, kept_others)
+
+
+@dataclass(frozen=True)
+class SnapshotSample:
+    """What `SnapshotReader.sample` draws."""
+
+    by_category: dict[str, list[Paper]]
+    """Category → its papers, sorted by arXiv id."""
+    others: list[Paper]
+    """Papers of none of the categories, sorted by arXiv id."""
+
+
+def _offer(paper: Paper, reservoir: list[Paper], size: int, seen: int, rng: random.Random) -> None:
+    """One step of reservoir sampling: `paper` is the `seen`-th candidate for a reservoir of `size`."""
+    if len(reservoir) < size:
+        reservoir.append(paper)
+    else:
+        slot = rng.randrange(seen)
+        if slot < size:
+            reservoir[slot] = paper
 
 
 def _category_for(paper: Paper, wanted: set[str], primary_only: bool) -> str | None:

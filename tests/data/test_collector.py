@@ -16,7 +16,8 @@ import arxiv
 import pytest
 
 from clf.data.collector import ArxivCollector, CollectionError, EmptyCategoryError, paper_from_result
-from clf.io import DataFileError
+from clf.data.preprocess import DatasetPreprocessor
+from clf.io import DataFileError, read_json
 from tests.conftest import REPO, load_shared_papers
 from tests.helpers.arxiv_server import ArxivTestServer
 
@@ -183,7 +184,7 @@ def test_date_range_goes_into_the_query_and_the_results(server, papers, tmp_path
 def test_balanced_dataset_and_manifest(server, papers, tmp_path):
     collector = api_collector(server, tmp_path)
     dataset = collector.create_classification_dataset(60, list(CATEGORIES))
-    samples = [json.loads(line) for line in dataset.read_text().splitlines()]
+    samples = [json.loads(line) for line in dataset.read_text().splitlines()][:60]
     assert Counter(s["label"] for s in samples) == {c: 20 for c in CATEGORIES}
     by_id = {p["id"]: p for p in papers}
     for sample in samples:
@@ -198,7 +199,7 @@ def test_balanced_dataset_and_manifest(server, papers, tmp_path):
 def test_snapshot_source_builds_the_same_dataset_offline(shared_papers_path, tmp_path):
     collector = ArxivCollector(tmp_path, source="snapshot", snapshot_path=shared_papers_path)
     dataset = collector.create_classification_dataset(300, list(CATEGORIES))
-    samples = [json.loads(line) for line in dataset.read_text().splitlines()]
+    samples = [json.loads(line) for line in dataset.read_text().splitlines()][:300]
     assert Counter(s["label"] for s in samples) == {c: 100 for c in CATEGORIES}
     assert len({s["arxiv_id"] for s in samples}) == 300
     again = ArxivCollector(tmp_path / "again", source="snapshot", snapshot_path=shared_papers_path)
@@ -212,6 +213,91 @@ def test_snapshot_source_builds_the_same_dataset_offline(shared_papers_path, tmp
         "start_date": None,
         "end_date": None,
     }
+
+
+# --------------------------------------------------------------------------- papers of other categories
+
+
+def dataset_samples(data_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (data_dir / "raw" / "arxiv" / "classification_dataset.jsonl").open()]
+
+
+def test_snapshot_adds_a_seeded_sample_of_other_categories_after_the_classes(shared_papers_path, tmp_path):
+    def collect(name: str, others: int) -> list[dict]:
+        collector = ArxivCollector(
+            tmp_path / name, source="snapshot", snapshot_path=shared_papers_path, out_of_scope_papers=others
+        )
+        collector.create_classification_dataset(150, list(CATEGORIES))
+        return dataset_samples(tmp_path / name)
+
+    without, with_others, again = collect("without", 0), collect("with", 200), collect("again", 200)
+    assert with_others[:150] == without and len(without) == 150
+    others = with_others[150:]
+    assert len(others) == 200 and with_others == again
+    assert not {s["label"] for s in others} & set(CATEGORIES)
+    assert [s["arxiv_id"] for s in others] == sorted({s["arxiv_id"] for s in others})
+    primary = {p["id"]: p["primary"] for p in load_shared_papers()}
+    assert all(primary[s["arxiv_id"]] == s["label"] for s in others)
+    assert len({s["label"] for s in others}) > 5, "a uniform sample of the snapshot spans many categories"
+    manifest = json.loads((tmp_path / "with" / "raw" / "arxiv" / "manifest.json").read_text())
+    assert manifest["num_samples"] == 150 and manifest["out_of_scope"] == 200
+    assert manifest["counts"] == {c: 50 for c in CATEGORIES}
+
+
+def test_other_categories_leave_the_splits_unchanged_and_fill_out_of_scope(shared_papers_path, tmp_path):
+    splits = {}
+    for others in (0, 300):
+        data_dir = tmp_path / str(others)
+        ArxivCollector(
+            data_dir, source="snapshot", snapshot_path=shared_papers_path, out_of_scope_papers=others
+        ).create_classification_dataset(300, list(CATEGORIES))
+        paths = DatasetPreprocessor(data_dir, categories=list(CATEGORIES)).run()
+        splits[others] = {name: read_json(path) for name, path in paths.items()}
+        scope = read_json(data_dir / "processed" / "out_of_scope.json")
+        assert (scope["metadata"]["num_samples"] > 250) == bool(others), scope["metadata"]
+    for name in ("train", "val", "test"):
+        assert splits[300][name] == splits[0][name], name
+        assert splits[300][name]["metadata"]["dataset_hash"] == splits[0][name]["metadata"]["dataset_hash"]
+
+
+def test_api_keeps_cross_listed_papers_of_other_primaries_resumably(server, papers, tmp_path):
+    def collect(data_dir: Path, others: int) -> list[dict]:
+        api_collector(server, data_dir, out_of_scope_papers=others).create_classification_dataset(240, list(CATEGORIES))
+        return dataset_samples(data_dir)
+
+    without = collect(tmp_path / "without", 0)
+    assert not list((tmp_path / "without" / "raw" / "arxiv").glob("*.out_of_scope.jsonl"))
+    cross = {p["id"] for p in papers if p["primary"] not in CATEGORIES}
+    samples = collect(tmp_path / "with", 1000)
+    assert samples[: len(without)] == without
+    others = samples[len(without) :]
+    assert {s["arxiv_id"] for s in others} == cross
+    assert [s["arxiv_id"] for s in others] == sorted(cross)
+    requests = len(server.requests)
+    assert collect(tmp_path / "with", 1000) == samples and len(server.requests) == requests, "re-run refetched"
+    saved: set[str] = set()
+    for path in (tmp_path / "with" / "raw" / "arxiv").glob("*.out_of_scope.jsonl"):
+        ids = [json.loads(line)["arxiv_id"] for line in path.read_text().splitlines()]
+        assert len(ids) == len(set(ids)), f"{path.name} saved a paper twice"
+        saved.update(ids)
+    assert saved == cross
+
+    capped = collect(tmp_path / "capped", 7)[len(without) :]
+    assert len(capped) == 7 and {s["arxiv_id"] for s in capped} <= cross
+    assert json.loads((tmp_path / "capped" / "raw" / "arxiv" / "manifest.json").read_text())["out_of_scope"] == 7
+
+
+def test_papers_kept_as_others_are_still_collected_for_their_own_category(server, papers, tmp_path):
+    collector = api_collector(server, tmp_path, out_of_scope_papers=1000)
+    collector.create_classification_dataset(200, ["cs.DB", "cs.NE"])
+    saved_others = {
+        json.loads(line)["primary_category"]
+        for path in (tmp_path / "raw" / "arxiv").glob("*.out_of_scope.jsonl")
+        for line in path.read_text().splitlines()
+    }
+    assert "cs.RO" in saved_others, "the fixture needs cs.RO papers cross-listed to cs.DB or cs.NE"
+    got = collector.collect_papers_by_category("cs.RO", 200)
+    assert [p.arxiv_id for p in got] == expected_ids(papers, "cs.RO")
 
 
 # --------------------------------------------------------------------------- resume after interruption
