@@ -14,7 +14,7 @@ from clf.cli import main
 from tests.helpers.browser import chromium, requested_urls, screenshot
 
 SECTIONS = ("test-metrics", "learning-curves", "per-class", "confusion-matrix", "calibration", "data", "lineage",
-            "timings", "resolved-config")  # fmt: skip
+            "reference-sample", "timings", "resolved-config")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +54,22 @@ def test_clf_report_writes_it_again_from_the_run_folder(tested, tmp_path, capsys
     main(["report", str(tested.run_dir), "--output", str(out)])
     assert capsys.readouterr().out.strip() == str(out)
     assert "id='learning-curves'" in out.read_text()
+
+
+def test_the_report_shows_what_production_will_compare_with(tested, tiny_data, tmp_path, capsys):
+    from clf.io import read_json
+    from clf.training.reference import build_reference
+
+    export = tested.run_dir / "export"
+    before = tmp_path / "before.html"
+    main(["report", str(tested.run_dir), "--output", str(before)])
+    assert "carries no reference sample" in before.read_text()
+    sample = build_reference(export, read_json(tiny_data / "splits" / "val.json")["samples"][:40])
+
+    after = tmp_path / "after.html"
+    main(["report", str(tested.run_dir), "--output", str(after)])
+    table = after.read_text().split("id='reference'")[1].split("</table>")[0]
+    assert f"{sample.accuracy:.4f}" in table and "entropy, flags above" in table and "predicted classes" in table
 
 
 def test_a_run_without_a_test_says_what_to_run(tmp_path):
