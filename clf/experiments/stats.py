@@ -7,8 +7,6 @@ Examples:
     >>> test = two_proportion_z_test(80, 100, 90, 100)  # control 80/100 correct, treatment 90/100
     >>> round(test.z, 3), round(test.p_value, 4), round(test.difference, 2)
     (1.98, 0.0477, 0.1)
-    >>> [round(x, 3) for x in wilson_interval(80, 100)]
-    [0.711, 0.867]
     >>> sample_size_two_proportions(0.80, 0.02)  # per arm, to see 80 % -> 82 % at alpha 0.05 with power 0.8
     6039
 """

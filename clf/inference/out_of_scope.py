@@ -34,8 +34,8 @@ def entropy(probabilities: np.ndarray) -> np.ndarray:
     Returns:
         ``(N,)`` float64.
 
-    >>> entropy(np.array([[0.5, 0.5], [1.0, 0.0]])).round(4).tolist()
-    [0.6931, 0.0]
+    >>> entropy(np.array([[0.5, 0.5], [0.9, 0.1]])).round(4).tolist()
+    [0.6931, 0.3251]
     """
     p = np.asarray(probabilities, dtype=np.float64)
     return -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=1)

@@ -156,6 +156,7 @@ CASES: dict[tuple[str, str, int], tuple[str, Case]] = {
         lambda a: _post(a.url, "/feedback", {"prediction_id": a.prediction_id, "true_label": "cs.RO"}, AUTH),
     ),
     ("POST", "/feedback", 429): ("rate_limited", _rate_limited),
+    ("GET", "/quality", 404): ("not_found", lambda a: requests.get(f"{a.url}/quality", timeout=30)),
     ("GET", "/metrics", 422): (
         "invalid_parameter",
         lambda a: requests.get(f"{a.url}/metrics", params={"window_minutes": 0}, timeout=30),

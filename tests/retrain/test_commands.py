@@ -159,7 +159,8 @@ def test_a_dry_run_prints_the_decision_with_every_triggers_evidence(write_config
     assert triggers["evidence"]["reason"] == "growth fired, but mode all needs drift, estimated_drop, measured_drop too"
     assert triggers["evidence"]["triggers"]["growth"]["growth_ratio"] == result["growth"]["growth_ratio"]
     assert triggers["evidence"]["triggers"]["drift"]["reason"] == "no evidence: no quality snapshot"
-    assert clf(capsys, "retrain", "history", "--config", path) == []
+    (record,) = clf(capsys, "retrain", "history", "--config", path, "--status", "dry_run")
+    assert record["evidence"] == triggers["evidence"] and record["model_version"] is None
 
 
 def test_with_the_schedule_trigger_on_every_scheduled_pass_fires_it(make_config):
