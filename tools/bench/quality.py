@@ -1,7 +1,7 @@
 """Does production's quality watch work on the main job's model? Out-of-scope AUROC, estimated against measured
 accuracy, the drift detector's false alarms and power, and what the monitors cost beside a forward pass.
 
-    python tools/bench/quality.py --model /work/main/runs/e2/export --data_dir /work/main/data/quickstart
+    OMP_NUM_THREADS=1 python tools/bench/quality.py --model runs/quickstart/export --data_dir data/quickstart
 
 A copy of the export (under --work) gets a reference sample (`clf.training.reference.build_reference`): 1,000
 validation papers (seeded stratified draw), the out-of-scope model fitted on the training split against the papers
@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
+import shlex
 import shutil
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from service_load import machine  # noqa: E402
 
 from clf.artifact import ModelArtifact
 from clf.data.cleaning import model_input_text
@@ -57,8 +61,8 @@ MONTHS = ("2026-06", "2026-07", "2026-08")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=Path("/work/main/runs/e2/export"))
-    parser.add_argument("--data_dir", type=Path, default=Path("/work/main/data/quickstart"))
+    parser.add_argument("--model", type=Path, default=Path("runs/quickstart/export"))
+    parser.add_argument("--data_dir", type=Path, default=Path("data/quickstart"))
     parser.add_argument("--snapshot", type=Path, default=SHARED / "papers.jsonl.gz")
     parser.add_argument("--new_papers", type=Path, default=SHARED / "new_papers.jsonl.gz")
     parser.add_argument("--work", type=Path, default=Path("/tmp/clf_quality_bench"))
@@ -127,9 +131,8 @@ def main() -> None:
 
     result = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "python tools/bench/quality.py --model /work/main/runs/e2/export --data_dir "
-        "/work/main/data/quickstart",
-        "machine": {"cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()},
+        "command": shlex.join(["python", "tools/bench/quality.py", *sys.argv[1:]]),
+        "machine": {**machine(), "torch_threads": torch.get_num_threads()},
         "model": str(args.model),
         "papers": {"reference": len(val), "test": len(test), "new": len(new), "other": len(others)},
         "reference": {

@@ -2,13 +2,13 @@
 
     python tools/bench/quality_overhead.py --model-path runs/quickstart/export --clients 4 --seconds 20 --rounds 3
 
-Each round starts two servers in turn on the same registry and papers — monitors off (``--quality.enabled false``)
-and on (the quality watch with its defaults: windows of 300 answers tested against the artifact's reference sample,
-1,000 permutations; and every answer logged to a SQLite labels database, ``--quality.db``) — and drives each with the
-same closed loop of clients as `capacity.py` (at the knee that benchmark found: 4 clients on this 2-core machine).
-Alternating off/on rounds spreads slow drifts of the machine over both. Reports each run's papers/s, the ratio of
-the medians, and what the watch did (windows tested, answers flagged out of scope). Writes
-tools/bench/results/quality_overhead.json (--out).
+Each round starts three servers in turn on the same registry and papers: monitors off (``--quality.enabled false``);
+the quality watch alone (its defaults: windows of 300 answers tested against the artifact's reference sample, 1,000
+permutations); and on (the watch, and every answer logged to a SQLite labels database, ``--quality.db``). Each is
+driven by the same closed loop of clients as `capacity.py` (at the knee it found: 4 clients on this 2-core machine).
+Alternating the modes within each round spreads slow drifts of the machine over all three. Reports each run's
+papers/s, the medians' ratios, the ratio within each round, and what the watch did (windows tested, answers flagged
+out of scope). Writes tools/bench/results/quality_overhead.json (--out).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from service_load import SNAPSHOT, load_papers, machine, stop_server, wait_ready
 from clf.registry import ModelRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quality_overhead.json"
+MODES = ("off", "watch", "on")
+"""Monitors off; the quality watch alone (no labels database); the watch and every answer logged for late labels."""
 WATCH_KEYS = ("papers", "out_of_scope", "windows", "alarms", "dropped_windows")
 
 
@@ -55,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         models.create_version(args.model_path, "v1.0.0")
         models.promote_to_production("v1.0.0", reason="quality overhead benchmark")
         for round_ in range(args.rounds):
-            for monitors in ("off", "on"):
-                extra = (
-                    ["--quality.enabled", "false"]
-                    if monitors == "off"
-                    else ["--quality.db", f"sqlite:///{tmp}/labels-{round_}.db"]
-                )
+            for monitors in MODES:
+                extra = {
+                    "off": ["--quality.enabled", "false"],
+                    "watch": [],
+                    "on": ["--quality.db", f"sqlite:///{tmp}/labels-{round_}.db"],
+                }[monitors]
                 log = Path(tmp) / f"server-{round_}-{monitors}.log"
                 process, url = start(registry, args, log, extra)
                 try:
@@ -82,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 runs.append(run)
                 print(f"round {round_} monitors {monitors}: {run['papers_per_s']} papers/s, {run['watch']}", flush=True)
-    median = {
-        mode: statistics.median(r["papers_per_s"] for r in runs if r["monitors"] == mode) for mode in ("off", "on")
-    }
+    median = {mode: statistics.median(r["papers_per_s"] for r in runs if r["monitors"] == mode) for mode in MODES}
     result = {
         "benchmark": "quality_overhead",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"model_path": str(args.model_path), "clients": args.clients, "seconds": args.seconds},
         "runs": runs,
         "median_papers_per_s": median,
+        "watch_over_off": round(median["watch"] / median["off"], 4),
         "on_over_off": round(median["on"] / median["off"], 4),
+        "paired_on_over_off": [
+            round(on["papers_per_s"] / off["papers_per_s"], 4) for off, on in zip(runs[0::3], runs[2::3], strict=True)
+        ],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
