@@ -136,9 +136,7 @@ class ScoreOnFitEnd(L.Callback):
         """Fits and stores the scoring of the artifact the export callback wrote (rank zero; others wait)."""
         if not (self.companion or self.calibrate or self.target_accuracy is not None) or trainer.interrupted:
             return
-        # Lightning's connectors set trainer.callbacks and trainer.datamodule; Trainer does not declare them.
-        callbacks = trainer.callbacks  # type: ignore[attr-defined]
-        exported = next((getattr(cb, "exported", None) for cb in callbacks if hasattr(cb, "exported")), None)
+        exported = exported_artifact(trainer)
         if exported is not None:
             self.fit_artifact(exported, trainer.datamodule)  # type: ignore[attr-defined]
         trainer.strategy.barrier("clf-scoring")
@@ -260,6 +258,20 @@ class ArtifactAnswers:
         if self._rows is None:
             self._rows = self._texts()
         return self.scorer(probabilities, [self._rows[row] for row in rows.tolist()])
+
+
+def exported_artifact(trainer: L.Trainer) -> Any:
+    """The folder the export callback wrote in this fit (what the finishing callbacks complete), or None.
+
+    Args:
+        trainer: the trainer at the end of fit.
+
+    Returns:
+        The export callback's ``exported`` folder; None without an export callback or before it exported.
+    """
+    # Lightning's connectors set trainer.callbacks and trainer.datamodule; Trainer does not declare them.
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]
+    return next((getattr(cb, "exported", None) for cb in callbacks if hasattr(cb, "exported")), None)
 
 
 def select_validation(

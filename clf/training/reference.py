@@ -42,7 +42,7 @@ from clf.inference.out_of_scope import OutOfScopeScorer, standardised_sum
 from clf.inference.scoring import CompanionModel
 from clf.monitoring.drift import hellinger_features, median_bandwidth
 from clf.monitoring.estimates import estimated_accuracy
-from clf.training.finishing import VAL_SELECTIONS, select_validation
+from clf.training.finishing import VAL_SELECTIONS, exported_artifact, select_validation
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +240,7 @@ class ReferenceOnFitEnd(L.Callback):
         """Builds and stores the reference of the artifact the export callback wrote (rank zero; others wait)."""
         if not self.build or trainer.interrupted:
             return
-        callbacks = trainer.callbacks  # type: ignore[attr-defined]
-        exported = next((getattr(cb, "exported", None) for cb in callbacks if hasattr(cb, "exported")), None)
+        exported = exported_artifact(trainer)
         if exported is not None:
             self.build_for(exported, trainer.datamodule)  # type: ignore[attr-defined]
         trainer.strategy.barrier("clf-reference")
