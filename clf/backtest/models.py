@@ -149,6 +149,7 @@ class ModelCache:
             The model.
 
         Raises:
+            RuntimeError: when the recipe exports no model (``export.enabled: false``).
             Exception: whatever the fit raises (nothing is remembered then, so a resumed run trains it again).
         """
         run_dir = self.root / "models" / cutoff.isoformat()

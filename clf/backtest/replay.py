@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import sqlalchemy as sa
@@ -280,7 +280,7 @@ class Replay:
 
     def _log(self, loop: _Policy, period: Period, papers: list[Paper], served: list[Prediction]) -> None:
         """Logs the answers as the service's quality listener does, at the papers' times on the replay's clock."""
-        table = ServedPrediction.__table__
+        table = cast(sa.Table, ServedPrediction.__table__)
         since = datetime.combine(period.start, datetime.min.time(), UTC)
         with loop.answers.engine.begin() as connection:  # a resumed period is logged again from scratch
             loop.answers.store.ensure_schema()

@@ -231,10 +231,18 @@ class TrainingSession(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Builds the trainer as LightningCLI does, without the LR monitor when no logger is configured
-        (``trainer.logger: false``): it would have nowhere to write, and Lightning refuses to start with it."""
+        (``trainer.logger: false``): it would have nowhere to write, and Lightning refuses to start with it.
+
+        Args:
+            **kwargs: passed on to LightningCLI's `instantiate_trainer` (callbacks, accumulation).
+
+        Returns:
+            The trainer.
+        """
         trainer = super().instantiate_trainer(**kwargs)
         if not trainer.loggers:
-            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+            callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set in Trainer.__init__, not declared
+            callbacks[:] = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         return trainer
 
     def fit(

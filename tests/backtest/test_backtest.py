@@ -159,7 +159,7 @@ def test_a_tiny_replay_serves_two_months_retrains_once_and_resumes_where_it_stop
     # clock, labelled when its label day had come by the end of the replay.
     rows = served_rows(work, "schedule")
     assert len(rows) == 150 and len({r[0] for r in rows}) == 150
-    for arxiv_id, version, true_label, labelled_at, created_at in rows:
+    for _, _, true_label, labelled_at, created_at in rows:
         assert str(created_at) < "2025-11-01"
         if true_label is not None:
             assert str(labelled_at) < "2025-11-01"
