@@ -408,7 +408,9 @@ class QualityLog:
             groups.setdefault((row[0], math.floor(row[1].timestamp() / width)), []).append(row)
         return [_window(name, index, width, group, classes[name]) for (name, index), group in sorted(groups.items())]
 
-    def recent(self, version: str, papers: int, labels: Sequence[str] | None = None) -> ServedSample:
+    def recent(
+        self, version: str, papers: int, labels: Sequence[str] | None = None, *, labelled: bool = False
+    ) -> ServedSample:
         """The newest `papers` answers of `version`, oldest first, for a drift check against the reference.
 
         Args:
@@ -416,6 +418,8 @@ class QualityLog:
             papers: how many answers at most.
             labels: the column order of the probabilities (the reference's class order); None: the classes of
                 the newest answer, sorted.
+            labelled: only answers whose true label has arrived (the newest answers are the last to be labelled,
+                so the measured accuracy reads these, not the newest window).
 
         Returns:
             The sample (empty when the version answered nothing yet).
@@ -441,6 +445,8 @@ class QualityLog:
             .order_by(table.created_at.desc(), table.prediction_id.desc())
             .limit(papers)
         )
+        if labelled:
+            query = query.where(table.true_label.is_not(None))
         with self.store.session(f"reading the newest answers of {version}") as session:
             rows = session.execute(query).all()[::-1]
         order = tuple(labels) if labels is not None else tuple(sorted(rows[-1][0] or {})) if rows else ()

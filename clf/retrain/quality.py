@@ -6,9 +6,9 @@ The newest ``--triggers.window_papers`` answers of the version, as the service l
 --quality.db`, `clf.experiments.quality_log`), are compared with the reference sample in the version's artifact by
 the same `clf.monitoring.drift.DriftDetector` the service runs, so the retraining decision and the service's alarm are
 one test (at the service's default alpha and permutations). Their estimated accuracy (mean calibrated top-1
-probability) is set against the version's accuracy on its reference papers, and the accuracy measured on those of
-them whose true label has arrived against its test accuracy in the registry (its reference accuracy when the version
-was never tested).
+probability) is set against the version's accuracy on its reference papers, and the accuracy measured on the newest
+``window_papers`` answers whose true label has arrived (the newest answers wait for theirs) against its test accuracy
+in the registry (its reference accuracy when the version was never tested).
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ def production_quality(config: RetrainingConfig) -> Callable[[str], QualitySnaps
                 reference = None
             labels = [artifact.label_map.id2label[i] for i in sorted(artifact.label_map.id2label)]
             sample = answers.recent(version, triggers.window_papers, labels)
+            # The newest answers wait for their labels: accuracy is measured on the newest that have them.
+            labelled_sample = answers.recent(version, triggers.window_papers, labels, labelled=True)
         finally:
             answers.close()
         if not len(sample.text_chars):
@@ -61,7 +63,9 @@ def production_quality(config: RetrainingConfig) -> Callable[[str], QualitySnaps
                 DriftDetector(reference).check(sample.probabilities, sample.text_chars, sample.out_of_scope).to_json()
             )
         estimate = estimated_accuracy(sample.probabilities.max(axis=1).tolist())
-        labelled = [(t, p) for t, p in zip(sample.true_labels, sample.predicted, strict=True) if t is not None]
+        labelled = [
+            (t, p) for t, p in zip(labelled_sample.true_labels, labelled_sample.predicted, strict=True) if t is not None
+        ]
         measured = None
         if labelled:
             scores = measured_scores([t for t, _ in labelled], [p for _, p in labelled], labels)

@@ -175,6 +175,20 @@ def test_recent_gives_the_newest_answers_oldest_first_in_the_callers_class_order
     assert len(quality.recent("v9.9.9", papers=5)) == 0
 
 
+def test_recent_labelled_reads_the_newest_answers_whose_labels_arrived(quality):
+    # Labels arrive late: the newest answers have none yet, so the measured accuracy reads the newest labelled ones.
+    for day in range(6):
+        served(quality, [answer("cs.CL", 0.8)], at=T0 + timedelta(days=day), arxiv_ids=(f"2606.0000{day}",))
+    quality.import_labels([(f"2606.0000{day}", "cs.CL" if day % 2 else "cs.CV") for day in range(3)])
+
+    newest = quality.recent("v1.0.0", papers=2)
+    labelled = quality.recent("v1.0.0", papers=2, labelled=True)
+
+    assert newest.true_labels == (None, None)
+    assert labelled.created_at == (T0 + timedelta(days=1), T0 + timedelta(days=2))
+    assert labelled.true_labels == ("cs.CL", "cs.CV")
+
+
 def test_feedback_through_the_framework_reaches_predictions_outside_experiments(db_url, shared_registry):
     with (
         QualityLog(db_url, flush_interval_seconds=60) as quality,
