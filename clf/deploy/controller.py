@@ -48,6 +48,8 @@ from clf.deploy.state import (
 )
 from clf.deploy.store import StateStore
 from clf.monitoring.health import HealthReport
+from clf.registry import RegistryError
+from clf.serving.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from clf.monitoring.alerts import AlertManager
@@ -220,7 +222,10 @@ class DeploymentController:
                 service.stop_shadow()
             return
         if shadow is None or shadow.version != state.candidate or shadow.share != state.shadow_share:
-            service.start_shadow(state.candidate, state.shadow_share)
+            try:
+                service.start_shadow(state.candidate, state.shadow_share)
+            except (ModelLoadError, RegistryError, OSError, ValueError):  # the leader's verdict says so; serve on
+                log.exception("could not mirror shadow %s on this replica", state.candidate)
 
     def close(self) -> None:
         """Leaves the fleet: gives the lease up (another replica takes over at its next tick) and publishes a last

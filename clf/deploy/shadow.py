@@ -71,11 +71,9 @@ class ShadowRollout:
             baseline=context.service.live_version,
             stage_started_at=context.clock(),
         )
-        try:
-            context.service.start_shadow(state.candidate, state.shadow_share)
-        except (ModelLoadError, RegistryError, OSError, ValueError) as err:
-            verdict = ShadowVerdict("failed", (f"{state.candidate} does not load as a shadow: {err}",), {})
-            return [self._end(state, verdict)]
+        failed = self._mirror(state, "does not load as a shadow")
+        if failed is not None:
+            return [self._end(state, failed)]
         context.store.save(state)
         reason = f"{state.shadow_share:.0%} of the requests production answers, at least {state.stage_seconds:.0f} s"
         return [context.record(Action.SHADOW_STARTED, state.candidate, reason)]
@@ -91,15 +89,16 @@ class ShadowRollout:
         """
         context = self.context
         if context.service.shadow is None:  # lost by a restart that did not resume: mirror again
-            assert state.candidate is not None and state.shadow_share is not None
-            context.service.start_shadow(state.candidate, state.shadow_share)
+            failed = self._mirror(state, "no longer loads as a shadow")
+            if failed is not None:
+                return [self._end(state, failed)]
         verdict, elapsed = self.judge(state)
         criteria = ShadowCriteria.from_json(state.shadow_criteria)
         erring = verdict.status == "failed" and verdict.numbers.get("error_rate", 0.0) > criteria.max_error_rate
         if erring or (elapsed >= state.stage_seconds and verdict.status != "pending"):
             return [self._end(state, verdict)]
         if elapsed >= state.stage_seconds * self.max_stage_extension:
-            reasons = (f"only {verdict.reasons[0]} after {elapsed:.0f} s",)
+            reasons = (f"too few paired answers after {elapsed:.0f} s: {verdict.reasons[0]}",)
             return [self._end(state, replace(verdict, status="failed", reasons=reasons))]
         return []
 
@@ -153,12 +152,9 @@ class ShadowRollout:
         Returns:
             The ``resumed`` decision, or ``shadow_failed`` when the candidate no longer loads.
         """
-        assert state.candidate is not None and state.shadow_share is not None
-        try:
-            self.context.service.start_shadow(state.candidate, state.shadow_share)
-        except (ModelLoadError, RegistryError, OSError, ValueError) as err:
-            verdict = ShadowVerdict("failed", (f"{state.candidate} no longer loads as a shadow: {err}",), {})
-            return self._end(state, verdict)
+        failed = self._mirror(state, "no longer loads as a shadow")
+        if failed is not None:
+            return self._end(state, failed)
         return self.context.record(Action.RESUMED, state.candidate, f"{why}; shadow stage goes on")
 
     def withdraw(self, state: DeploymentState, reason: str) -> Decision:
@@ -175,6 +171,15 @@ class ShadowRollout:
         decision = self.context.record(Action.ROLLED_BACK, state.candidate, f"{reason}; shadow withdrawn")
         self.context.store.save(state.ended())
         return decision
+
+    def _mirror(self, state: DeploymentState, failing: str) -> ShadowVerdict | None:
+        """Mirrors the saved stage's candidate on this replica; a failed verdict saying why when it does not load."""
+        assert state.candidate is not None and state.shadow_share is not None
+        try:
+            self.context.service.start_shadow(state.candidate, state.shadow_share)
+        except (ModelLoadError, RegistryError, OSError, ValueError) as err:
+            return ShadowVerdict("failed", (f"{state.candidate} {failing}: {err}",), {})
+        return None
 
     def _end(self, state: DeploymentState, verdict: ShadowVerdict) -> Decision:
         assert state.candidate is not None

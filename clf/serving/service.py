@@ -552,7 +552,7 @@ class ClassificationService:
     def _mirror(self, event: PredictionEvent) -> None:
         """Offers production's answered request to the shadow candidate, after the caller has its answer."""
         mirror = self._shadow
-        if mirror is None or event.route.version != self._live:
+        if mirror is None or event.route.version != self._live or event.route.version == mirror.version:
             return
         try:
             mirror.offer(event)

@@ -15,12 +15,13 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from clf.deploy import Action, DeploymentError, DeploymentStore, Phase, request_deployment
+from clf.deploy import Action, DeploymentController, DeploymentError, DeploymentStore, Phase, request_deployment
+from clf.deploy.commands import request_rollback
 from clf.monitoring.shadow import ShadowCriteria
 from clf.serving.config import RequestLimits
 from clf.serving.inputs import paper_texts
 from clf.serving.shadow import mirrored_share
-from tests.deploy.conftest import PAPERS
+from tests.deploy.conftest import PAPERS, Clock, answer, service_on
 from tests.helpers.serve_process import ServeProcess
 
 CANDIDATE, PRODUCTION = "v1.1.0", "v1.0.0"
@@ -124,3 +125,66 @@ def test_two_replicas_mirror_the_same_share_and_the_leader_judges_both(tiny_regi
     verdict = store.load().shadow_results[CANDIDATE]
     assert verdict["status"] == "passed", verdict
     assert verdict["numbers"]["replicas"] == 2 and verdict["numbers"]["paired"] == 2 * len(expected)
+
+
+# ------------------------------------------------------------------ the strategy in one process, on a clock it moves
+
+
+@pytest.fixture
+def fleet_of_one(tiny_registry):
+    clock = Clock()
+    service = service_on(tiny_registry, clock, warmup=False)
+    controller = DeploymentController(service, clock=clock)
+    yield service, controller, clock
+    service.close()
+
+
+def settle(service) -> None:
+    mirror = service.shadow
+    wait_for(
+        lambda: mirror.queued == 0 and mirror.counts["answered"] + mirror.counts["errors"] == mirror.counts["mirrored"]
+    )
+
+
+def test_a_stage_short_of_paired_answers_fails_after_three_lengths(fleet_of_one, tiny_registry):
+    service, controller, clock = fleet_of_one
+    criteria = ShadowCriteria(min_requests=1000)
+    request_deployment(tiny_registry, "shadow", CANDIDATE, share=1.0, stage_seconds=10, criteria=criteria)
+    assert [d.action for d in controller.tick()] == [Action.SHADOW_STARTED]
+    answer(service, 5)
+    settle(service)
+    clock.advance(11)
+    assert controller.tick() == []  # its time is up, but 5 of 1000 pairs is no verdict yet
+    clock.advance(20)
+    [decision] = controller.tick()
+    assert decision.action == Action.SHADOW_FAILED
+    assert decision.reason == "too few paired answers after 31 s: 5 of 1000 paired answers: not judged yet"
+    assert service.shadow is None and controller.store.load().shadow_results[CANDIDATE]["status"] == "failed"
+
+
+def test_a_withdrawn_shadow_stops_mirroring_and_leaves_no_verdict(fleet_of_one, tiny_registry):
+    service, controller, _ = fleet_of_one
+    request_deployment(tiny_registry, "shadow", CANDIDATE, share=1.0, stage_seconds=10)
+    controller.tick()
+    assert service.shadow is not None and service.shadow.version == CANDIDATE
+    request_rollback(tiny_registry, "not now")
+    controller.tick()
+    assert service.shadow is None and controller.store.load().shadow_results == {}
+    assert tiny_registry.production_version() == PRODUCTION
+
+
+def test_a_restarted_service_mirrors_again_and_the_stage_clock_runs_on(fleet_of_one, tiny_registry):
+    service, controller, clock = fleet_of_one
+    request_deployment(tiny_registry, "shadow", CANDIDATE, share=0.5, stage_seconds=10)
+    controller.tick()
+    started = controller.store.load().stage_started_at
+    service.close()
+    restarted = service_on(tiny_registry, clock, warmup=False)
+    try:
+        clock.advance(5)
+        again = DeploymentController(restarted, clock=clock)
+        assert again.store.load().stage_started_at == started
+        assert restarted.shadow is not None and restarted.shadow.share == 0.5
+        assert again.store.decisions()[-1]["action"] == Action.RESUMED
+    finally:
+        restarted.close()
