@@ -26,7 +26,7 @@ from clf.deploy.state import (
 )
 from clf.deploy.stores import open_store
 from clf.io import print_json
-from clf.monitoring.shadow import ShadowCriteria
+from clf.monitoring.shadow import ShadowCriteria, check_share
 from clf.registry import ModelRegistry
 from clf.registry.commands import DEFAULT_REGISTRY
 
@@ -73,8 +73,8 @@ def request_deployment(
         RegistryError: for an unknown version.
     """
     registry.get_metadata(version)
-    if strategy == "shadow" and not 0.0 < share <= 1.0:
-        raise DeploymentError(f"--share must be in (0, 1], got {share}")
+    if strategy == "shadow":
+        _checked_share(share)
     store = store or open_store(registry.base_dir)
     with store.locked():
         state = store.load()
@@ -297,7 +297,14 @@ def shadow(version: str, share: float = 0.1, criteria: ShadowCriteria = ShadowCr
     Returns:
         What was printed, as JSON-ready Python objects.
     """
-    return _roll_out("shadow", version, share=share, criteria=criteria, **rollout)
+    return _roll_out("shadow", version, share=_checked_share(share), criteria=criteria, **rollout)
+
+
+def _checked_share(share: float) -> float:
+    try:
+        return check_share(share)
+    except ValueError as err:
+        raise DeploymentError(str(err)) from None
 
 
 def rollback(reason: str = "", deployment: DeploymentSettings = DeploymentSettings()) -> Any:

@@ -36,6 +36,7 @@ from clf.inference.prediction import Prediction
 from clf.inference.predictor import BASE_VERSION, Backend, Dtype, ModelPredictor
 from clf.monitoring.metrics import ServiceMetrics
 from clf.monitoring.monitor import PredictionMonitor
+from clf.monitoring.shadow import check_share
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import BatchAnswer, DynamicBatcher
 from clf.serving.config import Batching, RequestLimits
@@ -333,9 +334,7 @@ class ClassificationService:
             raise ValueError(f"{version} is the live version; shadow another version")
         current = self._shadow
         if current is not None and current.version == version:
-            if not 0.0 < share <= 1.0:
-                raise ValueError(f"--share must be in (0, 1], got {share}")
-            current.share = float(share)
+            current.share = check_share(share)
             return current
         predictor = ModelPredictor.from_registry(self.registry, version, self.device, self.backend, self.dtype)
         self._warm_up(predictor)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from clf.monitoring.shadow import ShadowObservations
+from clf.monitoring.shadow import ShadowObservations, check_share
 from clf.serving.batching import BatchAnswer, DynamicBatcher, PredictFn
 from clf.serving.errors import OverloadedError, ServiceClosedError
 from clf.serving.routing import stable_bucket
@@ -89,10 +89,8 @@ class ShadowMirror:
         busy: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not 0.0 < share <= 1.0:
-            raise ValueError(f"--share must be in (0, 1], got {share}")
         self.version = version
-        self.share = float(share)
+        self.share = check_share(share)
         self.metrics = metrics
         self.busy = busy
         self.started_at = float(clock())

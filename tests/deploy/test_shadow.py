@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from clf.deploy import Action, DeploymentController, DeploymentError, DeploymentStore, Phase, request_deployment
-from clf.deploy.commands import request_rollback
+from clf.deploy.commands import DeploymentSettings, request_rollback, shadow
 from clf.monitoring.shadow import ShadowCriteria
 from clf.serving.config import RequestLimits
 from clf.serving.inputs import paper_texts
@@ -188,3 +188,10 @@ def test_a_restarted_service_mirrors_again_and_the_stage_clock_runs_on(fleet_of_
         assert again.store.decisions()[-1]["action"] == Action.RESUMED
     finally:
         restarted.close()
+
+
+def test_a_share_outside_0_1_is_refused_before_validation_and_nothing_is_requested(tiny_registry):
+    settings = DeploymentSettings(registry=str(tiny_registry.base_dir))
+    with pytest.raises(DeploymentError, match=r"--share must be in \(0, 1\], got 1.5"):
+        shadow(CANDIDATE, share=1.5, deployment=settings)
+    assert DeploymentStore(tiny_registry.base_dir).load().phase == Phase.IDLE

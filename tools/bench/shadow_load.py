@@ -56,6 +56,7 @@ def run_server(registry: Path, args: argparse.Namespace, papers: list[dict[str, 
                 time.sleep(0.2)
         for paper in papers[:8]:
             requests.post(f"{url}/predict", json=paper, timeout=60)
+        time.sleep(1.0)  # the warm-up's mirrors answered before counting starts
         before = _shadow_counts(url)
         for name, clients in (("below", args.below), ("above", args.above)):
             level = load_level(url, papers, clients, args.seconds, args.max_backoff_s, args.request_timeout)
