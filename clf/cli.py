@@ -28,6 +28,7 @@ from typing import Any
 from jsonargparse import CLI
 
 from clf import DEFAULT_CATEGORIES, __version__
+from clf.backtest import commands as backtesting
 from clf.commands import reference
 from clf.commands.compare import compare
 from clf.commands.evaluate import evaluate
@@ -242,6 +243,7 @@ COMMANDS: dict[str, Command] = {
         "import": experiments.import_labels,
         "report": experiments.label_report,
     },
+    "backtest": backtesting.backtest,
     "retrain": {
         "_help": "Retrain on new arXiv papers: run once, run on a schedule, or list past runs.",
         "run": retraining.run,

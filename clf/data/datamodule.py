@@ -23,9 +23,10 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedToken
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from clf import DEFAULT_CATEGORIES
+from clf.data.building import build_splits
 from clf.data.cleaning import model_input_text
-from clf.data.collector import DATASET_FILE, DEFAULT_API_URL, ArxivCollector
-from clf.data.preprocess import OUT_OF_SCOPE_DATASET, DatasetPreprocessor
+from clf.data.collector import DEFAULT_API_URL
+from clf.data.preprocess import OUT_OF_SCOPE_DATASET
 from clf.data.progress import Progress, interactive
 from clf.data.validation import validate_samples
 from clf.io import DataFileError, read_json, read_jsonl
@@ -153,27 +154,18 @@ class ArxivDataModule(L.LightningDataModule):
         Lightning calls this on one process per node only; it does nothing when splits and cache exist.
         """
         if not all((self.splits_dir / f"{split}.json").is_file() for split in SPLITS):
-            raw = self.data_dir / "raw" / "arxiv" / DATASET_FILE
             hp = self.hparams
-            if not raw.is_file():
-                log.info(
-                    "No splits in %s: collecting %d papers from the %s source",
-                    self.data_dir,
-                    hp["num_papers"],
-                    hp["source"],
-                )
-                collector = ArxivCollector(
-                    data_dir=self.data_dir,
-                    source=hp["source"],
-                    snapshot_path=hp["snapshot_path"],
-                    api_url=hp["api_url"],
-                    seed=hp["seed"],
-                    out_of_scope_papers=hp["out_of_scope_papers"],
-                )
-                collector.create_classification_dataset(hp["num_papers"], self.categories)
-            DatasetPreprocessor(
-                data_dir=self.data_dir, min_words=hp["min_words"], categories=self.categories, seed=hp["seed"]
-            ).run()
+            build_splits(
+                self.data_dir,
+                categories=self.categories,
+                source=hp["source"],
+                snapshot_path=hp["snapshot_path"],
+                api_url=hp["api_url"],
+                num_papers=hp["num_papers"],
+                min_words=hp["min_words"],
+                out_of_scope_papers=hp["out_of_scope_papers"],
+                seed=hp["seed"],
+            )
         for split in SPLITS:
             self._tokenized(split)
 

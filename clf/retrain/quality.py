@@ -7,7 +7,8 @@ The newest ``--triggers.window_papers`` answers of the version, as the service l
 the same `clf.monitoring.drift.DriftDetector` the service runs, so the retraining decision and the service's alarm are
 one test (at the service's default alpha and permutations). Their estimated accuracy (mean calibrated top-1
 probability) is set against the version's accuracy on its reference papers, and the accuracy measured on those of
-them whose true label has arrived against its test accuracy in the registry.
+them whose true label has arrived against its test accuracy in the registry (its reference accuracy when the version
+was never tested).
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ def production_quality(config: RetrainingConfig) -> Callable[[str], QualitySnaps
         if labelled:
             scores = measured_scores([t for t, _ in labelled], [p for _, p in labelled], labels)
             measured = scores.accuracy.to_json()
+        # Without a test run (a backtest's retrains skip it) the reference papers' accuracy stands in.
         test = (artifact.metrics.get("test") or {}).get("test/acc")
+        if test is None and reference is not None:
+            test = reference.accuracy
         return QualitySnapshot(
             version=version,
             papers=len(sample.text_chars),

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import DeviceStatsMonitor, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -184,8 +184,11 @@ class TrainingSession(LightningCLI):
         parser.link_arguments("data.multi_label", "model.multi_label")
         parser.link_arguments("data.num_labels", "model.num_labels", apply_on="instantiate")
         parser.link_arguments("data.id_to_label", "model.id2label", apply_on="instantiate")
+        # No default_root_dir is Lightning's working directory (a run_dir given from Python replaces it after).
         parser.link_arguments(
-            "trainer.default_root_dir", "checkpoint.dirpath", compute_fn=lambda root: str(Path(root) / "checkpoints")
+            "trainer.default_root_dir",
+            "checkpoint.dirpath",
+            compute_fn=lambda root: str(Path(root or ".") / "checkpoints"),
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
@@ -225,6 +228,14 @@ class TrainingSession(LightningCLI):
             self.subcommand = None
             return
         super().instantiate_classes()
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Builds the trainer as LightningCLI does, without the LR monitor when no logger is configured
+        (``trainer.logger: false``): it would have nowhere to write, and Lightning refuses to start with it."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if not trainer.loggers:
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)]
+        return trainer
 
     def fit(
         self, model: ArxivClassifier, datamodule: ArxivDataModule, ckpt_path: str | None = None, **kwargs: Any

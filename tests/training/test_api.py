@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForSequenceClassification
 
@@ -63,6 +64,16 @@ def test_fit_puts_every_output_in_the_run_folder_and_says_where(tmp_path, tiny_c
     resolved = yaml.safe_load(result.config_path.read_text())
     assert result.config_path == result.log_dir / "config.yaml"
     assert resolved["model"]["learning_rate"] == 2e-3 and resolved["trainer"]["default_root_dir"] == str(run_dir)
+
+
+def test_a_fit_without_a_logger_or_a_root_folder_trains_into_the_run_folder(tmp_path, tiny_config):
+    # The always-on LR monitor needs a logger; with `trainer.logger: false` it is left out instead of failing the run.
+    # A config naming no default_root_dir parses (the run folder given here is where everything goes).
+    config = {**tiny_config, "trainer": {k: v for k, v in tiny_config["trainer"].items() if k != "default_root_dir"}}
+    result = training.fit(config, {"trainer.logger": False}, run_dir=tmp_path / "run")
+    assert result.export_dir == tmp_path / "run" / "export"
+    assert result.export_dir is not None and (result.export_dir / "model.safetensors").is_file()
+    assert not any(isinstance(c, LearningRateMonitor) for c in result.trainer.callbacks)
 
 
 def test_a_yaml_file_and_the_same_dict_train_the_same_model(tmp_path, tiny_config):
