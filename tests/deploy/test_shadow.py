@@ -26,6 +26,9 @@ from tests.helpers.serve_process import ServeProcess
 
 CANDIDATE, PRODUCTION = "v1.1.0", "v1.0.0"
 COMMON = ["--fleet.deploy_interval_seconds", "0.2", "--fleet.lease_seconds", "2", "--batching.max_wait_ms", "2"]
+COMMON += ["--batching.max_batch_size", "16"]  # the shadow's queue holds one batch: all 16 papers, so none is dropped
+STAGE_SECONDS = 5
+"""Long enough that a machine busy with other work still publishes every answer before the stage's 3 lengths end."""
 LENIENT = ShadowCriteria(min_requests=1, min_agreement=0.0, max_confidence_drop=1.0, max_latency_ratio=math.inf)
 """Two tiny random models agree by chance: these criteria judge only errors (and need the counts to arrive)."""
 
@@ -63,7 +66,9 @@ def test_a_passed_shadow_saw_its_share_answered_nobody_and_proceeds_to_canary(ti
     assert 0 < expected < len(PAPERS)
     criteria = ShadowCriteria(**{**LENIENT.to_json(), "max_latency_ratio": math.inf, "min_requests": expected})
     with ServeProcess(tiny_registry.base_dir, COMMON) as server:
-        request_deployment(tiny_registry, "shadow", CANDIDATE, share=0.5, stage_seconds=1, criteria=criteria)
+        request_deployment(
+            tiny_registry, "shadow", CANDIDATE, share=0.5, stage_seconds=STAGE_SECONDS, criteria=criteria
+        )
         wait_for(lambda: store.load().phase == Phase.SHADOW and shadow_of(server.url) is not None)
         answers = post_all(server.url)
         assert {(a["version"], a["arm"]) for a in answers} == {(PRODUCTION, "live")}
@@ -114,17 +119,20 @@ def test_two_replicas_mirror_the_same_share_and_the_leader_judges_both(tiny_regi
         ServeProcess(tiny_registry.base_dir, [*COMMON, "--fleet.replica_id", "b"]) as b,
     ):
         wait_for(lambda: store.lease() is not None)
-        request_deployment(tiny_registry, "shadow", CANDIDATE, share=0.5, stage_seconds=1, criteria=criteria)
+        request_deployment(
+            tiny_registry, "shadow", CANDIDATE, share=0.5, stage_seconds=STAGE_SECONDS, criteria=criteria
+        )
         wait_for(lambda: shadow_of(a.url) is not None and shadow_of(b.url) is not None)
         for server in (a, b):
             answers = post_all(server.url)
             assert {a["version"] for a in answers} == {PRODUCTION}
-        for server in (a, b):  # the same papers mirrored on each replica
-            wait_for(lambda url=server.url: (shadow_of(url) or {"answered": -1})["answered"] == len(expected))
         wait_for(lambda: store.load().phase == Phase.IDLE)
+        counters = [requests.get(f"{s.url}/metrics", params={"format": "prometheus"}, timeout=30).text for s in (a, b)]
     verdict = store.load().shadow_results[CANDIDATE]
     assert verdict["status"] == "passed", verdict
     assert verdict["numbers"]["replicas"] == 2 and verdict["numbers"]["paired"] == 2 * len(expected)
+    for text in counters:  # the same papers mirrored on each replica
+        assert f'clf_shadow_answered_total{{version="{CANDIDATE}"}} {float(len(expected))}' in text
 
 
 # ------------------------------------------------------------------ the strategy in one process, on a clock it moves
