@@ -216,8 +216,9 @@ COMMANDS: dict[str, Command] = {
     },
     **plugin_commands(),
     "deploy": {
-        "_help": "Deploy a registered version: validate, blue-green, canary, rollback, status.",
+        "_help": "Deploy a registered version: validate, shadow, blue-green, canary, rollback, status.",
         "validate": deploy.validate,
+        "shadow": deploy.shadow,
         "blue-green": deploy.blue_green,
         "canary": deploy.canary,
         "rollback": deploy.rollback,

@@ -8,6 +8,8 @@
     POST /feedback    {"prediction_id": ..., "true_label": "cs.CL"} with Authorization: Bearer <token>
                       (with an experiments database)
     GET  /versions    the loaded versions, the live one, the traffic rule and batching counts
+    GET  /shadow      this replica's shadow candidate: what it was mirrored, answered, failed and dropped, and how it
+                      compares with production (404 when no shadow runs)
 
 Every error is JSON of one shape, ``{"error": "what and how to fix it", "reason": "invalid_encoding"}``
 (`lightning_app.schemas.ErrorResponse`), and falls in one of three classes that are counted apart: the client's
@@ -41,6 +43,7 @@ from starlette.exceptions import HTTPException
 
 from clf.monitoring.metrics import PROMETHEUS_CONTENT_TYPE
 from clf.monitoring.monitor import Rejection
+from clf.monitoring.shadow import judge_shadow
 from clf.serving.config import RequestLimits
 from clf.serving.errors import (
     ClientErrorReason,
@@ -51,6 +54,7 @@ from clf.serving.errors import (
 )
 from clf.serving.health import check_model_health
 from clf.serving.routing import traffic_shares
+from clf.serving.shadow import shadow_observations
 from lightning_app.dashboard import STATIC, Dashboard
 from lightning_app.feedback import FeedbackGuard
 from lightning_app.payloads import check_identifier, papers_and_user, read_json, validate
@@ -340,6 +344,24 @@ def create_app(
                 status=404,
             )
         return JSONResponse(quality.snapshot())
+
+    @app.get("/shadow", responses={200: {"content": _ANY_JSON}, **error_responses(404)})
+    async def shadow() -> JSONResponse:
+        """This replica's shadow candidate (clf deploy shadow): its counts since it started — papers mirrored to it,
+        answered, failed and dropped by its bounded queue — and its numbers against production's answers to the same
+        papers (agreement, confidence, model latency p95, error rate); the stage's verdict is the fleet's, in clf
+        deploy status."""
+        mirror = service.shadow
+        if mirror is None:
+            raise InvalidInputError(
+                "no shadow runs on this replica; start one with clf deploy shadow VERSION --share S",
+                ClientErrorReason.NOT_FOUND,
+                status=404,
+            )
+        snapshot = await run_in_threadpool(mirror.snapshot)
+        numbers = judge_shadow(shadow_observations([snapshot])).numbers
+        counts = {key: value for key, value in snapshot.items() if key != "samples"}
+        return JSONResponse({**counts, "numbers": numbers})
 
     @app.get("/versions", response_model=Versions)
     async def versions() -> dict[str, Any]:

@@ -156,7 +156,7 @@ class Dashboard:
         record = state.to_json()
         started = state.stage_started_at
         elapsed = None if started is None else max(float(self.clock()) - started, 0.0)
-        length = state.stage_seconds if state.phase == "canary" else state.watch_seconds
+        length = state.stage_seconds if state.phase in ("canary", "shadow") else state.watch_seconds
         record.update(
             {
                 "stage": state.stage,

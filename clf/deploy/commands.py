@@ -1,5 +1,5 @@
-"""`clf deploy`: validate a version, ask the running service for a blue-green or canary rollout, roll back, and
-show the state with its decisions.
+"""`clf deploy`: validate a version, ask the running service for a shadow stage, a blue-green or canary rollout,
+roll back, and show the state with its decisions.
 
 Rollouts are carried out by the serving replica holding the rollout lease (`clf serve`), which reads the request
 from the state store: the registry's deployment folder, or the SQL database of ``--deployment.state_db``
@@ -26,39 +26,55 @@ from clf.deploy.state import (
 )
 from clf.deploy.stores import open_store
 from clf.io import print_json
+from clf.monitoring.shadow import ShadowCriteria, check_share
 from clf.registry import ModelRegistry
 from clf.registry.commands import DEFAULT_REGISTRY
+
+Strategy = Literal["blue_green", "canary", "shadow"]
 
 
 def request_deployment(
     registry: ModelRegistry,
-    strategy: Literal["blue_green", "canary"],
+    strategy: Strategy,
     version: str,
     *,
     stages: Sequence[int] = DEFAULT_STAGES,
     stage_seconds: float = 3600.0,
     watch_seconds: float = 600.0,
     store: Any = None,
+    share: float = 0.1,
+    criteria: ShadowCriteria = ShadowCriteria(),
+    force: bool = False,
 ) -> Decision:
-    """Records a rollout request for the serving process to carry out.
+    """Records a rollout request (or a shadow stage) for the serving process to carry out.
+
+    A canary of a version whose last shadow stage failed is refused unless `force`; after a passed shadow, or none,
+    it is requested as usual (the decision's reason names a passed shadow).
 
     Args:
         registry: the registry the service serves from; the request is saved in its deployment state.
-        strategy: ``blue_green`` (switch all traffic at once, then watch) or ``canary`` (step through `stages`).
+        strategy: ``blue_green`` (switch all traffic at once, then watch), ``canary`` (step through `stages`) or
+            ``shadow`` (mirror `share` of the requests to it off the response path and judge it by `criteria`).
         version: the registered version to roll out, e.g. ``v1.3.0``.
         stages: canary traffic percentages, increasing and ending at 100.
-        stage_seconds: how long each canary stage is watched before the next.
+        stage_seconds: how long each canary stage, or the shadow stage, is watched.
         watch_seconds: how long a blue-green switch is watched before the old version is unloaded.
         store: the deployment state store (`open_store` of the registry by default).
+        share: the share of requests a shadow is mirrored, in (0, 1].
+        criteria: when a shadow passes.
+        force: request a canary even though the version's last shadow failed.
 
     Returns:
         The ``requested`` decision, as logged.
 
     Raises:
-        DeploymentError: when a rollout is already in progress or `version` is already in production.
+        DeploymentError: when a rollout is already in progress, `version` is already in production, a shadow share
+            is outside (0, 1], or a canary's version failed its shadow (without `force`).
         RegistryError: for an unknown version.
     """
     registry.get_metadata(version)
+    if strategy == "shadow":
+        _checked_share(share)
     store = store or open_store(registry.base_dir)
     with store.locked():
         state = store.load()
@@ -69,6 +85,13 @@ def request_deployment(
             )
         if registry.production_version() == version:
             raise DeploymentError(f"{version} is already in production")
+        shadowed = state.shadow_results.get(version) if strategy == "canary" else None
+        if shadowed and shadowed.get("status") == "failed" and not force:
+            raise DeploymentError(
+                f"{version} failed its shadow stage: {'; '.join(shadowed.get('reasons') or [])}. Run the shadow "
+                f"again (clf deploy shadow {version}) or request the canary anyway with --force true"
+            )
+        shadow = strategy == "shadow"
         store.save(
             replace(
                 state.ended(),  # keeps what the rollback watch remembers
@@ -79,9 +102,16 @@ def request_deployment(
                 stages=check_stages(stages) if strategy == "canary" else [],
                 stage_seconds=stage_seconds,
                 watch_seconds=watch_seconds,
+                shadow_share=share if shadow else None,
+                shadow_criteria=criteria.to_json() if shadow else {},
             )
         )
         reason = f"{strategy} rollout requested" + (f", stages {list(stages)}" if strategy == "canary" else "")
+        if shadow:
+            reason = f"shadow requested, {share:.0%} of the requests mirrored"
+        elif shadowed:
+            forced = " (forced)" if shadowed.get("status") == "failed" else ""
+            reason += f", after a {shadowed.get('status')} shadow stage{forced}"
         return store.record(Decision(Action.REQUESTED, version, reason))
 
 
@@ -105,7 +135,7 @@ def request_rollback(registry: ModelRegistry, reason: str = "", store: Any = Non
     reason = reason or "requested with clf deploy rollback"
     with store.locked():
         state = store.load()
-        if state.phase in (Phase.REQUESTED, Phase.CANARY):
+        if state.phase in (Phase.REQUESTED, Phase.CANARY, Phase.SHADOW):
             store.save(state.ended())
             return store.record(Decision(Action.ROLLED_BACK, state.candidate, f"{reason}; rollout withdrawn"))
         bad = registry.production_version()
@@ -129,7 +159,8 @@ def deployment_status(
         ``{"production", "state", "lease", "replicas", "decisions"}``, ready for `json.dumps`; each replica with
         its id, address, live version, traffic shares, seconds since its last heartbeat, and ``quality``: per version
         whether its last tested window of answers alarmed, with the numbers (`QualityWatch.summary`; None when the
-        replica runs no quality watch).
+        replica runs no quality watch), and ``shadow``: its shadow mirror's counts (None when it runs none). The
+        state holds the shadow verdicts (``shadow_results``).
     """
     store = store or open_store(registry.base_dir)
     now = time.time()
@@ -147,6 +178,7 @@ def deployment_status(
                 "traffic_shares": record.get("traffic_shares"),
                 "leader": lease is not None and lease.holder == record.get("id") and lease.expires_at > now,
                 "quality": (record.get("snapshots") or [{}])[-1].get("quality"),
+                "shadow": _shadow_counts((record.get("snapshots") or [{}])[-1].get("shadow")),
             }
         )
     return {
@@ -156,6 +188,11 @@ def deployment_status(
         "replicas": replicas,
         "decisions": store.decisions(last),
     }
+
+
+def _shadow_counts(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A replica's shadow mirror without its samples (`ShadowMirror.snapshot`)."""
+    return {key: value for key, value in snapshot.items() if key != "samples"} if snapshot else None
 
 
 @dataclass(frozen=True)
@@ -169,7 +206,7 @@ class DeploymentSettings:
         state_db: the SQL state store the replicas share (clf serve --fleet.state_db); also CLF_STATE_DB. Default: the
             registry's deployment/ folder.
         stages: canary traffic percentages, increasing and ending at 100.
-        stage_seconds: how long each canary stage is watched before the next.
+        stage_seconds: how long each canary stage, or the shadow stage, is watched.
         watch_seconds: how long a blue-green switch is watched before blue is unloaded.
     """
 
@@ -226,18 +263,48 @@ def blue_green(version: str, **rollout: Any) -> Any:
     return _roll_out("blue_green", version, **rollout)
 
 
-def canary(version: str, **rollout: Any) -> Any:
+def canary(version: str, force: bool = False, **rollout: Any) -> Any:
     """Validate a version, then ask the running service to step it through --deployment.stages of traffic, gated.
+
+    A version whose last shadow stage failed is refused (the error gives the verdict's reasons) unless --force true;
+    after a passed shadow, or without one, the canary starts as usual.
 
     Args:
         version: the version, vX.Y.Z.
+        force: roll it out even though its last shadow stage failed.
         **rollout: the options every rollout takes (see `_roll_out`), --deployment.stages and
             --deployment.stage_seconds among them.
 
     Returns:
         What was printed, as JSON-ready Python objects.
     """
-    return _roll_out("canary", version, **rollout)
+    return _roll_out("canary", version, force=force, **rollout)
+
+
+def shadow(version: str, share: float = 0.1, criteria: ShadowCriteria = ShadowCriteria(), **rollout: Any) -> Any:
+    """Validate a version, then ask the running service to mirror it a share of live requests and judge it.
+
+    Production answers every request; the candidate's answers are only compared with production's (agreement,
+    confidence, model latency, errors). The stage lasts --deployment.stage_seconds (errors may end it sooner), then
+    passes or fails; ``clf deploy canary`` of a version whose shadow failed is refused.
+
+    Args:
+        version: the version, vX.Y.Z.
+        share: the share of requests mirrored to it, in (0, 1] (1.0: every request production answers).
+        criteria: when it passes (``--criteria.min_agreement 0.9``, ``--criteria.min_requests 500``...).
+        **rollout: the options every rollout takes (see `_roll_out`), --deployment.stage_seconds among them.
+
+    Returns:
+        What was printed, as JSON-ready Python objects.
+    """
+    return _roll_out("shadow", version, share=_checked_share(share), criteria=criteria, **rollout)
+
+
+def _checked_share(share: float) -> float:
+    try:
+        return check_share(share)
+    except ValueError as err:
+        raise DeploymentError(str(err)) from None
 
 
 def rollback(reason: str = "", deployment: DeploymentSettings = DeploymentSettings()) -> Any:
@@ -284,24 +351,26 @@ def _validated(version: str, sample_data: str | None, max_p95_latency_ms: float,
 
 
 def _roll_out(
-    strategy: Literal["blue_green", "canary"],
+    strategy: Strategy,
     version: str,
     skip_validation: bool = False,
     wait_seconds: float = 0.0,
     sample_data: str | None = None,
     max_p95_latency_ms: float = 200.0,
     deployment: DeploymentSettings = DeploymentSettings(),
+    **request: Any,
 ) -> dict[str, Any]:
     """Validates `version`, records a rollout request and prints it with the validation (and the outcome).
 
     Args:
-        strategy: blue_green or canary.
+        strategy: blue_green, canary or shadow.
         version: the version, vX.Y.Z.
         skip_validation: request the rollout without validating first.
         wait_seconds: wait up to this long for the rollout to end, printing the result.
         sample_data: labelled papers for validation; by default the test split of the version's training data.
         max_p95_latency_ms: validation's latency limit for one paper.
         deployment: the registry, state store, canary stages and watch durations.
+        **request: the strategy's own options for `request_deployment` (a shadow's share and criteria, force).
     """
     models, store = deployment.open()
     report = None if skip_validation else _validated(version, sample_data, max_p95_latency_ms, deployment.registry)
@@ -313,6 +382,7 @@ def _roll_out(
         stage_seconds=deployment.stage_seconds,
         watch_seconds=deployment.watch_seconds,
         store=store,
+        **request,
     )
     result = {"requested": decision.to_json(), "validation": report.to_json() if report else None}
     if wait_seconds > 0:

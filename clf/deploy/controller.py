@@ -6,6 +6,7 @@ anywhere that shares the registry folder — ``clf deploy canary v1.3.0`` writes
 
     requested   → the requested strategy's start         BlueGreenRollout.start or CanaryRollout.start
     canary      → CanaryRollout.step                      stage gates, next stage, promotion or rollback
+    shadow      → ShadowRollout.step                      the shadow candidate judged against production
     watching    → BlueGreenRollout.step                   green against blue after the switch
     idle        → RollbackWatch.step                      follow the registry, roll production back when it breaks
 
@@ -36,6 +37,7 @@ from clf.deploy.context import RolloutContext, Strategy
 from clf.deploy.fleet import FleetMetrics, LocalMetrics, MetricsSource, Replica
 from clf.deploy.gates import CanaryGates, RollbackThresholds
 from clf.deploy.rollback_watch import RollbackWatch
+from clf.deploy.shadow import ShadowRollout
 from clf.deploy.state import (
     DEFAULT_STAGES,
     Action,
@@ -46,6 +48,8 @@ from clf.deploy.state import (
 )
 from clf.deploy.store import StateStore
 from clf.monitoring.health import HealthReport
+from clf.registry import RegistryError
+from clf.serving.errors import ModelLoadError
 
 if TYPE_CHECKING:
     from clf.monitoring.alerts import AlertManager
@@ -84,6 +88,7 @@ class DeploymentController:
     Attributes:
         canary: the canary strategy.
         blue_green: the blue-green strategy.
+        shadow: the shadow strategy.
         watch: the rollback watch (idle: follows the registry, rolls production back).
     """
 
@@ -115,6 +120,7 @@ class DeploymentController:
         self.watch = RollbackWatch(self.context, self.rollback_thresholds)
         self.canary = CanaryRollout(self.context, self.gates, max_stage_extension)
         self.blue_green = BlueGreenRollout(self.context, self.gates, self.watch)
+        self.shadow = ShadowRollout(self.context, replica, max_stage_extension)
         self.replica = replica
         self.lease_seconds = float(lease_seconds)
         self.leading = replica is None
@@ -180,14 +186,17 @@ class DeploymentController:
         """Serves what the fleet serves, deciding nothing: the saved canary's split and the registry's production.
 
         A canary's candidate is loaded and its stage's split installed; otherwise the registry's production version
-        is swapped in (the previous one unloaded) and a canary split the state no longer runs is dropped. Traffic
-        rules a canary did not install (an A/B experiment's) are left alone.
+        is swapped in (the previous one unloaded) and a canary split the state no longer runs is dropped. A shadow
+        stage's candidate is mirrored the saved share (the same requests as on every replica), and stops being
+        mirrored once the state runs no shadow. Traffic rules a canary did not install (an A/B experiment's) are left
+        alone.
 
         Returns:
             No decisions (they are the lease holder's); a list for the symmetry with `tick`.
         """
         state = self.store.load()
         service = self.service
+        self._mirror(state)
         if state.phase == Phase.CANARY and state.candidate and state.baseline:
             if service.live_version != state.baseline:
                 previous = service.swap(state.baseline)
@@ -203,6 +212,20 @@ class DeploymentController:
             log.info("following the registry: serving %s (was %s)", *switched)
         drop_canary_split(self.context)
         return []
+
+    def _mirror(self, state: DeploymentState) -> None:
+        """Mirrors the saved shadow stage's candidate, or stops mirroring when the state runs none."""
+        service = self.service
+        shadow = service.shadow
+        if state.phase != Phase.SHADOW or not state.candidate or state.shadow_share is None:
+            if shadow is not None:
+                service.stop_shadow()
+            return
+        if shadow is None or shadow.version != state.candidate or shadow.share != state.shadow_share:
+            try:
+                service.start_shadow(state.candidate, state.shadow_share)
+            except (ModelLoadError, RegistryError, OSError, ValueError):  # the leader's verdict says so; serve on
+                log.exception("could not mirror shadow %s on this replica", state.candidate)
 
     def close(self) -> None:
         """Leaves the fleet: gives the lease up (another replica takes over at its next tick) and publishes a last
@@ -228,7 +251,7 @@ class DeploymentController:
         log.info("replica %s holds the rollout lease (was %s)", self.replica_id, previous or "nobody")
         if self.watch.adopt(state):
             self.store.save(state)
-        if not self._resume_on_lead or state.phase not in (Phase.CANARY, Phase.WATCHING):
+        if not self._resume_on_lead or state.phase not in (Phase.CANARY, Phase.WATCHING, Phase.SHADOW):
             return []
         why = f"replica {self.replica_id} took the rollout lease"
         if previous and previous != self.replica_id:
@@ -247,20 +270,24 @@ class DeploymentController:
                 return self._strategy(state).start(state)
             if state.phase == Phase.CANARY:
                 return self.canary.step(state)
+            if state.phase == Phase.SHADOW:
+                return self.shadow.step(state)
+            if self.service.shadow is not None:  # withdrawn from another process (clf deploy rollback)
+                self.service.stop_shadow()
             if state.phase == Phase.WATCHING:
                 return self.blue_green.step(state)
             return self.watch.step(state)
 
     def resume(self) -> Decision | None:
-        """Picks up a canary or a blue-green watch found in the saved state (after a restart).
+        """Picks up a canary, a shadow stage or a blue-green watch found in the saved state (after a restart).
 
         Returns:
-            The ``resumed`` decision (or the one that ended a canary that no longer loads); None when no canary or
-            watch was in progress.
+            The ``resumed`` decision (or the one that ended a canary or shadow that no longer loads); None when none
+            was in progress.
         """
         with self.store.locked():
             state = self.store.load()
-            if state.phase not in (Phase.CANARY, Phase.WATCHING):
+            if state.phase not in (Phase.CANARY, Phase.WATCHING, Phase.SHADOW):
                 return None
             return self._strategy(state).resume(state)
 
@@ -390,9 +417,13 @@ class DeploymentController:
         """
         with self.store.locked():
             state = self.store.load()
+            if state.phase == Phase.SHADOW or (state.phase == Phase.REQUESTED and state.strategy == "shadow"):
+                return self.shadow.withdraw(state, reason)
             if state.phase in (Phase.CANARY, Phase.REQUESTED):
                 return self.context.withdraw(state, reason, metrics)
             return self.watch.roll_back(state, reason, metrics)
 
     def _strategy(self, state: DeploymentState) -> Strategy:
+        if state.strategy == "shadow":
+            return self.shadow
         return self.canary if state.strategy == "canary" else self.blue_green

@@ -141,11 +141,16 @@ class Replica:
         )
 
     def publish(self) -> None:
-        """Takes a snapshot, thins the history and writes this replica's record to the store."""
+        """Takes a snapshot (with the shadow's mirror, if one runs), thins the history and writes this replica's record
+        to the store."""
         snapshot = self.service.metrics.snapshot()
         snapshot["at"] = float(self.clock())
         if self.quality is not None:
             snapshot["quality"] = self.quality()
+        for older in self.history:  # the shadow's paired answers are cumulative: the newest snapshot's are enough
+            older.pop("shadow", None)
+        if self.service.shadow is not None:
+            snapshot["shadow"] = self.service.shadow.snapshot()
         self.history = thin([*self.history, snapshot], snapshot["at"], self.max_window_minutes * 60)
         self.store.put_replica(self.record())
 

@@ -52,6 +52,8 @@ class Phase(StrEnum):
     """Green took all traffic; it is watched for `watch_seconds` and rolled back if it degrades."""
     CANARY = "canary"
     """A canary gets the current stage's share of traffic while its gates are watched."""
+    SHADOW = "shadow"
+    """A candidate sees a share of live requests off the response path while it is judged against production."""
 
 
 class Action(StrEnum):
@@ -70,6 +72,9 @@ class Action(StrEnum):
     ROLLBACK_FAILED = "rollback_failed"
     RESUMED = "resumed"
     FOLLOWED_REGISTRY = "followed_registry"
+    SHADOW_STARTED = "shadow_started"
+    SHADOW_PASSED = "shadow_passed"
+    SHADOW_FAILED = "shadow_failed"
 
 
 @dataclass(frozen=True)
@@ -139,18 +144,22 @@ class DeploymentState:
 
     Attributes:
         phase: where it stands.
-        strategy: ``blue_green`` or ``canary`` (None when idle).
+        strategy: ``blue_green``, ``canary`` or ``shadow`` (None when idle).
         candidate: the version rolling out.
         baseline: the production version it replaces.
         stages: canary traffic percentages, in order.
         stage_index: the current canary stage.
-        stage_started_at: when the current stage (or the blue-green watch) began, epoch seconds.
-        stage_seconds: how long each canary stage is watched.
+        stage_started_at: when the current stage (the blue-green watch, the shadow stage) began, epoch seconds.
+        stage_seconds: how long each canary stage, or the shadow stage, is watched.
         watch_seconds: how long green is watched after a blue-green switch.
         baseline_metrics: the production version's metrics from the last stage, the yardstick once production no
             longer takes traffic (the 100 % stage, the blue-green watch).
         live: when the live version went live (None until a controller first saw it).
         refused_rollback: the last rollback the registry refused, if any.
+        shadow_share: the share of requests a shadow candidate is mirrored.
+        shadow_criteria: the shadow's `clf.monitoring.shadow.ShadowCriteria`, as JSON.
+        shadow_results: version → the verdict of its last shadow stage (`ShadowVerdict.to_json` with ``at``), kept
+            after the stage ends: ``clf deploy canary`` refuses a version whose shadow failed.
         updated_at: the last change, epoch seconds.
     """
 
@@ -166,6 +175,9 @@ class DeploymentState:
     baseline_metrics: dict[str, Any] = field(default_factory=dict)
     live: LiveSince | None = None
     refused_rollback: RefusedRollback | None = None
+    shadow_share: float | None = None
+    shadow_criteria: dict[str, Any] = field(default_factory=dict)
+    shadow_results: dict[str, dict[str, Any]] = field(default_factory=dict)
     updated_at: float = field(default_factory=time.time)
 
     @property
@@ -177,9 +189,11 @@ class DeploymentState:
         """The idle state that follows this one: the rollout forgotten, what the rollback watch remembers kept.
 
         Returns:
-            A new idle state with this one's `live` and `refused_rollback`.
+            A new idle state with this one's `live`, `refused_rollback` and `shadow_results`.
         """
-        return DeploymentState(live=self.live, refused_rollback=self.refused_rollback)
+        return DeploymentState(
+            live=self.live, refused_rollback=self.refused_rollback, shadow_results=dict(self.shadow_results)
+        )
 
     def went_live(self, version: str, at: float) -> None:
         """Records that `version` took all traffic at `at` (a refused rollback of another version is forgotten).

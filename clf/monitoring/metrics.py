@@ -17,6 +17,10 @@ percentiles of `PredictionMonitor` cannot be aggregated: a p95 of p95s is no p95
     clf_batch_size{version}                         histogram: texts per batch, once per paper
     clf_confidence{version}                         histogram: calibrated top-1 probability of each answer
     clf_rejections_total{kind,reason}               requests without a prediction: client errors, shed, timeouts
+    clf_shadow_{mirrored,answered,errors,dropped}_total{version}
+                                                    papers of a shadow candidate (`clf.serving.shadow`): queued for
+                                                    it, answered, failed, and dropped by its bounded queue; never in
+                                                    the counters above
     clf_model_loads_total{version} / clf_model_unloads_total{version} / clf_live_changes_total{version}
     clf_live_version{version} (1 for the live one)  clf_traffic_share{version} (the installed rule's shares)
     process_* / python_*                            the process collector (single-process mode)
@@ -57,6 +61,9 @@ PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 """Set to a folder before the processes start to merge several workers' metrics (prometheus_client's own name)."""
+
+SHADOW_OUTCOMES = ("mirrored", "answered", "errors", "dropped")
+"""What `ServiceMetrics.shadowed` counts of a shadow candidate's papers."""
 
 NO_VERSION = "none"
 """The ``version`` and ``arm`` label of a request refused before a model was picked."""
@@ -149,6 +156,12 @@ class ServiceMetrics:
             registry=own,
             multiprocess_mode="liveall",
         )
+        self.shadow = {
+            outcome: Counter(
+                f"clf_shadow_{outcome}", f"Papers of a shadow candidate: {outcome}.", ["version"], registry=own
+            )
+            for outcome in SHADOW_OUTCOMES
+        }
         self._lock = threading.Lock()
         self._shared: set[str] = set()
         self._live: str | None = None
@@ -217,6 +230,16 @@ class ServiceMetrics:
             reason: the client error's reason; the kind itself when None.
         """
         self.rejections.labels(str(kind), str(reason or kind)).inc()
+
+    def shadowed(self, version: str, outcome: str, papers: int = 1) -> None:
+        """Counts papers of a shadow candidate (kept apart from the answering versions' counters).
+
+        Args:
+            version: the shadow candidate.
+            outcome: one of `SHADOW_OUTCOMES`.
+            papers: how many.
+        """
+        self.shadow[outcome].labels(version).inc(papers)
 
     def loaded(self, version: str, max_batch_size: int = 1) -> None:
         """Counts a model load, and creates the version's series at 0.

@@ -191,6 +191,23 @@ class ShadowVerdict:
         return cls(data["status"], tuple(data.get("reasons") or ()), dict(data.get("numbers") or {}))
 
 
+def check_share(share: float) -> float:
+    """The share of requests a shadow is mirrored, checked.
+
+    Args:
+        share: the share, in (0, 1].
+
+    Returns:
+        It, as a float.
+
+    Raises:
+        ValueError: naming ``--share`` when it is outside (0, 1].
+    """
+    if not isinstance(share, int | float) or not 0.0 < share <= 1.0:
+        raise ValueError(f"--share must be in (0, 1], got {share!r}")
+    return float(share)
+
+
 def judge_shadow(observations: ShadowObservations, criteria: ShadowCriteria = ShadowCriteria()) -> ShadowVerdict:
     """Judges a shadow candidate against production on the same requests.
 

@@ -11,6 +11,9 @@ in the `PredictionMonitor` with the version that answered it, its queue wait and
 Prometheus counters and histograms of `ServiceMetrics`, as are model loads, swaps and the traffic shares of the
 installed rule (the HTTP layer counts each answer there with its arm and status code).
 
+A shadow candidate (`start_shadow`) sees a share of the requests production answered, on its own worker and bounded
+queue (`clf.serving.shadow`): its answers are recorded there and never returned, routed, or counted as production's.
+
 Input is validated and cleaned before it is queued (`clf.serving.inputs`), so nothing a client sends can make a
 model fail; each version's queue is bounded (a full one sheds with `OverloadedError`); and a paper that makes the
 model fail fails alone, not the papers that shared its batch.
@@ -33,6 +36,7 @@ from clf.inference.prediction import Prediction
 from clf.inference.predictor import BASE_VERSION, Backend, Dtype, ModelPredictor
 from clf.monitoring.metrics import ServiceMetrics
 from clf.monitoring.monitor import PredictionMonitor
+from clf.monitoring.shadow import check_share
 from clf.registry import ModelRegistry, RegistryError
 from clf.serving.batching import BatchAnswer, DynamicBatcher
 from clf.serving.config import Batching, RequestLimits
@@ -40,6 +44,7 @@ from clf.serving.errors import DeadlineExceededError, ModelLoadError, NoModelErr
 from clf.serving.inputs import Input, paper_arxiv_ids, paper_texts
 from clf.serving.prediction_ids import PredictionIds
 from clf.serving.routing import Route, SingleVersion, TrafficRule, stable_bucket, traffic_shares
+from clf.serving.shadow import ShadowMirror
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +170,7 @@ class ClassificationService:
         self._lock = threading.RLock()
         self._loaded: dict[str, _Loaded] = {}
         self._listeners: list[PredictionListener] = []
+        self._shadow: ShadowMirror | None = None
         first = self._first_predictor(version, base_model)
         self._add(first)
         self._live = first.version
@@ -290,11 +296,78 @@ class ClassificationService:
             log.info("unloaded %s", version)
 
     def close(self) -> None:
-        """Answers what is queued, then stops every version's worker."""
+        """Answers what is queued, then stops every version's worker (and the shadow's)."""
+        self.stop_shadow()
         with self._lock:
             loaded, self._loaded = list(self._loaded.values()), {}
         for item in loaded:
             item.batcher.close()
+
+    # ---------------------------------------------------------------------------------------------- shadowing
+
+    @property
+    def shadow(self) -> ShadowMirror | None:
+        """The shadow candidate's mirror, or None when no shadow runs."""
+        return self._shadow
+
+    def start_shadow(self, version: str, share: float, max_queue: int | None = None) -> ShadowMirror:
+        """Mirrors `share` of the requests production answers to `version`, off the response path.
+
+        The candidate is loaded (and warmed up) outside the service lock, on a worker and queue of its own; it is
+        never routed to and never answers a user. A shadow of the same version already running keeps its numbers
+        (its share is set to `share`); one of another version is stopped first.
+
+        Args:
+            version: a registered version (not the live one).
+            share: the share of requests mirrored, in (0, 1].
+            max_queue: most papers waiting for the candidate (default: one batch, so that it sheds before production).
+
+        Returns:
+            The mirror.
+
+        Raises:
+            ValueError: for the live version or a share outside (0, 1].
+            RegistryError: for an unknown version.
+            ModelLoadError: when its files do not load.
+        """
+        if version == self._live:
+            raise ValueError(f"{version} is the live version; shadow another version")
+        current = self._shadow
+        if current is not None and current.version == version:
+            current.share = check_share(share)
+            return current
+        predictor = ModelPredictor.from_registry(self.registry, version, self.device, self.backend, self.dtype)
+        self._warm_up(predictor)
+        batching = self.batching
+        assert batching.max_batch_size is not None
+        mirror = ShadowMirror(
+            self._forward(predictor),
+            version,
+            share,
+            max_queue=max_queue or batching.max_batch_size,
+            max_batch_size=batching.max_batch_size,
+            metrics=self.metrics,
+            busy=self._production_busy,
+        )
+        with self._lock:
+            previous, self._shadow = self._shadow, mirror
+        if previous is not None:
+            previous.close()
+        log.info("shadowing %s with %.0f %% of the requests production answers", version, share * 100)
+        return mirror
+
+    def stop_shadow(self) -> None:
+        """Stops the shadow candidate, if any, after what is queued for it."""
+        with self._lock:
+            mirror, self._shadow = self._shadow, None
+        if mirror is not None:
+            mirror.close()
+            log.info("stopped shadowing %s", mirror.version)
+
+    def _production_busy(self) -> bool:
+        """Whether more than one batch waits for the live version: the shadow sheds before production does."""
+        loaded = self._loaded.get(self._live)
+        return loaded is not None and loaded.batcher.queued > loaded.batcher.max_batch_size
 
     def batch_stats(self) -> dict[str, dict[str, Any]]:
         """Per loaded version: forward passes run, texts classified, mean texts per pass, and the batching mode.
@@ -472,7 +545,18 @@ class ClassificationService:
             event = event_of(texts, records, route, user_id, latency_ms, None, time.time())
             self._record(event)
             _resolve(outer, result=records)
+            self._mirror(event)
         self._notify(event)
+
+    def _mirror(self, event: PredictionEvent) -> None:
+        """Offers production's answered request to the shadow candidate, after the caller has its answer."""
+        mirror = self._shadow
+        if mirror is None or event.route.version != self._live or event.route.version == mirror.version:
+            return
+        try:
+            mirror.offer(event)
+        except Exception:  # the shadow must never reach a user's request
+            log.exception("could not mirror a request to shadow %s", mirror.version)
 
     def _record(self, event: PredictionEvent) -> None:
         """Records `event` in the monitor before its caller is answered, so that a client which reads /metrics after
@@ -540,20 +624,11 @@ class ClassificationService:
         with self._lock:
             if predictor.version in self._loaded:
                 return self._loaded[predictor.version].predictor
-        if self.warmup:
-            try:
-                predictor.predict_texts([WARMUP_TEXT])
-            except Exception as err:
-                raise ModelLoadError(f"{predictor.version} loads but fails its warm-up prediction: {err}") from err
+        self._warm_up(predictor)
         batching = self.batching
-        assert batching.max_batch_size is not None and batching.forward_batch_size is not None  # resolved in __init__
-        forward: Callable[[list[str]], Any] = functools.partial(
-            predictor.predict_texts, batch_size=batching.forward_batch_size
-        )
-        if self.fault_injection.get(predictor.version):
-            forward = _failing(forward, predictor.version, self.fault_injection[predictor.version])
+        assert batching.max_batch_size is not None  # resolved in __init__
         batcher = DynamicBatcher(
-            forward,
+            self._forward(predictor),
             max_batch_size=batching.max_batch_size,
             max_wait_ms=batching.max_wait_ms,
             batching=batching.enabled,
@@ -569,6 +644,23 @@ class ClassificationService:
             return existing.predictor
         self.metrics.loaded(predictor.version, batching.max_batch_size)
         return predictor
+
+    def _warm_up(self, predictor: ModelPredictor) -> None:
+        if self.warmup:
+            try:
+                predictor.predict_texts([WARMUP_TEXT])
+            except Exception as err:
+                raise ModelLoadError(f"{predictor.version} loads but fails its warm-up prediction: {err}") from err
+
+    def _forward(self, predictor: ModelPredictor) -> Callable[[list[str]], Any]:
+        """What a worker runs for `predictor`: its forward passes, failing as `fault_injection` says."""
+        assert self.batching.forward_batch_size is not None  # resolved in __init__
+        forward: Callable[[list[str]], Any] = functools.partial(
+            predictor.predict_texts, batch_size=self.batching.forward_batch_size
+        )
+        if self.fault_injection.get(predictor.version):
+            forward = _failing(forward, predictor.version, self.fault_injection[predictor.version])
+        return forward
 
 
 def _failing(forward: Callable[[list[str]], Any], version: str, rate: float) -> Callable[[list[str]], Any]:

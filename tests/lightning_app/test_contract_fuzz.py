@@ -50,6 +50,7 @@ OPERATIONS = {
     "GET /health/ml": 15,
     "GET /versions": 15,
     "GET /quality": 15,
+    "GET /shadow": 15,
 }
 _HEADER_TEXT = st.text(st.characters(codec="latin-1", min_codepoint=0x20, exclude_characters="\x7f"), max_size=40)
 AUTH_HEADERS = st.one_of(

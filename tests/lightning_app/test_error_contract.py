@@ -157,6 +157,7 @@ CASES: dict[tuple[str, str, int], tuple[str, Case]] = {
     ),
     ("POST", "/feedback", 429): ("rate_limited", _rate_limited),
     ("GET", "/quality", 404): ("not_found", lambda a: requests.get(f"{a.url}/quality", timeout=30)),
+    ("GET", "/shadow", 404): ("not_found", lambda a: requests.get(f"{a.url}/shadow", timeout=30)),
     ("GET", "/metrics", 422): (
         "invalid_parameter",
         lambda a: requests.get(f"{a.url}/metrics", params={"window_minutes": 0}, timeout=30),

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clf.monitoring.shadow import ShadowCriteria, ShadowObservations, ShadowVerdict, judge_shadow
+from clf.monitoring.shadow import ShadowCriteria, ShadowObservations, ShadowVerdict, check_share, judge_shadow
 
 SMALL = ShadowCriteria(min_requests=10, min_labelled=10)
 
@@ -204,3 +204,10 @@ def test_the_verdict_follows_from_its_numbers(pairs, errors, min_requests):
         )
         assert verdict.passed is not breached
         assert len(verdict.reasons) == 5
+
+
+@pytest.mark.parametrize("share", [0, -0.1, 1.5, math.nan])
+def test_a_share_outside_0_1_names_the_flag(share):
+    with pytest.raises(ValueError, match=r"--share must be in \(0, 1\]"):
+        check_share(share)
+    assert check_share(1) == 1.0
