@@ -262,7 +262,9 @@ def _numbers(observations: ShadowObservations) -> dict[str, Any]:
         "agreement": _mean(agree),
         "production_confidence": production_conf,
         "candidate_confidence": candidate_conf,
-        "confidence_drop": None if production_conf is None else production_conf - candidate_conf,
+        "confidence_drop": None
+        if production_conf is None or candidate_conf is None
+        else production_conf - candidate_conf,
         "production_p95_ms": production_p95,
         "candidate_p95_ms": candidate_p95,
         "latency_ratio": ratio,
@@ -279,7 +281,7 @@ def _numbers(observations: ShadowObservations) -> dict[str, Any]:
         "labelled": len(labelled),
         "production_accuracy": production_acc,
         "candidate_accuracy": candidate_acc,
-        "accuracy_drop": None if production_acc is None else production_acc - candidate_acc,
+        "accuracy_drop": None if production_acc is None or candidate_acc is None else production_acc - candidate_acc,
     }
     return numbers
 

@@ -124,7 +124,7 @@ class ShadowMirror:
             self._count("dropped", len(texts))
             return False
         self._count("mirrored", len(texts))
-        production = [(record.label, float(record.probability or 0.0)) for _, record in answered]
+        production = [(str(record.label), float(record.probability or 0.0)) for _, record in answered]
         future.add_done_callback(functools.partial(self._answered, production, event.service_ms))
         return True
 
