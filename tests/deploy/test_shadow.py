@@ -264,7 +264,7 @@ def test_a_shadow_is_judged_on_accuracy_where_the_mirrored_papers_labels_arrived
         controller.tick()
         for paper, arxiv_id in zip(PAPERS, ARXIV_IDS, strict=True):
             service.predict({**paper, "arxiv_id": arxiv_id})
-        settle(service)
+            settle(service)  # one paper at a time: the shadow's one-batch queue never sheds one on a busy machine
         pairs = service.shadow.snapshot()["samples"]["pairs"]
         assert sorted(pair[4] for pair in pairs) == sorted(ARXIV_IDS)
         assert 0 < sum(pair[0] != pair[1] for pair in pairs) < len(pairs)  # the candidate disagrees on some papers
