@@ -264,6 +264,7 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
     replica = None
     controller = None
     experiment = None
+    answers = _answer_log(config, service, on_shutdown)
     if store is not None:
         # Serves what the fleet serves before the first request arrives; the first tick takes the lease if it is
         # free and resumes a rollout left in progress.
@@ -286,6 +287,7 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
             replica=replica,
             source=source,
             lease_seconds=fleet.lease_seconds,
+            labels=answers.true_labels if answers is not None else None,  # a shadow's accuracy on delayed labels
         )
         periodic.append((fleet.deploy_interval_seconds, controller.tick))
         on_shutdown.append(controller.close)
@@ -294,7 +296,6 @@ def _build_server(config: ServeConfig, rate_limits: str = "memory://") -> Any:
             f"Prometheus at {fleet.prometheus_url}" if fleet.prometheus_url else "the fleet's snapshots in the store",
         )  # fmt: skip
     log.info("%s", _rollouts_line(run_rollouts, version, registry, fleet.deploy_interval_seconds, config.rollback))
-    answers = _answer_log(config, service, on_shutdown)
     if feedback_config.experiments_db:
         from clf.experiments import ABTestingFramework, ExperimentSync
 

@@ -37,7 +37,7 @@ from clf.deploy.context import RolloutContext, Strategy
 from clf.deploy.fleet import FleetMetrics, LocalMetrics, MetricsSource, Replica
 from clf.deploy.gates import CanaryGates, RollbackThresholds
 from clf.deploy.rollback_watch import RollbackWatch
-from clf.deploy.shadow import ShadowRollout
+from clf.deploy.shadow import ShadowRollout, TrueLabels
 from clf.deploy.state import (
     DEFAULT_STAGES,
     Action,
@@ -81,6 +81,8 @@ class DeploymentController:
         source: where the gates read a version's numbers; by default this process's monitor, or with a `replica`
             the fleet's snapshots in the store (`FleetMetrics`).
         lease_seconds: how long the rollout lease lasts unless renewed (several tick intervals).
+        labels: where a shadow stage reads its pairs' true labels, by arXiv id (``clf serve``: the quality log's);
+            None: a shadow's accuracy is not judged.
 
     Raises:
         ValueError: when `max_stage_extension` is below 1 or `lease_seconds` is not positive.
@@ -107,6 +109,7 @@ class DeploymentController:
         replica: Replica | None = None,
         source: MetricsSource | None = None,
         lease_seconds: float = 15.0,
+        labels: TrueLabels | None = None,
     ) -> None:
         if not lease_seconds > 0:
             raise ValueError(f"--fleet.lease_seconds must be positive, got {lease_seconds}")
@@ -120,7 +123,7 @@ class DeploymentController:
         self.watch = RollbackWatch(self.context, self.rollback_thresholds)
         self.canary = CanaryRollout(self.context, self.gates, max_stage_extension)
         self.blue_green = BlueGreenRollout(self.context, self.gates, self.watch)
-        self.shadow = ShadowRollout(self.context, replica, max_stage_extension)
+        self.shadow = ShadowRollout(self.context, replica, max_stage_extension, labels)
         self.replica = replica
         self.lease_seconds = float(lease_seconds)
         self.leading = replica is None

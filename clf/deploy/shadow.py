@@ -8,6 +8,11 @@ answers — its own mirror's, and each follower's as published in its heartbeat 
 at least `stage_seconds`; only errors may end it sooner (failed). Once it has run its time: passed or failed as the
 judge says, or failed when there are still too few paired answers after `max_stage_extension` stage lengths.
 
+Accuracy is judged where delayed labels arrived: each pair keeps the arXiv id its request sent, and at each judgement
+the strategy asks its label source (`TrueLabels`, injected: ``clf serve`` passes the quality log's
+`QualityLog.true_labels` with ``--quality.db``) for those ids' true labels. Without a source, or without enough
+labelled pairs, accuracy reads "not judged" in the verdict; a source that fails is logged and judged as no labels.
+
 Either way the candidate is unloaded and production is untouched; the verdict is kept in the saved state
 (`DeploymentState.shadow_results`), where ``clf deploy canary`` of that version reads it: a failed shadow refuses the
 canary (unless ``--force true``), a passed one lets it start as usual.
@@ -16,12 +21,13 @@ canary (unless ``--force true``), a passed one lets it start as usual.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from clf.deploy.context import RolloutContext
 from clf.deploy.state import Action, Decision, DeploymentState, Phase
-from clf.monitoring.shadow import ShadowCriteria, ShadowVerdict, judge_shadow
+from clf.monitoring.shadow import ShadowCriteria, ShadowObservations, ShadowVerdict, judge_shadow
 from clf.registry import RegistryError
 from clf.serving.errors import ModelLoadError
 from clf.serving.shadow import shadow_observations
@@ -34,6 +40,9 @@ log = logging.getLogger("clf.deploy")
 START_SLACK_SECONDS = 30.0
 """A follower's mirror counts for a stage when it started at most this long before the stage (clocks of hosts)."""
 
+TrueLabels = Callable[[Sequence[str]], Mapping[str, str]]
+"""A label source: the true labels that arrived for some papers, by arXiv id (ids without one left out)."""
+
 
 class ShadowRollout:
     """Carries out shadow stages; see the module docstring.
@@ -42,17 +51,25 @@ class ShadowRollout:
         context: the service, registry, store, alerts and clock.
         replica: this process as a member of a fleet (the followers' mirrors are read from its store); None alone.
         max_stage_extension: a stage still short of paired answers after this many stage lengths fails.
+        labels: where the pairs' true labels are read, by arXiv id; None: accuracy is not judged.
 
     Raises:
         ValueError: when `max_stage_extension` is below 1.
     """
 
-    def __init__(self, context: RolloutContext, replica: Replica | None = None, max_stage_extension: float = 3.0):
+    def __init__(
+        self,
+        context: RolloutContext,
+        replica: Replica | None = None,
+        max_stage_extension: float = 3.0,
+        labels: TrueLabels | None = None,
+    ):
         if max_stage_extension < 1:
             raise ValueError(f"max_stage_extension must be at least 1, got {max_stage_extension}")
         self.context = context
         self.replica = replica
         self.max_stage_extension = max_stage_extension
+        self.labels = labels
 
     def start(self, state: DeploymentState) -> list[Decision]:
         """Starts a requested shadow stage; a candidate that does not load fails it at once.
@@ -114,9 +131,31 @@ class ShadowRollout:
         started = state.stage_started_at or self.context.clock()
         elapsed = self.context.clock() - started
         snapshots = self.snapshots(state.candidate or "", started)
-        verdict = judge_shadow(shadow_observations(snapshots), ShadowCriteria.from_json(state.shadow_criteria))
+        observations, unread = self.labelled(shadow_observations(snapshots))
+        verdict = judge_shadow(observations, ShadowCriteria.from_json(state.shadow_criteria))
         verdict.numbers["replicas"] = len(snapshots)
+        if unread is not None:
+            verdict = replace(verdict, reasons=(*verdict.reasons, unread))
         return verdict, elapsed
+
+    def labelled(self, observations: ShadowObservations) -> tuple[ShadowObservations, str | None]:
+        """The observations with the true labels the label source has for their papers.
+
+        Args:
+            observations: the fleet's pairs, each with its arXiv id where the request sent one.
+
+        Returns:
+            The observations (unchanged without a source or ids), and None, or why the labels could not be read.
+        """
+        ids = sorted({arxiv_id for arxiv_id in observations.arxiv_ids or () if arxiv_id})
+        if self.labels is None or not ids:
+            return observations, None
+        try:
+            labels = self.labels(ids)
+        except Exception as err:  # a label store that is down must not stop the stage: accuracy is not judged
+            log.warning("could not read the true labels of %d shadow papers: %s", len(ids), err)
+            return observations, f"true labels could not be read ({type(err).__name__}: {err}): accuracy not judged"
+        return observations.with_true_labels(labels), None
 
     def snapshots(self, version: str, since: float) -> list[dict[str, Any]]:
         """The mirrors of `version` of every replica that counts for a stage started at `since`.

@@ -357,6 +357,38 @@ class QualityLog:
         log.info("imported labels: %s", result.to_json())
         return result
 
+    def true_labels(self, arxiv_ids: Iterable[str]) -> dict[str, str]:
+        """The true labels that arrived for served papers, by arXiv id (what a shadow stage's accuracy reads).
+
+        Args:
+            arxiv_ids: the papers, as requests sent them (``2401.01234v2`` and ``2401.01234`` are one paper).
+
+        Returns:
+            Each given id whose paper was answered and has a true label → that label (of the most recently labelled
+            answer, where feedback labelled one answer differently); ids without one are left out.
+
+        Raises:
+            DatabaseUnavailableError: when the database cannot be reached.
+        """
+        asked: dict[str, list[str]] = {}
+        for arxiv_id in arxiv_ids:
+            asked.setdefault(strip_version(arxiv_id), []).append(arxiv_id)
+        if not asked:
+            return {}
+        self.flush()
+        ids = list(asked)
+        labels: dict[str, str] = {}
+        table = _TABLE.c
+        with self.store.session(f"reading the true labels of {len(ids)} papers") as session:
+            for start in range(0, len(ids), _CHUNK):
+                query = (
+                    sa.select(table.arxiv_id, table.true_label)
+                    .where(table.arxiv_id.in_(ids[start : start + _CHUNK]), table.true_label.is_not(None))
+                    .order_by(table.labelled_at)
+                )
+                labels.update((arxiv_id, label) for arxiv_id, label in session.execute(query))
+        return {given: label for paper, label in labels.items() for given in asked[paper]}
+
     # -------------------------------------------------------------------------------------------------- reading
 
     def windows(

@@ -28,8 +28,8 @@ Examples:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -118,6 +118,8 @@ class ShadowObservations:
         mirrored: requests mirrored to the candidate (answered or errored); 0 means the pairs plus the errors.
         dropped: mirrors shed by the bounded queue (reported, never a failure).
         true_labels: aligned with the pairs; None where no label arrived (None: no labels at all).
+        arxiv_ids: aligned with the pairs: the paper's arXiv id as the request sent it, None where it sent none
+            (None: no ids at all); what `with_true_labels` looks the labels up by.
     """
 
     production_labels: Sequence[str]
@@ -130,6 +132,7 @@ class ShadowObservations:
     mirrored: int = 0
     dropped: int = 0
     true_labels: Sequence[str | None] | None = None
+    arxiv_ids: Sequence[str | None] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.production_labels)
@@ -140,12 +143,32 @@ class ShadowObservations:
         }
         if self.true_labels is not None:
             aligned["true_labels"] = self.true_labels
+        if self.arxiv_ids is not None:
+            aligned["arxiv_ids"] = self.arxiv_ids
         for name, values in aligned.items():
             if len(values) != n:
                 raise ValueError(f"{name} has {len(values)} entries for {n} production_labels; they must align")
         for name in ("candidate_errors", "mirrored", "dropped"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+
+    def with_true_labels(self, labels: Mapping[str, str]) -> ShadowObservations:
+        """The same observations with each pair's true label looked up by its arXiv id.
+
+        Args:
+            labels: arXiv id (as in `arxiv_ids`) → true label; the ids it lacks stay unlabelled.
+
+        Returns:
+            A copy whose `true_labels` align with the pairs (None where a pair has no id or its id no label).
+
+        Examples:
+            >>> ids = ["2401.00001", None]
+            >>> seen = ShadowObservations(["cs.CL"] * 2, ["cs.CL", "cs.LG"], [0.9] * 2, [0.8] * 2, arxiv_ids=ids)
+            >>> seen.with_true_labels({"2401.00001": "cs.LG"}).true_labels
+            ['cs.LG', None]
+        """
+        ids = self.arxiv_ids or [None] * len(self.production_labels)
+        return replace(self, true_labels=[labels.get(arxiv_id) if arxiv_id else None for arxiv_id in ids])
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class ShadowMirror:
         )
         self._lock = threading.Lock()
         self.counts = {"mirrored": 0, "answered": 0, "errors": 0, "dropped": 0}
-        self._pairs: deque[tuple[str, str, float, float]] = deque(maxlen=MAX_PAIRS)
+        self._pairs: deque[tuple[str, str, float, float, str | None]] = deque(maxlen=MAX_PAIRS)
         self._production_ms: deque[float] = deque(maxlen=MAX_PAIRS)
         self._candidate_ms: deque[float] = deque(maxlen=MAX_PAIRS)
 
@@ -112,10 +112,15 @@ class ShadowMirror:
         Returns:
             Whether it was queued for the candidate (False: not picked, nothing answered, or dropped).
         """
-        answered = [(text, record) for text, record in zip(event.texts, event.records, strict=False) if record.label]
+        arxiv_ids = event.arxiv_ids or (None,) * len(event.texts)
+        answered = [
+            (text, record, arxiv_id)
+            for text, record, arxiv_id in zip(event.texts, event.records, arxiv_ids, strict=False)
+            if record.label
+        ]
         if not answered or mirrored_share(event.texts, self.version) >= self.share:
             return False
-        texts = [text for text, _ in answered]
+        texts = [text for text, _, _ in answered]
         try:
             future = None if self.busy() else self._batcher.submit(texts)
         except (OverloadedError, ServiceClosedError):
@@ -124,12 +129,14 @@ class ShadowMirror:
             self._count("dropped", len(texts))
             return False
         self._count("mirrored", len(texts))
-        production = [(str(record.label), float(record.probability or 0.0)) for _, record in answered]
+        production = [
+            (str(record.label), float(record.probability or 0.0), arxiv_id) for _, record, arxiv_id in answered
+        ]
         future.add_done_callback(functools.partial(self._answered, production, event.service_ms))
         return True
 
     def _answered(
-        self, production: list[tuple[str, float]], production_ms: float | None, future: Future[BatchAnswer]
+        self, production: list[tuple[str, float, str | None]], production_ms: float | None, future: Future[BatchAnswer]
     ) -> None:
         error = future.exception()
         if error is not None:  # the worker failed outside the model, or was closed: every paper counts as an error
@@ -137,8 +144,8 @@ class ShadowMirror:
             return
         answer = future.result()
         pairs = [
-            (label, result.label, confidence, float(result.probability or 0.0))
-            for (label, confidence), result in zip(production, answer.results, strict=True)
+            (label, result.label, confidence, float(result.probability or 0.0), arxiv_id)
+            for (label, confidence, arxiv_id), result in zip(production, answer.results, strict=True)
             if not isinstance(result, Exception) and result.label is not None
         ]
         with self._lock:
@@ -171,7 +178,8 @@ class ShadowMirror:
         Returns:
             ``{"version", "share", "started_at", "mirrored", "answered", "errors", "dropped", "queued", "samples"}``,
             the samples ``{"pairs", "production_latency_ms", "candidate_latency_ms"}``; each pair is ``[production
-            label, candidate label, production probability, candidate probability]``.
+            label, candidate label, production probability, candidate probability, arXiv id]`` (the id as the request
+            sent it, None where it sent none).
         """
         with self._lock:
             pairs = list(self._pairs)[-limit:]
@@ -211,7 +219,7 @@ def shadow_observations(snapshots: Iterable[dict[str, Any]]) -> ShadowObservatio
 
     Returns:
         Their pairs and samples concatenated, their counts summed; ``mirrored`` is what reached the candidate
-        (answered or failed).
+        (answered or failed); each pair's arXiv id in ``arxiv_ids`` (None also for a pair published without one).
     """
     pairs: list[list[Any]] = []
     production_ms: list[float] = []
@@ -235,4 +243,5 @@ def shadow_observations(snapshots: Iterable[dict[str, Any]]) -> ShadowObservatio
         candidate_errors=errors,
         mirrored=max(answered, len(pairs)) + errors,
         dropped=dropped,
+        arxiv_ids=[pair[4] if len(pair) > 4 else None for pair in pairs],
     )

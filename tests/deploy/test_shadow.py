@@ -1,6 +1,7 @@
 """`clf deploy shadow` on real `clf serve` processes: the candidate sees the mirrored share of live requests, users'
 answers come only from production, a failing candidate never reaches a user and is refused for canary, a passed one
-proceeds to canary, and with two replicas the leader judges the follower's paired answers too.
+(its accuracy judged on the papers whose labels were imported) proceeds to canary, and with two replicas the leader
+judges the follower's paired answers too.
 
 Which papers are mirrored is known in advance (`mirrored_share` of the paper's cleaned text), so every count is
 checked exactly.
@@ -9,19 +10,25 @@ checked exactly.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 import requests
 
 from clf.deploy import Action, DeploymentController, DeploymentError, DeploymentStore, Phase, request_deployment
 from clf.deploy.commands import DeploymentSettings, request_rollback, shadow
+from clf.experiments.quality_log import QualityLog
 from clf.monitoring.shadow import ShadowCriteria
+from clf.serving import ModelPredictor
 from clf.serving.config import RequestLimits
 from clf.serving.inputs import paper_texts
 from clf.serving.shadow import mirrored_share
+from tests.conftest import load_shared_papers
 from tests.deploy.conftest import PAPERS, Clock, answer, service_on
+from tests.helpers.faults import DisagreeingPredictor
 from tests.helpers.serve_process import ServeProcess
 
 CANDIDATE, PRODUCTION = "v1.1.0", "v1.0.0"
@@ -31,6 +38,8 @@ STAGE_SECONDS = 5
 """Long enough that a machine busy with other work still publishes every answer before the stage's 3 lengths end."""
 LENIENT = ShadowCriteria(min_requests=1, min_agreement=0.0, max_confidence_drop=1.0, max_latency_ratio=math.inf)
 """Two tiny random models agree by chance: these criteria judge only errors (and need the counts to arrive)."""
+ARXIV_IDS = [paper["id"] for paper in load_shared_papers(limit=len(PAPERS))]
+"""The arXiv id of each of `PAPERS`, which requests send (``arxiv_id``) and labels arrive by."""
 
 
 def picked(share: float) -> list[dict[str, str]]:
@@ -41,8 +50,8 @@ def picked(share: float) -> list[dict[str, str]]:
 
 def post_all(url: str) -> list[dict]:
     answers = []
-    for paper in PAPERS:
-        response = requests.post(f"{url}/predict", json=paper, timeout=60)
+    for paper, arxiv_id in zip(PAPERS, ARXIV_IDS, strict=True):
+        response = requests.post(f"{url}/predict", json={**paper, "arxiv_id": arxiv_id}, timeout=60)
         assert response.status_code == 200, response.text
         answers.append(response.json())
     return answers
@@ -60,12 +69,19 @@ def shadow_of(url: str) -> dict | None:
     return response.json() if response.status_code == 200 else None
 
 
-def test_a_passed_shadow_saw_its_share_answered_nobody_and_proceeds_to_canary(tiny_registry):
+def test_a_passed_shadow_saw_its_share_answered_nobody_and_proceeds_to_canary(tiny_registry, tmp_path):
+    """With a quality database, the stage judges accuracy on the mirrored papers whose labels were imported (here
+    labelled before the stage, from production's earlier answers to the same papers)."""
     store = DeploymentStore(tiny_registry.base_dir)
     expected = len(picked(0.5))
     assert 0 < expected < len(PAPERS)
-    criteria = ShadowCriteria(**{**LENIENT.to_json(), "max_latency_ratio": math.inf, "min_requests": expected})
-    with ServeProcess(tiny_registry.base_dir, COMMON) as server:
+    criteria = replace(LENIENT, min_requests=expected, min_labelled=expected)
+    db = f"sqlite:///{tmp_path / 'answers.db'}"
+    with ServeProcess(tiny_registry.base_dir, [*COMMON, "--quality.db", db]) as server, QualityLog(db) as quality:
+        answers = post_all(server.url)
+        labels = [(arxiv_id, a["predictions"][0]["label"]) for arxiv_id, a in zip(ARXIV_IDS, answers, strict=True)]
+        wait_for(lambda: len(quality.recent(PRODUCTION, papers=len(PAPERS))) == len(PAPERS))  # the server logged all
+        assert quality.import_labels(labels).matched == len(PAPERS)
         request_deployment(
             tiny_registry, "shadow", CANDIDATE, share=0.5, stage_seconds=STAGE_SECONDS, criteria=criteria
         )
@@ -77,6 +93,8 @@ def test_a_passed_shadow_saw_its_share_answered_nobody_and_proceeds_to_canary(ti
         verdict = store.load().shadow_results[CANDIDATE]
         assert verdict["status"] == "passed", verdict
         assert verdict["numbers"]["paired"] == expected and verdict["numbers"]["errors"] == 0
+        assert verdict["numbers"]["labelled"] == expected and verdict["numbers"]["production_accuracy"] == 1.0
+        assert f"on {expected} labelled pairs" in verdict["reasons"][4]
         assert shadow_of(server.url) is None  # the stage ended: the candidate is unloaded
 
         decision = request_deployment(tiny_registry, "canary", CANDIDATE, stages=[50, 100], stage_seconds=3600)
@@ -203,3 +221,64 @@ def test_a_share_outside_0_1_is_refused_before_validation_and_nothing_is_request
     with pytest.raises(DeploymentError, match=r"--share must be in \(0, 1\], got 1.5"):
         shadow(CANDIDATE, share=1.5, deployment=settings)
     assert DeploymentStore(tiny_registry.base_dir).load().phase == Phase.IDLE
+
+
+@pytest.mark.parametrize(
+    ("truth", "status", "accuracy"),
+    [
+        ("production", "failed", r"accuracy \d+\.\d% vs production's 100\.0% on 16 labelled pairs, .*: fail"),
+        ("candidate", "passed", r"accuracy 100\.0% vs production's \d+\.\d% on 16 labelled pairs, .*: pass"),
+        ("none arrived", "passed", r"accuracy: 0 of 16 labelled pairs needed: not judged"),
+        ("unreadable", "passed", r"accuracy: 0 of 16 labelled pairs needed: not judged"),
+    ],
+)
+def test_a_shadow_is_judged_on_accuracy_where_the_mirrored_papers_labels_arrived(
+    tiny_registry, monkeypatch, truth, status, accuracy
+):
+    """The true label of every mirrored paper is production's answer (the candidate, which disagrees on some papers,
+    is less accurate: fails), or the candidate's (as accurate or more: passes); none arrived, or the label source
+    is down: accuracy is not judged and the other criteria decide."""
+    load = ModelPredictor.from_registry.__func__
+    monkeypatch.setattr(
+        ModelPredictor,
+        "from_registry",
+        classmethod(lambda cls, registry, version, *args: load(
+            DisagreeingPredictor if version == CANDIDATE else cls, registry, version, *args
+        )),
+    )  # fmt: skip
+    clock = Clock()
+    service = service_on(tiny_registry, clock, warmup=False)
+    arrived: dict[str, str] = {}
+    asked: list[list[str]] = []
+
+    def labels(ids):
+        asked.append(list(ids))
+        if truth == "unreadable":
+            raise ConnectionError("the quality database is down")
+        return {arxiv_id: arrived[arxiv_id] for arxiv_id in ids if arxiv_id in arrived}
+
+    controller = DeploymentController(service, clock=clock, labels=labels)
+    criteria = replace(LENIENT, min_requests=16, min_labelled=16, max_accuracy_drop=0.0)
+    try:
+        request_deployment(tiny_registry, "shadow", CANDIDATE, share=1.0, stage_seconds=10, criteria=criteria)
+        controller.tick()
+        for paper, arxiv_id in zip(PAPERS, ARXIV_IDS, strict=True):
+            service.predict({**paper, "arxiv_id": arxiv_id})
+            settle(service)  # one paper at a time: the shadow's one-batch queue never sheds one on a busy machine
+        pairs = service.shadow.snapshot()["samples"]["pairs"]
+        assert sorted(pair[4] for pair in pairs) == sorted(ARXIV_IDS)
+        assert 0 < sum(pair[0] != pair[1] for pair in pairs) < len(pairs)  # the candidate disagrees on some papers
+        if truth in ("production", "candidate"):
+            arrived.update({pair[4]: pair[0 if truth == "production" else 1] for pair in pairs})
+        clock.advance(11)
+        [decision] = controller.tick()
+    finally:
+        service.close()
+    verdict = controller.store.load().shadow_results[CANDIDATE]
+    assert verdict["status"] == status and decision.action == f"shadow_{status}", verdict
+    assert asked[-1] == sorted(ARXIV_IDS)
+    assert re.fullmatch(accuracy, verdict["reasons"][4]), verdict["reasons"]
+    assert verdict["numbers"]["labelled"] == (16 if truth in ("production", "candidate") else 0)
+    unread = [reason for reason in verdict["reasons"] if reason.startswith("true labels could not be read")]
+    assert unread == (["true labels could not be read (ConnectionError: the quality database is down): accuracy "
+                       "not judged"] if truth == "unreadable" else [])  # fmt: skip

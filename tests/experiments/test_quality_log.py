@@ -121,6 +121,26 @@ def test_import_by_arxiv_id_ignores_versions_labels_every_answer_and_is_idempote
         quality.import_labels([("", "cs.CL")])
 
 
+def test_true_labels_by_arxiv_id_answer_the_ids_as_asked_and_leave_out_papers_without_one(quality, monkeypatch):
+    served(quality, [answer("cs.CL", 0.9), answer("cs.LG", 0.6)], arxiv_ids=("2401.00001v1", "2401.00002"))
+    (corrected,) = served(quality, [answer("cs.CV", 0.7)], arxiv_ids=("hep-th/9901001",))
+    served(quality, [answer("cs.CV", 0.7)], arxiv_ids=("hep-th/9901001v2",), at=T0 + timedelta(hours=1))
+    served(quality, [answer("cs.CV", 0.7)], arxiv_ids=("2401.00003",))  # answered, never labelled
+    assert quality.true_labels(["2401.00001", "2401.00002"]) == {}  # answered, no label yet
+    quality.import_labels([("2401.00001v3", "cs.CL"), ("2401.00002", "cs.CV"), ("hep-th/9901001", "hep-th")])
+    quality.record_label(corrected, "cs.CV")  # feedback on one of its two answers after the import: the newer wins
+
+    asked = ["2401.00001v2", "2401.00001", "2401.00002", "hep-th/9901001v1", "2401.00003", "2499.99999"]
+    monkeypatch.setattr("clf.experiments.quality_log._CHUNK", 2)  # several chunks, one answer
+    assert quality.true_labels(asked) == {
+        "2401.00001v2": "cs.CL",
+        "2401.00001": "cs.CL",
+        "2401.00002": "cs.CV",
+        "hep-th/9901001v1": "cs.CV",
+    }
+    assert quality.true_labels([]) == {}
+
+
 def test_windows_report_coverage_measured_and_estimated_accuracy_and_label_delay(quality):
     # Window 1 (day 0): four answers, three labelled (two right, one out of scope); window 2 (day 1): one answer.
     day0 = [answer("cs.CL", 0.9), answer("cs.CV", 0.8), answer("cs.LG", 0.7), answer("cs.CL", 0.5)]

@@ -4,6 +4,7 @@ models through `ModelPredictor` subclasses."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import lightning as L
 import torch
@@ -62,3 +63,15 @@ class HeldPredictor(ModelPredictor):
         self.running.set()
         assert self.release.wait(30), "the test never released the model"
         return super().predict_texts(texts, batch_size)
+
+
+class DisagreeingPredictor(ModelPredictor):
+    """A real model whose top-1 answer is its second choice for every text of even length: it disagrees with the
+    same model on about half the papers, always the same ones, as a worse candidate would."""
+
+    def predict_texts(self, texts, batch_size=8, ranked=True):
+        predictions = super().predict_texts(texts, batch_size, ranked)
+        return [
+            replace(p, label=p.top3[1].label, probability=p.top3[1].probability) if len(text) % 2 == 0 else p
+            for text, p in zip(texts, predictions, strict=True)
+        ]

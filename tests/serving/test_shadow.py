@@ -9,7 +9,7 @@ import pytest
 from clf.monitoring.shadow import judge_shadow
 from clf.serving import ClassificationService
 from clf.serving.config import Batching
-from clf.serving.shadow import mirrored_share
+from clf.serving.shadow import mirrored_share, shadow_observations
 from tests.deploy.conftest import PAPERS
 
 
@@ -58,6 +58,21 @@ def test_a_failing_candidate_counts_errors_and_never_reaches_a_user(tiny_registr
         assert judge_shadow(mirror.observations()).status == "failed"
     finally:
         service.close()
+
+
+def test_each_pair_keeps_the_arxiv_id_its_request_sent_for_labels_that_arrive_later(tiny_registry):
+    service = ClassificationService(tiny_registry, batching=Batching(max_wait_ms=1, max_queue=1000), warmup=False)
+    try:
+        mirror = service.start_shadow("v1.1.0", share=1.0, max_queue=1000)
+        service.predict([{**PAPERS[0], "arxiv_id": "2401.00001v2"}, PAPERS[1]])
+        service.predict(PAPERS[2])
+        wait_for(lambda: settled(mirror))
+        assert [pair[4] for pair in mirror.snapshot()["samples"]["pairs"]] == ["2401.00001v2", None, None]
+        assert mirror.observations().arxiv_ids == ["2401.00001v2", None, None]
+    finally:
+        service.close()
+    published_before_ids = {"answered": 1, "samples": {"pairs": [["cs.CL", "cs.LG", 0.9, 0.8]]}}
+    assert shadow_observations([published_before_ids]).arxiv_ids == [None]  # a replica not yet upgraded
 
 
 def test_a_full_shadow_queue_drops_and_counts_the_mirror(tiny_registry):
