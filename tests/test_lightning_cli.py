@@ -208,7 +208,14 @@ def test_an_injected_nan_raises_training_divergence_error(tmp_path, tiny_data):
 
 def test_multi_label_mode_trains(tmp_path, tiny_data):
     cli = run_lightning(
-        ["fit", *tiny(tmp_path, tiny_data), "--data.multi_label", "true", "--checkpoint.monitor", "val/f1_macro"]
+        [
+            "fit",
+            *tiny(tmp_path, tiny_data, "--trainer.max_epochs", "1"),
+            "--data.multi_label",
+            "true",
+            "--checkpoint.monitor",
+            "val/f1_macro",
+        ]
     )
     assert cli.model.multi_label and cli.datamodule.multi_label
     labels = next(iter(cli.datamodule.val_dataloader()))["labels"]

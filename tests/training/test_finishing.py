@@ -24,12 +24,13 @@ from clf.training.finishing import ScoreOnFitEnd
 from tests.conftest import REPO, load_shared_papers
 from tests.helpers.exports import LABELS, PRETRAINED
 
-VAL_PER_CLASS = 80
+VAL_PER_CLASS = 50
+VAL_PAPERS = 3 * VAL_PER_CLASS
 
 
 @pytest.fixture(scope="module")
 def val_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder whose val split holds 240 real cv/db/ro papers the trained export's head never saw."""
+    """A data folder whose val split holds 150 real cv/db/ro papers the trained export's head never saw."""
     by_label: dict[str, list[dict]] = {}
     for paper in load_shared_papers(categories=set(LABELS.values())):
         by_label.setdefault(paper["primary"], []).append(paper)
@@ -66,8 +67,15 @@ def served(export: Path, data: Path) -> tuple[np.ndarray, np.ndarray, list[dict]
     samples = datamodule(data).split_samples("val")
     texts = [s["text"] for s in samples]
     truth = np.array([predictor.labels.index(s["label"]) for s in samples])
-    confidence, correct = top1_outcomes(predictor.predict_probabilities(texts).numpy(), truth)
-    return confidence, correct, predictor.predict_texts(texts)
+    # The probabilities behind the records, kept as predict_texts computes them: one forward pass over the papers
+    # instead of two (the records round their probabilities to 6 places; the threshold compares unrounded ones).
+    computed = []
+    probabilities = predictor.predict_probabilities
+    predictor.predict_probabilities = lambda *args: computed.append(probabilities(*args)) or computed[-1]
+    records = predictor.predict_texts(texts)
+    (answers,) = computed
+    confidence, correct = top1_outcomes(answers.numpy(), truth)
+    return confidence, correct, records
 
 
 def test_the_unsure_threshold_is_the_lowest_whose_answers_reach_the_target(export, val_data):
@@ -78,7 +86,7 @@ def test_the_unsure_threshold_is_the_lowest_whose_answers_reach_the_target(expor
     artifact = ModelArtifact.open(export)  # still intact: the scoring is in the manifest
     assert artifact.scoring == scoring and scoring.abstain_target_accuracy == 0.95
     choice = callback.abstain
-    assert choice is not None and choice.reached and choice.papers == 3 * VAL_PER_CLASS
+    assert choice is not None and choice.reached and choice.papers == VAL_PAPERS
     assert scoring.abstain_below == choice.threshold and scoring.fitted["abstain"] == choice.to_json()
     assert choice.answered >= 50 and choice.coverage < 1, "a real threshold, resting on enough papers"
     # What the service now answers for these papers: where it is sure, at least 95 % right.
@@ -91,19 +99,21 @@ def test_the_unsure_threshold_is_the_lowest_whose_answers_reach_the_target(expor
         assert correct[confidence >= lower].mean() < 0.95
     card = (export / "README.md").read_text()
     assert f"below {scoring.abstain_below:.4g} is flagged as unsure" in card
-    assert "reached 95% accuracy on 240 validation papers" in card and f"{choice.coverage:.1%} of them" in card
+    assert (
+        f"reached 95% accuracy on {VAL_PAPERS} validation papers" in card and f"{choice.coverage:.1%} of them" in card
+    )
 
 
 def test_a_target_out_of_reach_keeps_the_most_accurate_threshold_and_warns(export, val_data, caplog):
-    # Every paper must be answered (240 of 240), and the model is not 100 % right on all of them.
-    callback = ScoreOnFitEnd(val_papers=None, target_accuracy=1.0, target_min_answered=240)
+    # Every paper must be answered (all 150), and the model is not 100 % right on all of them.
+    callback = ScoreOnFitEnd(val_papers=None, target_accuracy=1.0, target_min_answered=VAL_PAPERS)
 
     with caplog.at_level(logging.WARNING, logger="clf.training.finishing"):
         scoring = callback.fit_artifact(export, datamodule(val_data))
 
     assert scoring.fitted["abstain"]["outcome"] == "not_reached" and scoring.abstain_target_accuracy == 1.0
     confidence, correct, _ = served(export, val_data)
-    assert scoring.abstain_below == pytest.approx(confidence.min()), "answering all 240: the least confident one"
+    assert scoring.abstain_below == pytest.approx(confidence.min()), "answering all of them: the least confident one"
     assert scoring.fitted["abstain"]["accuracy"] == pytest.approx(correct.mean())
     assert "--scoring.target_accuracy 1 is not reached" in caplog.text
     assert "100% accuracy was asked for but not reached" in (export / "README.md").read_text()
