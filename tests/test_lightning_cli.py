@@ -18,7 +18,11 @@ from clf.lightning_cli import run_lightning
 from clf.model.callbacks import TrainingDivergenceError
 from tests.conftest import REPO
 
-NOT_FIT = {"retraining.yaml": "tests/retrain/test_config.py", "serve.yaml": "tests/lightning_app/test_server.py"}
+NOT_FIT = {
+    "retraining.yaml": "tests/retrain/test_config.py",
+    "serve.yaml": "tests/lightning_app/test_server.py",
+    "backtest.yaml": "tests/backtest/test_backtest.py",
+}
 """Shipped configs of other commands, and the test that loads each."""
 CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in NOT_FIT)
 TINY = str(REPO / "configs" / "tiny.yaml")

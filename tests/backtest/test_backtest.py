@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from clf.backtest import BacktestConfig, PolicyConfig, run_backtest
 from clf.backtest.config import BacktestConfigError
@@ -19,7 +20,7 @@ from clf.experiments.runs import RetrainingRunStore
 from clf.monitoring.shadow import ShadowCriteria
 from clf.registry import ModelRegistry
 from clf.retrain.triggers import TriggersConfig
-from tests.conftest import SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA
 
 CATEGORIES = ["cs.CL", "cs.CR", "cs.CV"]
 
@@ -222,3 +223,28 @@ def test_a_setting_out_of_range_is_an_error_naming_the_option(settings, message)
 def test_a_policy_name_must_be_usable_as_a_folder():
     with pytest.raises(BacktestConfigError, match="letters, digits"):
         PolicyConfig("../x")
+
+
+def test_the_shipped_config_parses_into_twelve_months_and_seven_policies(capsys):
+    from clf.cli import main
+
+    with pytest.raises(SystemExit) as printed_and_left:
+        main(["backtest", "--config", str(REPO / "configs" / "backtest.yaml"), "--print_config"])
+    assert printed_and_left.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    config = BacktestConfig(
+        **{
+            **printed,
+            "policies": [
+                PolicyConfig(p["name"], TriggersConfig(**p["triggers"]) if p.get("triggers") else None)
+                for p in printed["policies"]
+            ],
+            "shadow": ShadowCriteria(**printed["shadow"]),
+        }
+    )
+    assert len(periods(date.fromisoformat(config.start), date.fromisoformat(config.end))) == 12
+    assert [p.name for p in config.policies] == [
+        "frozen", "schedule", "growth", "drift", "estimated_drop", "measured_drop", "any",
+    ]  # fmt: skip
+    assert config.policies[0].triggers is None and config.policies[1].triggers.enabled() == ["schedule"]
+    assert Path(REPO / config.fit_config).is_file()
