@@ -16,7 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -265,6 +265,4 @@ def texts(papers: Sequence[Paper]) -> list[str]:
 
 
 def _with_id(prediction: Prediction, arxiv_id: str) -> Prediction:
-    from dataclasses import replace
-
     return replace(prediction, arxiv_id=arxiv_id)

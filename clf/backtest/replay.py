@@ -48,6 +48,7 @@ from clf.inference.prediction import Prediction
 from clf.io import read_json, write_json_atomic
 from clf.monitoring.shadow import ShadowObservations, judge_shadow
 from clf.registry import Bump, ModelRegistry
+from clf.retrain.augment import read_splits
 from clf.retrain.config import RetrainingConfig
 from clf.retrain.outcomes import RunStatus
 from clf.retrain.pipeline import RetrainingPipeline
@@ -243,8 +244,9 @@ class Replay:
                 }
         record["scores"] = scores
         last = period.index == len(self.periods) - 1
+        arriving = self._arriving(period)
         for loop in policies:
-            self._labels_arrive(loop, period)
+            self._labels_arrive(loop, arriving)
             if not last:
                 self._decide(loop, period)
         return record
@@ -301,13 +303,18 @@ class Replay:
             loop.answers.log_event(event)
         loop.answers.flush()
 
-    def _labels_arrive(self, loop: _Policy, period: Period) -> None:
-        """Labels every answered paper whose label day falls in this period, on that day."""
+    def _arriving(self, period: Period) -> dict[date, list[tuple[str, str]]]:
+        """The ``(arXiv id, true category)`` of every paper served so far whose label day falls in this period, by day
+        (the same for every policy: they all answer the same traffic)."""
         arriving: dict[date, list[tuple[str, str]]] = {}
         for paper in self.world.traffic(self.periods[0].start, period.end):
             day = label_day(paper, self.config.label_delay_days)
             if period.start <= day < period.end:
                 arriving.setdefault(day, []).append((paper.arxiv_id, paper.primary_category))
+        return arriving
+
+    def _labels_arrive(self, loop: _Policy, arriving: dict[date, list[tuple[str, str]]]) -> None:
+        """Labels the policy's answers of the papers whose labels arrived, each on its day."""
         for day in sorted(arriving):
             loop.answers.import_labels(arriving[day], labelled_at=datetime.combine(day, datetime.min.time(), UTC))
 
@@ -370,8 +377,6 @@ class Replay:
         decision: dict[str, Any],
     ) -> str:
         """Validation on papers neither model trained on, then the shadow stage; promotes or archives `version`."""
-        from clf.retrain.augment import read_splits
-
         unseen = [
             s
             for s in read_splits(Path(candidate.data_dir))["test"]
