@@ -25,6 +25,7 @@ The state after each period is saved (``state.json``); a killed replay resumes a
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -501,22 +502,7 @@ def _save_scores(root: Path, name: str, period: Period, probabilities: np.ndarra
 
 
 def _config_json(config: BacktestConfig) -> dict[str, Any]:
+    """The settings as state.json stores them (through JSON, so they compare equal to themselves read back)."""
     from dataclasses import asdict
 
-    return json_ready(asdict(config))
-
-
-def json_ready(value: Any) -> Any:
-    """`value` with tuples as lists, so it compares equal to itself read back from JSON.
-
-    Args:
-        value: dicts, lists, tuples and scalars.
-
-    Returns:
-        The same structure, JSON-ready.
-    """
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    return value
+    return dict(json.loads(json.dumps(asdict(config))))

@@ -19,8 +19,6 @@ from clf.backtest.config import BacktestConfig
 from clf.evaluation.paired import Difference, stratified_paired_bootstrap
 from clf.io import write_json_atomic, write_text_atomic
 
-FROZEN = "frozen"
-"""The policy every other is compared with, when the config has it (any policy that never retrains)."""
 TFIDF = ("tfidf_frozen", "tfidf_retrained")
 """The TF-IDF answerers: frozen on the first model's data, and retrained on the data at every period's start."""
 
